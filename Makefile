@@ -1,0 +1,49 @@
+# authz-sidecar. `make demo` runs it; `make test` tests it (what CI runs).
+GO       ?= go
+BIN      := bin/authz-sidecar
+PKGS     := ./...
+FUZZTIME ?= 20s
+
+.PHONY: all build test e2e demo bench fuzz lint services betterauth clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/authz-sidecar
+
+# Starts (or installs) PostgreSQL and Redis when they are not answering.
+services:
+	@bash scripts/services.sh
+
+# Installs the Better Auth fixture app (npm ci) when its lockfile changed.
+betterauth:
+	@bash scripts/betterauth.sh install
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run ./cmd/authz-sidecar validate policies.yaml
+
+# Everything: unit, integration (real Postgres, Redis, HTTP JWKS, gRPC),
+# fuzz seeds and the end-to-end suite against a real Better Auth, with -race.
+test: services betterauth lint
+	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+
+# Only the end-to-end suite against a real Better Auth on Bun.
+e2e: services betterauth
+	$(GO) test -race -count=1 -timeout 10m -run 'E2E' -v ./test/e2e/
+
+demo: services betterauth build
+	@bash scripts/demo.sh
+
+bench: services
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+
+fuzz:
+	@for t in $$($(GO) test -list '^Fuzz' ./internal/policy/ | grep ^Fuzz); do \
+	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/policy/ || exit 1; done
+	@for t in $$($(GO) test -list '^Fuzz' ./internal/authn/ | grep ^Fuzz); do \
+	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/authn/ || exit 1; done
+
+clean:
+	rm -rf bin

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+)
+
+// serveConfig is every setting of "serve", parsed once, here. Each flag
+// has an environment variable; a flag on the command line wins.
+type serveConfig struct {
+	Policies    string
+	GRPCAddr    string
+	HTTPAddr    string
+	DatabaseURL string
+	RedisURL    string
+	RedisPrefix string
+	LogLevel    string
+	LogFormat   string
+
+	CheckTimeout  time.Duration
+	LoadTimeout   time.Duration
+	L1TTL         time.Duration
+	L1NegativeTTL time.Duration
+	L1MaxBytes    int64
+	L2TTL         time.Duration
+	L2NegativeTTL time.Duration
+	RedisTimeout  time.Duration
+	JWKSRefresh   time.Duration
+	PGMaxConns    int
+	LogAllowEvery uint64
+	Reflection    bool
+	DrainTimeout  time.Duration
+}
+
+func parseServeConfig(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
+	c := serveConfig{
+		Policies:      "./policies.yaml",
+		GRPCAddr:      "127.0.0.1:9191",
+		HTTPAddr:      "127.0.0.1:9192",
+		RedisPrefix:   "authz:",
+		LogLevel:      "info",
+		LogFormat:     "json",
+		CheckTimeout:  100 * time.Millisecond,
+		LoadTimeout:   2 * time.Second,
+		L1TTL:         30 * time.Second,
+		L1NegativeTTL: 5 * time.Second,
+		L1MaxBytes:    64 << 20,
+		L2TTL:         5 * time.Minute,
+		L2NegativeTTL: 30 * time.Second,
+		RedisTimeout:  25 * time.Millisecond,
+		JWKSRefresh:   5 * time.Minute,
+		PGMaxConns:    8,
+		LogAllowEvery: 0,
+		DrainTimeout:  10 * time.Second,
+	}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var envErrs []error
+	str := func(p *string, name, env, help string) {
+		if v := getenv(env); v != "" {
+			*p = v
+		}
+		fs.StringVar(p, name, *p, help+" ($"+env+")")
+	}
+	dur := func(p *time.Duration, name, env, help string) {
+		if v := getenv(env); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				envErrs = append(envErrs, fmt.Errorf("$%s: %w", env, err))
+			}
+			*p = d
+		}
+		fs.DurationVar(p, name, *p, help+" ($"+env+")")
+	}
+	i64 := func(p *int64, name, env, help string) {
+		if v := getenv(env); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				envErrs = append(envErrs, fmt.Errorf("$%s: %w", env, err))
+			}
+			*p = n
+		}
+		fs.Int64Var(p, name, *p, help+" ($"+env+")")
+	}
+	u64 := func(p *uint64, name, env, help string) {
+		if v := getenv(env); v != "" {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				envErrs = append(envErrs, fmt.Errorf("$%s: %w", env, err))
+			}
+			*p = n
+		}
+		fs.Uint64Var(p, name, *p, help+" ($"+env+")")
+	}
+	integer := func(p *int, name, env, help string) {
+		if v := getenv(env); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				envErrs = append(envErrs, fmt.Errorf("$%s: %w", env, err))
+			}
+			*p = n
+		}
+		fs.IntVar(p, name, *p, help+" ($"+env+")")
+	}
+	boolean := func(p *bool, name, env, help string) {
+		if v := getenv(env); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				envErrs = append(envErrs, fmt.Errorf("$%s: %w", env, err))
+			}
+			*p = b
+		}
+		fs.BoolVar(p, name, *p, help+" ($"+env+")")
+	}
+
+	str(&c.Policies, "policies", "AUTHZ_POLICIES", "policy file")
+	str(&c.GRPCAddr, "grpc-addr", "AUTHZ_GRPC_ADDR", "ext_authz gRPC listen address")
+	str(&c.HTTPAddr, "http-addr", "AUTHZ_HTTP_ADDR", "health (/healthz, /readyz) and metrics (/metrics) listen address")
+	str(&c.DatabaseURL, "database-url", "DATABASE_URL", "Better Auth's PostgreSQL database (required; opened read-only)")
+	str(&c.RedisURL, "redis-url", "REDIS_URL", "Redis for the L2 tier, e.g. redis://127.0.0.1:6379/0 (empty: no L2 tier)")
+	str(&c.RedisPrefix, "redis-prefix", "AUTHZ_REDIS_PREFIX", "prefix of every Redis key")
+	str(&c.LogLevel, "log-level", "AUTHZ_LOG_LEVEL", "debug, info, warn or error")
+	str(&c.LogFormat, "log-format", "AUTHZ_LOG_FORMAT", "json or console")
+	dur(&c.CheckTimeout, "check-timeout", "AUTHZ_CHECK_TIMEOUT", "deadline of one Check; keep it below Envoy's ext_authz timeout")
+	dur(&c.LoadTimeout, "load-timeout", "AUTHZ_LOAD_TIMEOUT", "deadline of one permission load from Redis/Postgres (runs detached from the request)")
+	dur(&c.L1TTL, "l1-ttl", "AUTHZ_L1_TTL", "in-process cache TTL of a permission set")
+	dur(&c.L1NegativeTTL, "l1-negative-ttl", "AUTHZ_L1_NEGATIVE_TTL", "in-process cache TTL of a not-a-member answer")
+	i64(&c.L1MaxBytes, "l1-max-bytes", "AUTHZ_L1_MAX_BYTES", "in-process cache memory budget in bytes")
+	dur(&c.L2TTL, "l2-ttl", "AUTHZ_L2_TTL", "Redis TTL of a permission set")
+	dur(&c.L2NegativeTTL, "l2-negative-ttl", "AUTHZ_L2_NEGATIVE_TTL", "Redis TTL of a not-a-member answer")
+	dur(&c.RedisTimeout, "redis-timeout", "AUTHZ_REDIS_TIMEOUT", "deadline of one Redis call (then Postgres is asked)")
+	dur(&c.JWKSRefresh, "jwks-refresh", "AUTHZ_JWKS_REFRESH", "background JWKS refresh interval")
+	integer(&c.PGMaxConns, "pg-max-conns", "AUTHZ_PG_MAX_CONNS", "PostgreSQL pool size")
+	u64(&c.LogAllowEvery, "log-allow-every", "AUTHZ_LOG_ALLOW_EVERY", "log one allow decision in N (0: none); denies are always logged")
+	boolean(&c.Reflection, "grpc-reflection", "AUTHZ_GRPC_REFLECTION", "enable gRPC server reflection")
+	dur(&c.DrainTimeout, "drain-timeout", "AUTHZ_DRAIN_TIMEOUT", "on SIGTERM, how long in-flight checks may take to finish")
+
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: authz-sidecar serve [flags]\n\nRuns the Envoy ext_authz v3 gRPC server. Every flag can also be set by the environment variable in brackets.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, err
+		}
+		return c, errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "serve takes no arguments, got %q\n", fs.Args())
+		return c, errUsage
+	}
+	if len(envErrs) > 0 {
+		return c, fmt.Errorf("bad environment: %w", errors.Join(envErrs...))
+	}
+	if c.DatabaseURL == "" {
+		return c, errors.New("a database is required: set --database-url or $DATABASE_URL")
+	}
+	if c.CheckTimeout <= 0 || c.LoadTimeout <= 0 {
+		return c, errors.New("--check-timeout and --load-timeout must be positive")
+	}
+	return c, nil
+}

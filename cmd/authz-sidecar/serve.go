@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/authz-sidecar/authz-sidecar/internal/authn"
+	"github.com/authz-sidecar/authz-sidecar/internal/authz"
+	"github.com/authz-sidecar/authz-sidecar/internal/cache"
+	"github.com/authz-sidecar/authz-sidecar/internal/extauthz"
+	"github.com/authz-sidecar/authz-sidecar/internal/observe"
+	"github.com/authz-sidecar/authz-sidecar/internal/pg"
+	"github.com/authz-sidecar/authz-sidecar/internal/policy"
+	"github.com/authz-sidecar/authz-sidecar/internal/roles"
+)
+
+func newLogger(level, format string, out io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("log level: %w", err)
+	}
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	switch format {
+	case "json":
+		enc = zapcore.NewJSONEncoder(encCfg)
+	case "console":
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	default:
+		return nil, fmt.Errorf("log format %q: want json or console", format)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(out)), lvl)), nil
+}
+
+// serve runs the sidecar until ctx ends, then drains and returns nil.
+func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
+	log, err := newLogger(c.LogLevel, c.LogFormat, logOut)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck // nothing to do about a failed flush at exit
+
+	pol, err := policy.Load(c.Policies)
+	if err != nil {
+		return fmt.Errorf("load policy: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// Keys: fetched in the background; until the first fetch succeeds the
+	// sidecar is not ready and answers 503.
+	grpcHealth := health.NewServer()
+	grpcHealth.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	keys, err := authn.NewKeySet(authn.KeySetConfig{URL: pol.JWT.JWKSURL, RefreshInterval: c.JWKSRefresh}, log)
+	if err != nil {
+		return fmt.Errorf("key set: %w", err)
+	}
+	verifier, err := newVerifier(pol, keys)
+	if err != nil {
+		return err
+	}
+
+	db, err := pg.Open(ctx, c.DatabaseURL, pg.Config{MaxConns: int32(c.PGMaxConns)})
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer db.Close()
+
+	var resolver roles.Resolver = roles.NewSourceResolver(pg.NewMemberRepository(db))
+	if c.RedisURL != "" {
+		opts, err := redis.ParseURL(c.RedisURL)
+		if err != nil {
+			return fmt.Errorf("redis url: %w", err)
+		}
+		rdb := redis.NewClient(opts)
+		defer rdb.Close()
+		resolver, err = cache.NewL2(resolver, rdb, cache.L2Config{
+			Prefix: c.RedisPrefix, TTL: c.L2TTL, NegativeTTL: c.L2NegativeTTL, Timeout: c.RedisTimeout,
+		}, log, reg)
+		if err != nil {
+			return err
+		}
+	}
+	l1, err := cache.NewL1(resolver, cache.L1Config{
+		TTL: c.L1TTL, NegativeTTL: c.L1NegativeTTL, MaxBytes: c.L1MaxBytes, LoadTimeout: c.LoadTimeout,
+	}, reg)
+	if err != nil {
+		return err
+	}
+	defer l1.Close()
+
+	engine := authz.New(pol, verifier, l1, authz.Config{})
+	recorder, err := observe.NewRecorder(log, reg, observe.Config{AllowSampleRate: c.LogAllowEvery})
+	if err != nil {
+		return err
+	}
+
+	gs := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(gs, extauthz.New(engine, recorder, extauthz.Config{Timeout: c.CheckTimeout}))
+	healthpb.RegisterHealthServer(gs, grpcHealth)
+	if c.Reflection {
+		reflection.Register(gs)
+	}
+
+	grpcLis, err := net.Listen("tcp", c.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("listen grpc: %w", err)
+	}
+	httpLis, err := net.Listen("tcp", c.HTTPAddr)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("listen http: %w", err)
+	}
+	hs := &http.Server{Handler: opsHandler(keys, reg), ReadHeaderTimeout: 5 * time.Second}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Go(func() { keys.Run(runCtx) })
+	wg.Go(func() { watchReady(runCtx, keys, grpcHealth, log) })
+	wg.Go(func() {
+		if err := gs.Serve(grpcLis); err != nil {
+			errc <- fmt.Errorf("grpc server: %w", err)
+		}
+	})
+	wg.Go(func() {
+		if err := hs.Serve(httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http server: %w", err)
+		}
+	})
+	log.Info("serving",
+		zap.String("grpc", grpcLis.Addr().String()), zap.String("http", httpLis.Addr().String()),
+		zap.String("policy", c.Policies), zap.String("policy_version", pol.Version),
+		zap.Bool("redis", c.RedisURL != ""))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+
+	// Drain: tell health checkers first, then let in-flight checks finish.
+	grpcHealth.Shutdown()
+	log.Info("draining", zap.Duration("timeout", c.DrainTimeout))
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(c.DrainTimeout):
+		log.Warn("drain timeout; closing remaining connections")
+		gs.Stop()
+	}
+	shutCtx, shutCancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer shutCancel()
+	_ = hs.Shutdown(shutCtx)
+	cancel()
+	wg.Wait()
+	log.Info("stopped")
+	return runErr
+}
+
+func newVerifier(pol *policy.Policy, keys *authn.KeySet) (*authn.Verifier, error) {
+	v, err := authn.NewVerifier(authn.VerifierConfig{
+		Issuer:        pol.JWT.Issuer,
+		Audiences:     pol.JWT.Audiences,
+		Algorithms:    pol.JWT.Algorithms,
+		Leeway:        pol.JWT.Leeway,
+		MaxTokenBytes: pol.JWT.MaxTokenBytes,
+	}, keys)
+	if err != nil {
+		return nil, fmt.Errorf("token verifier: %w", err)
+	}
+	return v, nil
+}
+
+// watchReady flips gRPC health to SERVING once keys are known.
+func watchReady(ctx context.Context, keys *authn.KeySet, h *health.Server, log *zap.Logger) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if keys.Ready() {
+			h.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+			log.Info("ready: signing keys loaded")
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// opsHandler serves liveness, readiness and metrics.
+func opsHandler(keys *authn.KeySet, reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !keys.Ready() {
+			http.Error(w, "not ready: signing keys not loaded", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return mux
+}

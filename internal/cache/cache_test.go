@@ -1,0 +1,331 @@
+package cache
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/authz-sidecar/authz-sidecar/internal/roles"
+)
+
+// countingResolver is the next tier in these unit tests: it answers from a
+// fixed table and counts calls. (The real Postgres source is exercised in
+// internal/pg and the integration tests.)
+type countingResolver struct {
+	calls atomic.Int64
+	delay time.Duration
+	err   error
+	byKey map[string]*roles.Access
+}
+
+func (c *countingResolver) Resolve(ctx context.Context, q roles.Query) (*roles.Access, roles.Tier, error) {
+	c.calls.Add(1)
+	if c.delay > 0 {
+		select {
+		case <-time.After(c.delay):
+		case <-ctx.Done():
+			return nil, roles.TierSource, ctx.Err()
+		}
+	}
+	if c.err != nil {
+		return nil, roles.TierSource, c.err
+	}
+	if a, ok := c.byKey[q.UserID+"/"+q.OrgRef]; ok {
+		return a, roles.TierSource, nil
+	}
+	return &roles.Access{UserFound: true}, roles.TierSource, nil
+}
+
+var member = &roles.Access{
+	UserFound: true, OrgID: "org1", Roles: []string{"admin"},
+	Permissions: []string{"leave:approve", "leave:read", "member:*"},
+}
+
+func newSource() *countingResolver {
+	return &countingResolver{byKey: map[string]*roles.Access{"u1/org1": member}}
+}
+
+func query(user, org string) roles.Query {
+	return roles.Query{UserID: user, OrgRef: org, Version: "v1"}
+}
+
+func TestL1HitsAfterLoad(t *testing.T) {
+	t.Parallel()
+	src := newSource()
+	reg := prometheus.NewRegistry()
+	l1, err := NewL1(src, L1Config{TTL: time.Minute}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l1.Close()
+	ctx := context.Background()
+
+	a, tier, err := l1.Resolve(ctx, query("u1", "org1"))
+	if err != nil || tier != roles.TierSource || !a.Member() {
+		t.Fatalf("first resolve = %+v, %v, %v; want member from source", a, tier, err)
+	}
+	l1.Wait()
+	a, tier, err = l1.Resolve(ctx, query("u1", "org1"))
+	if err != nil || tier != roles.TierL1 || !a.Has("leave:approve") {
+		t.Fatalf("second resolve = %+v, %v, %v; want L1 hit", a, tier, err)
+	}
+	if n := src.calls.Load(); n != 1 {
+		t.Errorf("source calls = %d, want 1", n)
+	}
+	// A different policy version is a different key: never served from
+	// permissions computed under the old roles.
+	if _, tier, _ := l1.Resolve(ctx, roles.Query{UserID: "u1", OrgRef: "org1", Version: "v2"}); tier == roles.TierL1 {
+		t.Error("policy version v2 was served from an entry of v1")
+	}
+	if got := testutil.ToFloat64(l1.m.hits); got != 1 {
+		t.Errorf("hits metric = %v, want 1", got)
+	}
+}
+
+func TestL1CollapsesConcurrentMisses(t *testing.T) {
+	t.Parallel()
+	src := newSource()
+	src.delay = 50 * time.Millisecond
+	l1, err := NewL1(src, L1Config{TTL: time.Minute}, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l1.Close()
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			if _, _, err := l1.Resolve(context.Background(), query("u1", "org1")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := src.calls.Load(); n != 1 {
+		t.Errorf("50 concurrent misses made %d loads, want 1", n)
+	}
+}
+
+func TestL1ErrorsAreNotCached(t *testing.T) {
+	t.Parallel()
+	src := newSource()
+	src.err = roles.ErrUnavailable
+	l1, err := NewL1(src, L1Config{TTL: time.Minute}, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l1.Close()
+	for range 2 {
+		if _, _, err := l1.Resolve(context.Background(), query("u1", "org1")); !errors.Is(err, roles.ErrUnavailable) {
+			t.Fatalf("err = %v, want ErrUnavailable", err)
+		}
+		l1.Wait()
+	}
+	if n := src.calls.Load(); n != 2 {
+		t.Errorf("source calls = %d, want 2 (errors must not be cached)", n)
+	}
+}
+
+func TestL1CallerDeadlineDoesNotCancelLoad(t *testing.T) {
+	t.Parallel()
+	src := newSource()
+	src.delay = 100 * time.Millisecond
+	l1, err := NewL1(src, L1Config{TTL: time.Minute}, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l1.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if _, _, err := l1.Resolve(ctx, query("u1", "org1")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want deadline exceeded", err)
+	}
+	// The detached load finishes and fills the cache for the next caller.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		l1.Wait()
+		_, tier, err := l1.Resolve(context.Background(), query("u1", "org1"))
+		if err == nil && tier == roles.TierL1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("load was not completed after the caller gave up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := src.calls.Load(); n != 1 {
+		t.Errorf("source calls = %d, want 1", n)
+	}
+}
+
+func TestL1NegativeTTL(t *testing.T) {
+	t.Parallel()
+	src := newSource()
+	l1, err := NewL1(src, L1Config{TTL: time.Minute, NegativeTTL: 50 * time.Millisecond}, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l1.Close()
+	ctx := context.Background()
+	if a, _, _ := l1.Resolve(ctx, query("stranger", "org1")); a.Member() {
+		t.Fatal("stranger resolved as member")
+	}
+	l1.Wait()
+	if _, tier, _ := l1.Resolve(ctx, query("stranger", "org1")); tier != roles.TierL1 {
+		t.Fatalf("negative answer not cached: tier %v", tier)
+	}
+	time.Sleep(80 * time.Millisecond)
+	if _, tier, _ := l1.Resolve(ctx, query("stranger", "org1")); tier == roles.TierL1 {
+		t.Fatal("negative answer served past its TTL")
+	}
+}
+
+func TestEntryCostCountsContent(t *testing.T) {
+	t.Parallel()
+	small := entryCost("k", &roles.Access{UserFound: true})
+	big := entryCost("k", member)
+	if big <= small {
+		t.Fatalf("entryCost(member)=%d <= entryCost(empty)=%d", big, small)
+	}
+	want := small + int64(len("org1")) + 4*16 + int64(len("admin")+len("leave:approve")+len("leave:read")+len("member:*"))
+	if big != want {
+		t.Errorf("entryCost = %d, want %d", big, want)
+	}
+}
+
+// redisClient connects to the test Redis and returns a unique key prefix.
+// Unreachable Redis fails the test under CI and skips it elsewhere.
+func redisClient(t *testing.T) (*redis.Client, string) {
+	t.Helper()
+	url := os.Getenv("AUTHZ_TEST_REDIS_URL")
+	if url == "" {
+		url = "redis://127.0.0.1:6379/0"
+	}
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("redis at %s unreachable: %v", url, err)
+		}
+		t.Skipf("redis at %s unreachable (set CI=true to fail instead): %v", url, err)
+	}
+	b := make([]byte, 6)
+	rand.Read(b)
+	prefix := "authztest:" + hex.EncodeToString(b) + ":"
+	t.Cleanup(func() {
+		ctx := context.Background()
+		iter := rdb.Scan(ctx, 0, prefix+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			rdb.Del(ctx, iter.Val())
+		}
+		rdb.Close()
+	})
+	return rdb, prefix
+}
+
+func TestL2StoresAndServes(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := redisClient(t)
+	src := newSource()
+	l2, err := NewL2(src, rdb, L2Config{Prefix: prefix, TTL: 5 * time.Minute}, zap.NewNop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, tier, err := l2.Resolve(ctx, query("u1", "org1")); err != nil || tier != roles.TierSource {
+		t.Fatalf("first = %v, %v", tier, err)
+	}
+	a, tier, err := l2.Resolve(ctx, query("u1", "org1"))
+	if err != nil || tier != roles.TierL2 {
+		t.Fatalf("second = %v, %v; want L2", tier, err)
+	}
+	if !a.Has("leave:approve") || !a.Has("member:invite") || a.Has("organization:delete") || a.OrgID != "org1" {
+		t.Errorf("L2 round trip lost data: %+v", a)
+	}
+	ttl, err := rdb.TTL(ctx, prefix+"perm:v1|u1|org1").Result()
+	if err != nil || ttl <= 4*time.Minute || ttl > 5*time.Minute {
+		t.Errorf("TTL = %v, %v; want ~5m", ttl, err)
+	}
+	// A fresh L2 in front of a fresh source (a restarted sidecar) is served
+	// by Redis without asking the source.
+	src2 := newSource()
+	l2b, _ := NewL2(src2, rdb, L2Config{Prefix: prefix}, zap.NewNop(), prometheus.NewRegistry())
+	if _, tier, _ := l2b.Resolve(ctx, query("u1", "org1")); tier != roles.TierL2 || src2.calls.Load() != 0 {
+		t.Errorf("after restart: tier %v, source calls %d; want L2 and 0", tier, src2.calls.Load())
+	}
+}
+
+func TestL2GarbageIsAMiss(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := redisClient(t)
+	src := newSource()
+	l2, _ := NewL2(src, rdb, L2Config{Prefix: prefix}, zap.NewNop(), prometheus.NewRegistry())
+	ctx := context.Background()
+	// Someone writes a grant-looking but undecodable value: never a grant.
+	rdb.Set(ctx, prefix+"perm:v1|u9|org1", `{"u":true,"o":"org1","r":["owner"],"p":[`, time.Minute)
+	a, tier, err := l2.Resolve(ctx, query("u9", "org1"))
+	if err != nil || tier != roles.TierSource || a.Member() {
+		t.Fatalf("garbage entry: %+v %v %v; want a source lookup and no membership", a, tier, err)
+	}
+}
+
+func TestL2RedisDownFallsThrough(t *testing.T) {
+	t.Parallel()
+	// Nothing listens on port 1: every call fails fast.
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 50 * time.Millisecond})
+	defer rdb.Close()
+	src := newSource()
+	reg := prometheus.NewRegistry()
+	l2, _ := NewL2(src, rdb, L2Config{BreakerFailures: 2, BreakerCooldown: time.Hour}, zap.NewNop(), reg)
+	for i := range 5 {
+		a, tier, err := l2.Resolve(context.Background(), query("u1", "org1"))
+		if err != nil || tier != roles.TierSource || !a.Member() {
+			t.Fatalf("call %d: %+v %v %v; want an answer from the source", i, a, tier, err)
+		}
+	}
+	// Call 1: get fails, set fails (breaker opens at 2). Calls 2..5 skip Redis.
+	if got := testutil.ToFloat64(l2.m.errors); got != 2 {
+		t.Errorf("redis errors = %v, want 2 (the breaker should stop further calls)", got)
+	}
+}
+
+func TestBreaker(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1000, 0)
+	b := breaker{threshold: 2, cooldown: time.Second}
+	steps := []struct {
+		name string
+		do   func() bool
+		want bool
+	}{
+		{"closed allows", func() bool { return b.allow(now) }, true},
+		{"first failure keeps closed", func() bool { return b.failure(now) }, false},
+		{"second failure opens", func() bool { return b.failure(now) }, true},
+		{"open refuses", func() bool { return b.allow(now.Add(500 * time.Millisecond)) }, false},
+		{"half-open lets one probe", func() bool { return b.allow(now.Add(1100 * time.Millisecond)) }, true},
+		{"others wait during the probe", func() bool { return b.allow(now.Add(1200 * time.Millisecond)) }, false},
+		{"probe success closes", func() bool { return b.success() }, true},
+		{"closed again", func() bool { return b.allow(now.Add(1300 * time.Millisecond)) }, true},
+	}
+	for _, s := range steps {
+		if got := s.do(); got != s.want {
+			t.Fatalf("%s: got %v, want %v", s.name, got, s.want)
+		}
+	}
+}

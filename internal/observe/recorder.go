@@ -1,0 +1,114 @@
+// Package observe records decisions: Prometheus metrics for every one and a
+// structured decision log line for every deny and a sample of allows.
+// Labels are bounded: route names come from the policy, reasons from a
+// fixed set; user and organization ids go only to the log.
+package observe
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/authz-sidecar/authz-sidecar/internal/authz"
+)
+
+// Config tunes the decision log.
+type Config struct {
+	// AllowSampleRate logs one allow in this many (0 = no allows, 1 = all).
+	// Denies are always logged.
+	AllowSampleRate uint64
+}
+
+// Recorder implements extauthz.Observer.
+type Recorder struct {
+	log       *zap.Logger
+	cfg       Config
+	decisions *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	allows    atomic.Uint64
+}
+
+// NewRecorder registers the decision metrics on reg and logs on log.
+func NewRecorder(log *zap.Logger, reg prometheus.Registerer, cfg Config) (*Recorder, error) {
+	r := &Recorder{
+		log: log.Named("decision"),
+		cfg: cfg,
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authz_decisions_total",
+			Help: "Decisions by result (allow, deny, shadow_deny), HTTP status, reason label and policy route name.",
+		}, []string{"result", "status", "reason", "route"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "authz_check_duration_seconds",
+			Help: "Time to decide one check, by result.",
+			// From 50µs (an L1 hit) to 250ms (past any sane Envoy timeout).
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25},
+		}, []string{"result"}),
+	}
+	for _, c := range []prometheus.Collector{r.decisions, r.latency} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("observe: register metrics: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// Observe counts the decision and logs it when due.
+func (r *Recorder) Observe(_ context.Context, req *authz.Request, d *authz.Decision, requestID string, elapsed time.Duration) {
+	result := "deny"
+	switch {
+	case d.Shadowed:
+		result = "shadow_deny"
+	case d.Allow:
+		result = "allow"
+	}
+	status := statusLabel(d.Code)
+	r.decisions.WithLabelValues(result, status, string(d.Reason), d.Route).Inc()
+	r.latency.WithLabelValues(result).Observe(elapsed.Seconds())
+
+	if d.Allow && !d.Shadowed && !r.sampleAllow() {
+		return
+	}
+	lvl := zap.InfoLevel
+	if ce := r.log.Check(lvl, "decision"); ce != nil {
+		ce.Write(
+			zap.String("request_id", requestID),
+			zap.String("method", req.Method),
+			zap.String("route", d.Route),
+			zap.String("user", d.UserID),
+			zap.String("org", d.OrgID),
+			zap.String("org_source", d.OrgSource),
+			zap.Strings("roles", d.Roles),
+			zap.String("decision", result),
+			zap.Int("status", d.Code.HTTPStatus()),
+			zap.String("reason", string(d.Reason)),
+			zap.String("detail", d.Detail),
+			zap.String("tier", d.Tier.String()),
+			zap.Duration("latency", elapsed),
+		)
+	}
+}
+
+func (r *Recorder) sampleAllow() bool {
+	n := r.cfg.AllowSampleRate
+	if n == 0 {
+		return false
+	}
+	return r.allows.Add(1)%n == 0
+}
+
+func statusLabel(c authz.Code) string {
+	switch c {
+	case authz.CodeOK:
+		return "200"
+	case authz.CodeUnauthenticated:
+		return "401"
+	case authz.CodeForbidden:
+		return "403"
+	default:
+		return "503"
+	}
+}
