@@ -1,0 +1,216 @@
+// Package pgtest gives tests a fresh PostgreSQL database holding Better
+// Auth's schema, and a writable Seeder to fill it. It is test support: import
+// it only from _test.go files.
+//
+// Databases are cloned from a template database (CREATE DATABASE ... TEMPLATE),
+// which takes milliseconds instead of replaying the schema every time. The
+// template's name is derived from a hash of schema.sql, so it is built once per
+// schema version and then reused by every process, run and package that
+// tests against the same server.
+//
+// The server is found through AUTHZ_TEST_DATABASE_URL (URL form, a role
+// allowed to CREATE DATABASE), default DefaultURL. When it is unreachable the
+// test is skipped, or fails when CI=true.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// DefaultURL is the server used when AUTHZ_TEST_DATABASE_URL is unset.
+const DefaultURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// EnvURL names the environment variable that points tests at a server.
+const EnvURL = "AUTHZ_TEST_DATABASE_URL"
+
+//go:embed schema.sql
+var schemaSQL string
+
+// Process-wide state, deliberately package-level: the template exists once
+// per server and name uniqueness is per process, whatever test asks.
+var (
+	templateOnce sync.Once
+	templateName string
+	templateErr  error
+	dbCounter    atomic.Uint64
+)
+
+// NewDatabase creates a database for t with Better Auth's schema, returns
+// its connection URL and drops it (terminating leftover connections) when t
+// and its subtests finish. Call it once per test, or once in a parent test
+// whose subtests share the data.
+func NewDatabase(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	adminURL := os.Getenv(EnvURL)
+	if adminURL == "" {
+		adminURL = DefaultURL
+	}
+	admin, err := connect(ctx, adminURL)
+	if err != nil {
+		unreachable(t, adminURL, err)
+	}
+	defer admin.Close(context.Background())
+
+	templateOnce.Do(func() {
+		templateName, templateErr = ensureTemplate(ctx, admin, adminURL)
+	})
+	if templateErr != nil {
+		t.Fatalf("pgtest: template database: %v", templateErr)
+	}
+
+	name := fmt.Sprintf("authz_test_%d_%d_%s", os.Getpid(), dbCounter.Add(1), randomHex(4))
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+quote(name)+" TEMPLATE "+quote(templateName)); err != nil {
+		t.Fatalf("pgtest: create database %s: %v", name, err)
+	}
+	t.Cleanup(func() { dropDatabase(t, adminURL, name) })
+
+	dbURL, err := withDatabase(adminURL, name)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	return dbURL
+}
+
+// unreachable skips t, or fails it on CI where a missing service is a broken
+// pipeline rather than a developer's laptop without Postgres.
+func unreachable(t testing.TB, adminURL string, err error) {
+	t.Helper()
+	msg := fmt.Sprintf("pgtest: PostgreSQL unreachable at %s (set %s): %v", redact(adminURL), EnvURL, err)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+		return
+	}
+	t.Skip(msg)
+}
+
+// ensureTemplate returns the name of the template database for this schema,
+// building it if no process did before. Parallel test packages are separate
+// processes, so creation is serialised with an advisory lock, and the
+// template is built under a scratch name and renamed when complete: a
+// database with the template's name is always whole, even after a crash.
+func ensureTemplate(ctx context.Context, admin *pgx.Conn, adminURL string) (string, error) {
+	sum := sha256.Sum256([]byte(schemaSQL))
+	name := "authz_tmpl_" + hex.EncodeToString(sum[:8])
+	building := name + "_building"
+	lockKey := int64(binary.BigEndian.Uint64(sum[:8]))
+
+	exists := func() (bool, error) {
+		var ok bool
+		err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&ok)
+		return ok, err
+	}
+	if ok, err := exists(); err != nil || ok {
+		return name, err
+	}
+
+	if _, err := admin.Exec(ctx, "SELECT pg_advisory_lock($1)", lockKey); err != nil {
+		return "", fmt.Errorf("advisory lock: %w", err)
+	}
+	defer admin.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", lockKey) //nolint:errcheck // closing the session releases it anyway
+	if ok, err := exists(); err != nil || ok {
+		return name, err
+	}
+
+	// A leftover from a process that died mid-build.
+	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+quote(building)+" WITH (FORCE)"); err != nil {
+		return "", fmt.Errorf("drop stale %s: %w", building, err)
+	}
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+quote(building)); err != nil {
+		return "", fmt.Errorf("create %s: %w", building, err)
+	}
+	buildURL, err := withDatabase(adminURL, building)
+	if err != nil {
+		return "", err
+	}
+	conn, err := connect(ctx, buildURL)
+	if err != nil {
+		return "", fmt.Errorf("connect %s: %w", building, err)
+	}
+	// Simple protocol: the schema is several statements in one string.
+	_, err = conn.Exec(ctx, schemaSQL, pgx.QueryExecModeSimpleProtocol)
+	conn.Close(context.Background())
+	if err != nil {
+		return "", fmt.Errorf("apply schema: %w", err)
+	}
+	for _, stmt := range []string{
+		"ALTER DATABASE " + quote(building) + " RENAME TO " + quote(name),
+		// No connections: CREATE DATABASE ... TEMPLATE fails while anyone is
+		// connected to the template.
+		"ALTER DATABASE " + quote(name) + " WITH IS_TEMPLATE true ALLOW_CONNECTIONS false",
+	} {
+		if _, err := admin.Exec(ctx, stmt); err != nil {
+			return "", fmt.Errorf("%s: %w", stmt, err)
+		}
+	}
+	return name, nil
+}
+
+func dropDatabase(t testing.TB, adminURL, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := connect(ctx, adminURL)
+	if err != nil {
+		t.Errorf("pgtest: drop database %s: %v", name, err)
+		return
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+quote(name)+" WITH (FORCE)"); err != nil {
+		t.Errorf("pgtest: drop database %s: %v", name, err)
+	}
+}
+
+func connect(ctx context.Context, connURL string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(connURL)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 5 * time.Second
+	}
+	return pgx.ConnectConfig(ctx, cfg)
+}
+
+// withDatabase returns connURL pointing at database name.
+func withDatabase(connURL, name string) (string, error) {
+	u, err := url.Parse(connURL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return "", fmt.Errorf("%s must be a postgres:// URL", EnvURL)
+	}
+	u.Path = "/" + name
+	u.RawPath = ""
+	return u.String(), nil
+}
+
+// redact hides a password in a URL before it reaches test output.
+func redact(connURL string) string {
+	u, err := url.Parse(connURL)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
+
+func quote(ident string) string { return pgx.Identifier{ident}.Sanitize() }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b) // never fails (crypto/rand, Go 1.24+)
+	return hex.EncodeToString(b)
+}
