@@ -1,0 +1,607 @@
+package extauthz_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/authz-sidecar/authz-sidecar/internal/authn"
+	"github.com/authz-sidecar/authz-sidecar/internal/authz"
+	"github.com/authz-sidecar/authz-sidecar/internal/cache"
+	"github.com/authz-sidecar/authz-sidecar/internal/extauthz"
+	"github.com/authz-sidecar/authz-sidecar/internal/pg"
+	"github.com/authz-sidecar/authz-sidecar/internal/pgtest"
+	"github.com/authz-sidecar/authz-sidecar/internal/policy"
+	"github.com/authz-sidecar/authz-sidecar/internal/roles"
+)
+
+const issuer = "https://auth.example.test"
+
+const policyYAML = `
+jwt:
+  issuer: https://auth.example.test
+  audiences: [https://auth.example.test]
+  jwks_url: JWKS_URL
+organization:
+  from: [path:org, header:x-organization-id, claim:activeOrganizationId]
+roles:
+  owner:  { inherits: [admin], permissions: ["organization:delete"] }
+  admin:  { inherits: [member], permissions: ["leave:approve", "member:*"] }
+  member: { permissions: ["leave:request", "leave:read"] }
+routes:
+  - { name: health, methods: [GET], path: /healthz, public: true }
+  - { name: me, path: /api/me, authenticated: true }
+  - { name: approve-leave, methods: [POST], path: "/api/orgs/{org}/leave/{id}/approve", require: [leave:approve] }
+  - { name: read-leave, methods: [GET], path: "/api/orgs/{org}/leave/**", require_any: [leave:read, leave:approve] }
+  - { name: leave-report, methods: [GET], path: "/api/leave-report", require: [leave:read] }
+  - { name: shadow, methods: [GET], path: "/api/orgs/{org}/shadow", require: [organization:delete], enforce: false }
+default: deny
+`
+
+// signer mints Better Auth-shaped EdDSA tokens with keys served by an
+// httptest JWKS endpoint.
+type signer struct {
+	mu   sync.Mutex
+	keys map[string]ed25519.PrivateKey // guarded by mu
+	srv  *httptest.Server
+	hits atomic.Int64
+}
+
+func newSigner(t *testing.T) *signer {
+	s := &signer{keys: map[string]ed25519.PrivateKey{}}
+	s.addKey("k1")
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		s.hits.Add(1)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		var keys []map[string]string
+		for kid, k := range s.keys {
+			keys = append(keys, map[string]string{
+				"alg": "EdDSA", "crv": "Ed25519", "kty": "OKP", "kid": kid,
+				"x": base64.RawURLEncoding.EncodeToString(k.Public().(ed25519.PublicKey)),
+			})
+		}
+		json.NewEncoder(w).Encode(map[string]any{"keys": keys})
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *signer) addKey(kid string) {
+	_, k, _ := ed25519.GenerateKey(rand.Reader)
+	s.mu.Lock()
+	s.keys[kid] = k
+	s.mu.Unlock()
+}
+
+func b64(v any) string {
+	b, _ := json.Marshal(v)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// token signs claims (merged over valid defaults for sub) with key kid; a
+// nil key signs with a fresh key that the JWKS does not know.
+func (s *signer) token(kid string, header map[string]any, claims map[string]any) string {
+	now := time.Now()
+	c := map[string]any{
+		"name": "User", "email": "user@example.test", "emailVerified": false, "image": nil,
+		"role": "user", "banned": false, "iat": now.Unix(), "exp": now.Add(15 * time.Minute).Unix(),
+		"iss": issuer, "aud": issuer,
+	}
+	for k, v := range claims {
+		if v == nil {
+			delete(c, k)
+			continue
+		}
+		c[k] = v
+	}
+	h := map[string]any{"alg": "EdDSA", "kid": kid}
+	for k, v := range header {
+		h[k] = v
+	}
+	input := b64(h) + "." + b64(c)
+	s.mu.Lock()
+	key, ok := s.keys[kid]
+	s.mu.Unlock()
+	if !ok {
+		_, key, _ = ed25519.GenerateKey(rand.Reader)
+	}
+	return input + "." + base64.RawURLEncoding.EncodeToString(ed25519.Sign(key, []byte(input)))
+}
+
+func (s *signer) user(id string, extra ...any) string {
+	c := map[string]any{"sub": id, "id": id}
+	for i := 0; i+1 < len(extra); i += 2 {
+		c[extra[i].(string)] = extra[i+1]
+	}
+	return s.token("k1", nil, c)
+}
+
+// countingSource counts the queries reaching Postgres.
+type countingSource struct {
+	roles.Source
+	n atomic.Int64
+}
+
+func (c *countingSource) Membership(ctx context.Context, u, o string) (roles.Membership, error) {
+	c.n.Add(1)
+	return c.Source.Membership(ctx, u, o)
+}
+
+type env struct {
+	client  authv3.AuthorizationClient
+	signer  *signer
+	seed    *pgtest.Seeder
+	source  *countingSource
+	db      *pg.DB
+	pol     *policy.Policy
+	rdb     *redis.Client
+	prefix  string
+	l1      *cache.L1
+	keys    *authn.KeySet
+	dbURL   string
+	redisOK bool
+}
+
+func redisURL() string {
+	if u := os.Getenv("AUTHZ_TEST_REDIS_URL"); u != "" {
+		return u
+	}
+	return "redis://127.0.0.1:6379/0"
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	e := &env{signer: newSigner(t)}
+	e.dbURL = pgtest.NewDatabase(t)
+	e.seed = pgtest.NewSeeder(t, e.dbURL)
+
+	pol, err := policy.Parse("test.yaml", []byte(strings.Replace(policyYAML, "JWKS_URL", e.signer.srv.URL, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pol = pol
+	e.keys, err = authn.NewKeySet(authn.KeySetConfig{URL: pol.JWT.JWKSURL, MinRefreshInterval: time.Millisecond}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.keys.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := authn.NewVerifier(authn.VerifierConfig{Issuer: pol.JWT.Issuer, Audiences: pol.JWT.Audiences}, e.keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.db, err = pg.Open(ctx, e.dbURL, pg.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.db.Close)
+	e.source = &countingSource{Source: pg.NewMemberRepository(e.db)}
+
+	opts, _ := redis.ParseURL(redisURL())
+	e.rdb = redis.NewClient(opts)
+	t.Cleanup(func() { e.rdb.Close() })
+	if err := e.rdb.Ping(ctx).Err(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("redis unreachable: %v", err)
+		}
+		t.Skipf("redis unreachable (CI=true fails instead): %v", err)
+	}
+	rb := make([]byte, 6)
+	rand.Read(rb)
+	e.prefix = "authztest:" + hex.EncodeToString(rb) + ":"
+	t.Cleanup(func() {
+		iter := e.rdb.Scan(ctx, 0, e.prefix+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			e.rdb.Del(ctx, iter.Val())
+		}
+	})
+	e.l1 = e.resolver(t, e.rdb)
+
+	engine := authz.New(pol, verifier, e.l1, authz.Config{})
+	e.client = serveGRPC(t, extauthz.New(engine, nil, extauthz.Config{Timeout: 2 * time.Second}))
+	return e
+}
+
+// resolver builds the tier stack L1 → L2 (rdb) → Postgres.
+func (e *env) resolver(t *testing.T, rdb *redis.Client) *cache.L1 {
+	t.Helper()
+	l2, err := cache.NewL2(roles.NewSourceResolver(e.source), rdb, cache.L2Config{Prefix: e.prefix}, zap.NewNop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l1, err := cache.NewL1(l2, cache.L1Config{TTL: time.Minute}, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l1.Close)
+	return l1
+}
+
+func serveGRPC(t *testing.T, srv authv3.AuthorizationServer) authv3.AuthorizationClient {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(gs, srv)
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return authv3.NewAuthorizationClient(conn)
+}
+
+func checkRequest(method, path string, headers map[string]string, route string) *authv3.CheckRequest {
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: method, Path: path, Headers: headers, Protocol: "HTTP/1.1", Host: "app.example.test",
+		}},
+	}}
+	if route != "" {
+		req.Attributes.ContextExtensions = map[string]string{"route": route}
+	}
+	return req
+}
+
+// outcome is what Envoy would do with a CheckResponse.
+type outcome struct {
+	status   int
+	set      map[string]string // headers set on the upstream request (allow) or the reply (deny)
+	removed  []string
+	body     string
+	response map[string]string
+}
+
+func decode(t *testing.T, r *authv3.CheckResponse) outcome {
+	t.Helper()
+	o := outcome{set: map[string]string{}, response: map[string]string{}}
+	hv := func(hs []*corev3.HeaderValueOption, into map[string]string) {
+		for _, h := range hs {
+			if h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
+				t.Errorf("header %s has append action %v; identity headers must overwrite", h.GetHeader().GetKey(), h.GetAppendAction())
+			}
+			into[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+		}
+	}
+	switch hr := r.GetHttpResponse().(type) {
+	case *authv3.CheckResponse_OkResponse:
+		if r.GetStatus().GetCode() != 0 {
+			t.Errorf("ok response with rpc status %d", r.GetStatus().GetCode())
+		}
+		o.status = 200
+		hv(hr.OkResponse.GetHeaders(), o.set)
+		hv(hr.OkResponse.GetResponseHeadersToAdd(), o.response)
+		o.removed = hr.OkResponse.GetHeadersToRemove()
+	case *authv3.CheckResponse_DeniedResponse:
+		if r.GetStatus().GetCode() == 0 {
+			t.Error("denied response with rpc status OK: Envoy would let it through")
+		}
+		o.status = int(hr.DeniedResponse.GetStatus().GetCode())
+		hv(hr.DeniedResponse.GetHeaders(), o.set)
+		o.body = hr.DeniedResponse.GetBody()
+	default:
+		t.Fatalf("CheckResponse without an http response: %v", r)
+	}
+	return o
+}
+
+func (e *env) check(t *testing.T, req *authv3.CheckRequest) outcome {
+	t.Helper()
+	resp, err := e.client.Check(context.Background(), req)
+	if err != nil {
+		t.Fatalf("Check returned a gRPC error (must always answer): %v", err)
+	}
+	return decode(t, resp)
+}
+
+func bearer(tok string) map[string]string { return map[string]string{"authorization": "Bearer " + tok} }
+
+func TestDecisions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := e.seed
+	for _, u := range []string{"alice", "bob", "carol", "dave", "erin", "mallory", "frank"} {
+		s.User(t, u, u)
+	}
+	s.Org(t, "org_acme", "acme")
+	s.Org(t, "org_other", "other")
+	s.Member(t, "org_acme", "alice", "owner")
+	s.Member(t, "org_acme", "bob", "member")
+	s.Member(t, "org_acme", "carol", "member,approver")
+	s.CustomRole(t, "org_acme", "approver", `{"leave":["approve"]}`)
+	s.CustomRole(t, "org_other", "auditor", `{"leave":["read"]}`)
+	s.Member(t, "org_acme", "dave", "admin, member")
+	s.Member(t, "org_acme", "mallory", "owner")
+	s.Ban(t, "mallory", nil)
+	s.Member(t, "org_other", "erin", "member")
+	s.Member(t, "org_acme", "frank", "auditor") // a role only another organization defines
+
+	const approve = "/api/orgs/org_acme/leave/l1/approve"
+	expired := e.signer.token("k1", nil, map[string]any{"sub": "alice", "exp": time.Now().Add(-time.Hour).Unix(), "iat": time.Now().Add(-2 * time.Hour).Unix()})
+	future := e.signer.token("k1", nil, map[string]any{"sub": "alice", "nbf": time.Now().Add(time.Hour).Unix()})
+	wrongIss := e.signer.token("k1", nil, map[string]any{"sub": "alice", "iss": "https://evil.test"})
+	wrongAud := e.signer.token("k1", nil, map[string]any{"sub": "alice", "aud": "https://other.test"})
+	otherKey := e.signer.token("k-unknown", nil, map[string]any{"sub": "alice"})
+	sameKidWrongKey := func() string {
+		tok := e.signer.user("alice")
+		other := e.signer.token("nope", nil, map[string]any{"sub": "alice"})
+		return tok[:strings.LastIndexByte(tok, '.')] + other[strings.LastIndexByte(other, '.'):]
+	}()
+	none := b64(map[string]any{"alg": "none", "kid": "k1"}) + "." + b64(map[string]any{"sub": "alice", "iss": issuer, "aud": issuer, "exp": time.Now().Add(time.Hour).Unix()}) + "."
+	tampered := func() string {
+		parts := strings.Split(e.signer.user("bob"), ".")
+		parts[1] = b64(map[string]any{"sub": "alice", "iss": issuer, "aud": issuer, "exp": time.Now().Add(time.Hour).Unix()})
+		return strings.Join(parts, ".")
+	}()
+
+	tests := []struct {
+		name    string
+		method  string
+		path    string
+		headers map[string]string
+		route   string
+		status  int
+		reason  string // substring of the deny body or x-authz-reason
+		user    string
+		org     string
+		roles   string
+	}{
+		{name: "public route needs no token", method: "GET", path: "/healthz", status: 200},
+		{name: "public route with query", method: "GET", path: "/healthz?x=1", status: 200},
+		{name: "no token", method: "GET", path: "/api/me", status: 401, reason: "no_token"},
+		{name: "bearer without token", method: "GET", path: "/api/me", headers: map[string]string{"authorization": "Bearer "}, status: 401},
+		{name: "basic auth", method: "GET", path: "/api/me", headers: map[string]string{"authorization": "Basic YTpi"}, status: 401},
+		{name: "malformed token", method: "GET", path: "/api/me", headers: bearer("abc.def.ghi"), status: 401, reason: "invalid_token"},
+		{name: "expired token", method: "GET", path: "/api/me", headers: bearer(expired), status: 401, reason: "invalid_token"},
+		{name: "not yet valid token", method: "GET", path: "/api/me", headers: bearer(future), status: 401},
+		{name: "wrong issuer", method: "GET", path: "/api/me", headers: bearer(wrongIss), status: 401},
+		{name: "wrong audience", method: "GET", path: "/api/me", headers: bearer(wrongAud), status: 401},
+		{name: "unknown key", method: "GET", path: "/api/me", headers: bearer(otherKey), status: 401},
+		{name: "known kid, other key's signature", method: "GET", path: "/api/me", headers: bearer(sameKidWrongKey), status: 401},
+		{name: "alg none", method: "GET", path: "/api/me", headers: bearer(none), status: 401},
+		{name: "tampered payload", method: "GET", path: "/api/me", headers: bearer(tampered), status: 401},
+		{name: "two authorization headers joined by Envoy", method: "GET", path: "/api/me",
+			headers: map[string]string{"authorization": "Bearer " + e.signer.user("bob") + ",Bearer " + e.signer.user("alice")}, status: 401},
+		{name: "authenticated route", method: "GET", path: "/api/me", headers: bearer(e.signer.user("bob")), status: 200, user: "bob"},
+		{name: "scheme is case-insensitive", method: "GET", path: "/api/me", headers: map[string]string{"authorization": "bEaReR " + e.signer.user("bob")}, status: 200, user: "bob"},
+		{name: "unknown user with a valid token", method: "GET", path: "/api/me", headers: bearer(e.signer.user("ghost")), status: 403, reason: "unknown_user"},
+		{name: "banned user on an authenticated route", method: "GET", path: "/api/me", headers: bearer(e.signer.user("mallory")), status: 403, reason: "banned"},
+		{name: "owner approves (inherited)", method: "POST", path: approve, headers: bearer(e.signer.user("alice")), status: 200, user: "alice", org: "org_acme", roles: "owner"},
+		{name: "member allowed to read", method: "GET", path: "/api/orgs/org_acme/leave/l1", headers: bearer(e.signer.user("bob")), status: 200, user: "bob", org: "org_acme", roles: "member"},
+		{name: "member missing permission", method: "POST", path: approve, headers: bearer(e.signer.user("bob")), status: 403, reason: "missing permission leave:approve"},
+		{name: "multi-role union with a custom role", method: "POST", path: approve, headers: bearer(e.signer.user("carol")), status: 200, roles: "member,approver"},
+		{name: "comma-joined roles with spaces", method: "POST", path: approve, headers: bearer(e.signer.user("dave")), status: 200, roles: "admin,member"},
+		{name: "another org's custom role grants nothing", method: "GET", path: "/api/orgs/org_acme/leave/l1", headers: bearer(e.signer.user("frank")), status: 403, reason: "missing_permission"},
+		{name: "non-member", method: "GET", path: "/api/orgs/org_acme/leave/l1", headers: bearer(e.signer.user("erin")), status: 403, reason: "not_member"},
+		{name: "banned member", method: "POST", path: approve, headers: bearer(e.signer.user("mallory")), status: 403, reason: "banned"},
+		{name: "unknown organization", method: "GET", path: "/api/orgs/org_nope/leave/l1", headers: bearer(e.signer.user("alice")), status: 403, reason: "not_member"},
+		{name: "org by slug in path", method: "POST", path: "/api/orgs/acme/leave/l1/approve", headers: bearer(e.signer.user("alice")), status: 200, org: "org_acme"},
+		{name: "org from header", method: "GET", path: "/api/leave-report",
+			headers: map[string]string{"authorization": "Bearer " + e.signer.user("bob"), "x-organization-id": "org_acme"}, status: 200, org: "org_acme"},
+		{name: "org from claim", method: "GET", path: "/api/leave-report",
+			headers: bearer(e.signer.user("bob", "activeOrganizationId", "org_acme")), status: 200, org: "org_acme"},
+		{name: "path beats a header naming another org", method: "GET", path: "/api/orgs/org_other/leave/x",
+			headers: map[string]string{"authorization": "Bearer " + e.signer.user("bob"), "x-organization-id": "org_acme"}, status: 403, reason: "not_member"},
+		{name: "claim naming an org the user left is checked against members", method: "GET", path: "/api/leave-report",
+			headers: bearer(e.signer.user("erin", "activeOrganizationId", "org_acme")), status: 403, reason: "not_member"},
+		{name: "no organization anywhere", method: "GET", path: "/api/leave-report", headers: bearer(e.signer.user("bob")), status: 403, reason: "no_organization"},
+		{name: "unmatched route", method: "GET", path: "/api/unknown", headers: bearer(e.signer.user("alice")), status: 403, reason: "no_route"},
+		{name: "unmatched method", method: "DELETE", path: approve, headers: bearer(e.signer.user("alice")), status: 403, reason: "no_route"},
+		{name: "ambiguous path", method: "POST", path: "/api/orgs/org_acme/leave/l1/../l2/approve", headers: bearer(e.signer.user("alice")), status: 403, reason: "ambiguous_path"},
+		{name: "encoded slash", method: "GET", path: "/api/orgs/org_acme%2Fx/leave/l1", headers: bearer(e.signer.user("alice")), status: 403, reason: "ambiguous_path"},
+		{name: "route by name from context_extensions", method: "POST", path: "/anything/envoy/routed", route: "approve-leave",
+			headers: map[string]string{"authorization": "Bearer " + e.signer.user("alice"), "x-organization-id": "org_acme"}, status: 200},
+		{name: "route by name still takes the org from the path", method: "POST", path: approve, route: "approve-leave",
+			headers: bearer(e.signer.user("bob")), status: 403, reason: "missing permission leave:approve"},
+		{name: "unknown route name", method: "GET", path: "/healthz", route: "nope", status: 403, reason: "unknown_route"},
+		{name: "shadow mode lets a deny through", method: "GET", path: "/api/orgs/org_acme/shadow", headers: bearer(e.signer.user("bob")), status: 200},
+		{name: "shadow mode does not lift 401 reporting", method: "GET", path: "/api/orgs/org_acme/shadow", status: 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			o := e.check(t, checkRequest(tt.method, tt.path, tt.headers, tt.route))
+			if o.status != tt.status {
+				t.Fatalf("status = %d, want %d (body %s, headers %v)", o.status, tt.status, o.body, o.set)
+			}
+			if tt.reason != "" && !strings.Contains(o.body, tt.reason) && o.set["x-authz-reason"] != tt.reason {
+				t.Errorf("reason: body %s, x-authz-reason %q; want %q", o.body, o.set["x-authz-reason"], tt.reason)
+			}
+			for _, tok := range []string{tt.headers["authorization"]} {
+				if len(tok) > 10 && strings.Contains(o.body, strings.TrimPrefix(tok, "Bearer ")) {
+					t.Error("deny body echoes the token")
+				}
+			}
+			if o.status == 401 && o.set["www-authenticate"] != `Bearer error="invalid_token"` {
+				t.Errorf("401 without the Bearer challenge: %v", o.set)
+			}
+			if o.status != 200 {
+				if o.set["content-type"] != "application/json" || !json.Valid([]byte(o.body)) {
+					t.Errorf("deny body is not JSON: %q", o.body)
+				}
+				return
+			}
+			// Identity headers: set by us, and any client copy removed.
+			for _, h := range []string{"x-auth-user-id", "x-auth-org-id", "x-auth-roles"} {
+				if !contains(o.removed, h) {
+					t.Errorf("allow does not remove client-sent %s: %v", h, o.removed)
+				}
+			}
+			if tt.user != "" && o.set["x-auth-user-id"] != tt.user {
+				t.Errorf("x-auth-user-id = %q, want %q", o.set["x-auth-user-id"], tt.user)
+			}
+			if tt.org != "" && o.set["x-auth-org-id"] != tt.org {
+				t.Errorf("x-auth-org-id = %q, want %q", o.set["x-auth-org-id"], tt.org)
+			}
+			if tt.roles != "" && o.set["x-auth-roles"] != tt.roles {
+				t.Errorf("x-auth-roles = %q, want %q", o.set["x-auth-roles"], tt.roles)
+			}
+		})
+	}
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestSpoofedIdentityHeadersAreReplaced(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.seed.User(t, "bob", "bob")
+	e.seed.Org(t, "org_acme", "acme")
+	e.seed.Member(t, "org_acme", "bob", "member")
+	for _, name := range []string{"x-auth-user-id", "X-Auth-User-Id", "x-auth-roles"} {
+		h := bearer(e.signer.user("bob"))
+		h[strings.ToLower(name)] = "alice"
+		o := e.check(t, checkRequest("GET", "/api/orgs/org_acme/leave/1", h, ""))
+		if o.status != 200 {
+			t.Fatalf("%s: status %d", name, o.status)
+		}
+		if o.set["x-auth-user-id"] != "bob" || o.set["x-auth-roles"] != "member" {
+			t.Errorf("%s: upstream would see %v", name, o.set)
+		}
+		if !contains(o.removed, "x-auth-user-id") || !contains(o.removed, "x-auth-roles") || !contains(o.removed, "x-auth-org-id") {
+			t.Errorf("%s: removed %v", name, o.removed)
+		}
+	}
+	// On a public route nothing is set, and the client's copies are still removed.
+	h := map[string]string{"x-auth-user-id": "alice", "x-auth-roles": "owner"}
+	o := e.check(t, checkRequest("GET", "/healthz", h, ""))
+	if o.status != 200 || len(o.set) != 0 || !contains(o.removed, "x-auth-user-id") || !contains(o.removed, "x-auth-roles") {
+		t.Errorf("public route: status %d, set %v, removed %v", o.status, o.set, o.removed)
+	}
+}
+
+func TestUnknownKidAcceptedAfterRotation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.seed.User(t, "bob", "bob")
+	before := e.signer.hits.Load()
+	e.signer.addKey("k2")
+	tok := e.signer.token("k2", nil, map[string]any{"sub": "bob"})
+	if o := e.check(t, checkRequest("GET", "/api/me", bearer(tok), "")); o.status != 200 {
+		t.Fatalf("new-key token: status %d %s", o.status, o.body)
+	}
+	if n := e.signer.hits.Load() - before; n != 1 {
+		t.Errorf("JWKS fetched %d times for the new kid, want 1", n)
+	}
+	// Old-key tokens keep working.
+	if o := e.check(t, checkRequest("GET", "/api/me", bearer(e.signer.user("bob")), "")); o.status != 200 {
+		t.Fatalf("old-key token: status %d %s", o.status, o.body)
+	}
+}
+
+func TestTiers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.seed.User(t, "bob", "bob")
+	e.seed.Org(t, "org_acme", "acme")
+	e.seed.Member(t, "org_acme", "bob", "admin")
+	req := checkRequest("POST", "/api/orgs/org_acme/leave/1/approve", bearer(e.signer.user("bob")), "")
+	ctx := context.Background()
+
+	t.Run("postgres load then L1 hit", func(t *testing.T) {
+		if o := e.check(t, req); o.status != 200 {
+			t.Fatalf("status %d", o.status)
+		}
+		e.l1.Wait()
+		if o := e.check(t, req); o.status != 200 {
+			t.Fatalf("status %d", o.status)
+		}
+		if n := e.source.n.Load(); n != 1 {
+			t.Errorf("postgres queries = %d, want 1", n)
+		}
+	})
+	t.Run("L2 hit after a restart of the resolver", func(t *testing.T) {
+		fresh := e.resolver(t, e.rdb)
+		a, tier, err := fresh.Resolve(ctx, roles.Query{UserID: "bob", OrgRef: "org_acme", Version: e.pol.Version, Roles: e.pol})
+		if err != nil || tier != roles.TierL2 || !a.Has("leave:approve") {
+			t.Fatalf("got %+v, %v, %v; want L2 hit", a, tier, err)
+		}
+		if n := e.source.n.Load(); n != 1 {
+			t.Errorf("postgres queries = %d, want still 1", n)
+		}
+	})
+	t.Run("50 concurrent misses make one query", func(t *testing.T) {
+		e.seed.User(t, "carol", "carol")
+		e.seed.Member(t, "org_acme", "carol", "member")
+		before := e.source.n.Load()
+		tok := e.signer.user("carol")
+		var wg sync.WaitGroup
+		for range 50 {
+			wg.Go(func() {
+				resp, err := e.client.Check(ctx, checkRequest("GET", "/api/orgs/org_acme/leave/1", bearer(tok), ""))
+				if err != nil || resp.GetOkResponse() == nil {
+					t.Errorf("concurrent check: %v %v", resp, err)
+				}
+			})
+		}
+		wg.Wait()
+		if n := e.source.n.Load() - before; n != 1 {
+			t.Errorf("50 concurrent misses made %d queries, want 1", n)
+		}
+	})
+	t.Run("redis unreachable still answers from postgres", func(t *testing.T) {
+		dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 50 * time.Millisecond})
+		defer dead.Close()
+		fresh := e.resolver(t, dead)
+		before := e.source.n.Load()
+		a, tier, err := fresh.Resolve(ctx, roles.Query{UserID: "bob", OrgRef: "org_acme", Version: e.pol.Version, Roles: e.pol})
+		if err != nil || tier != roles.TierSource || !a.Has("leave:approve") {
+			t.Fatalf("got %+v, %v, %v; want a Postgres answer", a, tier, err)
+		}
+		if e.source.n.Load() != before+1 {
+			t.Error("postgres was not asked")
+		}
+	})
+	t.Run("postgres unreachable and nothing cached answers 503", func(t *testing.T) {
+		db, err := pg.Open(ctx, "postgres://postgres@127.0.0.1:1/x?sslmode=disable", pg.Config{ConnectTimeout: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		l1, _ := cache.NewL1(roles.NewSourceResolver(pg.NewMemberRepository(db)), cache.L1Config{}, prometheus.NewRegistry())
+		defer l1.Close()
+		verifier, _ := authn.NewVerifier(authn.VerifierConfig{Issuer: issuer, Audiences: []string{issuer}}, e.keys)
+		client := serveGRPC(t, extauthz.New(authz.New(e.pol, verifier, l1, authz.Config{}), nil, extauthz.Config{Timeout: time.Second}))
+		resp, err := client.Check(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o := decode(t, resp); o.status != 503 || !strings.Contains(o.body, "unavailable") {
+			t.Errorf("status %d body %s; want 503", o.status, o.body)
+		}
+	})
+}
