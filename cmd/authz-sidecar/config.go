@@ -21,41 +21,43 @@ type serveConfig struct {
 	LogLevel    string
 	LogFormat   string
 
-	CheckTimeout  time.Duration
-	LoadTimeout   time.Duration
-	L1TTL         time.Duration
-	L1NegativeTTL time.Duration
-	L1MaxBytes    int64
-	L2TTL         time.Duration
-	L2NegativeTTL time.Duration
-	RedisTimeout  time.Duration
-	JWKSRefresh   time.Duration
-	PGMaxConns    int
-	LogAllowEvery uint64
-	Reflection    bool
-	DrainTimeout  time.Duration
+	CheckTimeout   time.Duration
+	LoadTimeout    time.Duration
+	L1TTL          time.Duration
+	L1NegativeTTL  time.Duration
+	L1MaxBytes     int64
+	L2TTL          time.Duration
+	L2NegativeTTL  time.Duration
+	RedisTimeout   time.Duration
+	JWKSRefresh    time.Duration
+	JWKSMinRefresh time.Duration
+	PGMaxConns     int
+	LogAllowEvery  uint64
+	Reflection     bool
+	DrainTimeout   time.Duration
 }
 
 func parseServeConfig(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
 	c := serveConfig{
-		Policies:      "./policies.yaml",
-		GRPCAddr:      "127.0.0.1:9191",
-		HTTPAddr:      "127.0.0.1:9192",
-		RedisPrefix:   "authz:",
-		LogLevel:      "info",
-		LogFormat:     "json",
-		CheckTimeout:  100 * time.Millisecond,
-		LoadTimeout:   2 * time.Second,
-		L1TTL:         30 * time.Second,
-		L1NegativeTTL: 5 * time.Second,
-		L1MaxBytes:    64 << 20,
-		L2TTL:         5 * time.Minute,
-		L2NegativeTTL: 30 * time.Second,
-		RedisTimeout:  25 * time.Millisecond,
-		JWKSRefresh:   5 * time.Minute,
-		PGMaxConns:    8,
-		LogAllowEvery: 0,
-		DrainTimeout:  10 * time.Second,
+		Policies:       "./policies.yaml",
+		GRPCAddr:       "127.0.0.1:9191",
+		HTTPAddr:       "127.0.0.1:9192",
+		RedisPrefix:    "authz:",
+		LogLevel:       "info",
+		LogFormat:      "json",
+		CheckTimeout:   100 * time.Millisecond,
+		LoadTimeout:    2 * time.Second,
+		L1TTL:          30 * time.Second,
+		L1NegativeTTL:  5 * time.Second,
+		L1MaxBytes:     64 << 20,
+		L2TTL:          5 * time.Minute,
+		L2NegativeTTL:  30 * time.Second,
+		RedisTimeout:   25 * time.Millisecond,
+		JWKSRefresh:    5 * time.Minute,
+		JWKSMinRefresh: 2 * time.Second,
+		PGMaxConns:     8,
+		LogAllowEvery:  0,
+		DrainTimeout:   10 * time.Second,
 	}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -134,6 +136,7 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	dur(&c.L2NegativeTTL, "l2-negative-ttl", "AUTHZ_L2_NEGATIVE_TTL", "Redis TTL of a not-a-member answer")
 	dur(&c.RedisTimeout, "redis-timeout", "AUTHZ_REDIS_TIMEOUT", "deadline of one Redis call (then Postgres is asked)")
 	dur(&c.JWKSRefresh, "jwks-refresh", "AUTHZ_JWKS_REFRESH", "background JWKS refresh interval")
+	dur(&c.JWKSMinRefresh, "jwks-min-refresh", "AUTHZ_JWKS_MIN_REFRESH", "least time between JWKS fetches triggered by tokens with an unknown kid")
 	integer(&c.PGMaxConns, "pg-max-conns", "AUTHZ_PG_MAX_CONNS", "PostgreSQL pool size")
 	u64(&c.LogAllowEvery, "log-allow-every", "AUTHZ_LOG_ALLOW_EVERY", "log one allow decision in N (0: none); denies are always logged")
 	boolean(&c.Reflection, "grpc-reflection", "AUTHZ_GRPC_REFLECTION", "enable gRPC server reflection")

@@ -70,7 +70,9 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	// sidecar is not ready and answers 503.
 	grpcHealth := health.NewServer()
 	grpcHealth.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	keys, err := authn.NewKeySet(authn.KeySetConfig{URL: pol.JWT.JWKSURL, RefreshInterval: c.JWKSRefresh}, log)
+	keys, err := authn.NewKeySet(authn.KeySetConfig{
+		URL: pol.JWT.JWKSURL, RefreshInterval: c.JWKSRefresh, MinRefreshInterval: c.JWKSMinRefresh,
+	}, log)
 	if err != nil {
 		return fmt.Errorf("key set: %w", err)
 	}

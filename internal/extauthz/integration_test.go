@@ -189,7 +189,7 @@ func newEnv(t *testing.T) *env {
 	if err := e.keys.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	verifier, err := authn.NewVerifier(authn.VerifierConfig{Issuer: pol.JWT.Issuer, Audiences: pol.JWT.Audiences}, e.keys)
+	verifier, err := authn.NewVerifier(authn.VerifierConfig{Issuer: pol.JWT.Issuer, Audiences: pol.JWT.Audiences, Leeway: pol.JWT.Leeway}, e.keys)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,6 +55,19 @@ var (
 // whose subtests share the data.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
+	return create(t, true)
+}
+
+// NewEmptyDatabase creates an empty database for t (no tables), for a test
+// whose schema comes from Better Auth's own migrator, and drops it when t
+// finishes.
+func NewEmptyDatabase(t testing.TB) string {
+	t.Helper()
+	return create(t, false)
+}
+
+func create(t testing.TB, withSchema bool) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -68,15 +81,19 @@ func NewDatabase(t testing.TB) string {
 	}
 	defer admin.Close(context.Background())
 
-	templateOnce.Do(func() {
-		templateName, templateErr = ensureTemplate(ctx, admin, adminURL)
-	})
-	if templateErr != nil {
-		t.Fatalf("pgtest: template database: %v", templateErr)
+	template := "template0"
+	if withSchema {
+		templateOnce.Do(func() {
+			templateName, templateErr = ensureTemplate(ctx, admin, adminURL)
+		})
+		if templateErr != nil {
+			t.Fatalf("pgtest: template database: %v", templateErr)
+		}
+		template = templateName
 	}
 
 	name := fmt.Sprintf("authz_test_%d_%d_%s", os.Getpid(), dbCounter.Add(1), randomHex(4))
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+quote(name)+" TEMPLATE "+quote(templateName)); err != nil {
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+quote(name)+" TEMPLATE "+quote(template)); err != nil {
 		t.Fatalf("pgtest: create database %s: %v", name, err)
 	}
 	t.Cleanup(func() { dropDatabase(t, adminURL, name) })

@@ -1,0 +1,64 @@
+package authn
+
+import (
+	"fmt"
+	"strings"
+)
+
+// BearerToken returns the token of an RFC 6750 "Bearer" Authorization header
+// value. The caller passes "" when the header is absent, which yields
+// ErrNoToken. The scheme is matched case-insensitively and must be followed
+// by one or more spaces or tabs and a single b64token
+// (ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/", then optional "=").
+// Anything else is ErrMalformedHeader, in particular a comma: Envoy joins
+// repeated headers with ",", and a request with two credentials is refused
+// rather than guessed at. The token's length is not limited here;
+// Verifier.Verify does that. Errors never contain the header value.
+func BearerToken(authorization string) (string, error) {
+	if authorization == "" {
+		return "", ErrNoToken
+	}
+	const scheme = "Bearer"
+	if strings.EqualFold(authorization, scheme) {
+		return "", fmt.Errorf("%w: empty bearer token", ErrMalformedHeader)
+	}
+	if len(authorization) < len(scheme) || !strings.EqualFold(authorization[:len(scheme)], scheme) {
+		return "", fmt.Errorf("%w: scheme is not Bearer", ErrMalformedHeader)
+	}
+	rest := authorization[len(scheme):]
+	token := strings.TrimLeft(rest, " \t")
+	if len(token) == len(rest) {
+		// "Bearerx": the scheme must be followed by whitespace.
+		return "", fmt.Errorf("%w: scheme is not Bearer", ErrMalformedHeader)
+	}
+	if token == "" {
+		return "", fmt.Errorf("%w: empty bearer token", ErrMalformedHeader)
+	}
+	if !isB64Token(token) {
+		return "", fmt.Errorf("%w: bearer token has invalid characters", ErrMalformedHeader)
+	}
+	return token, nil
+}
+
+// isB64Token reports whether s matches RFC 6750's b64token:
+// 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func isB64Token(s string) bool {
+	i := 0
+	for ; i < len(s); i++ {
+		c := s[i]
+		if ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/' {
+			continue
+		}
+		break
+	}
+	if i == 0 {
+		return false
+	}
+	for ; i < len(s); i++ {
+		if s[i] != '=' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,616 @@
+package authn
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+)
+
+func TestKeySetRotation(t *testing.T) {
+	t.Parallel()
+	old := newEd25519Key(t, "key-1")
+	next := newEd25519Key(t, "key-2")
+	srv := newJWKSServer(t, jwksBody(t, betterAuthJWK(t, old)))
+	ks := loadedKeySet(t, srv, KeySetConfig{MinRefreshInterval: time.Millisecond})
+	v := newTestVerifier(t, ks)
+	ctx := context.Background()
+	if got := srv.hits.Load(); got != 1 {
+		t.Fatalf("fetches after load = %d, want 1", got)
+	}
+	if _, err := v.Verify(ctx, signToken(t, old, nil, baClaims())); err != nil {
+		t.Fatalf("old key before rotation: %v", err)
+	}
+
+	// Better Auth rotates: the JWKS serves both keys, tokens use the new one.
+	srv.set(jwksBody(t, betterAuthJWK(t, next), betterAuthJWK(t, old)))
+	time.Sleep(5 * time.Millisecond) // past MinRefreshInterval
+	tok := signToken(t, next, nil, baClaims())
+	if _, err := v.Verify(ctx, tok); err != nil {
+		t.Fatalf("new key after rotation: %v", err)
+	}
+	if got := srv.hits.Load(); got != 2 {
+		t.Fatalf("fetches after rotation = %d, want exactly 2", got)
+	}
+	for range 3 {
+		if _, err := v.Verify(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := v.Verify(ctx, signToken(t, old, nil, baClaims())); err != nil {
+		t.Fatalf("old key still served: %v", err)
+	}
+	if got := srv.hits.Load(); got != 2 {
+		t.Fatalf("fetches for known keys = %d, want still 2", got)
+	}
+
+	// The old key is withdrawn: after the next refresh its tokens fail.
+	srv.set(jwksBody(t, betterAuthJWK(t, next)))
+	if err := ks.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(ctx, signToken(t, old, nil, baClaims())); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("withdrawn key: error = %v, want ErrUnknownKey", err)
+	}
+}
+
+func TestKeySetConcurrentMissesFetchOnce(t *testing.T) {
+	t.Parallel()
+	key := newEd25519Key(t, "key-1")
+	tests := []struct {
+		name    string
+		kid     string
+		wantErr error
+	}{
+		// Never fetched: every caller must share the one fetch and see
+		// its result (a caller that skipped it would get ErrNoKeys).
+		{name: "known kid on a cold key set", kid: key.kid},
+		{name: "unknown kid on a cold key set", kid: "nope", wantErr: ErrUnknownKey},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newJWKSServer(t, jwksBody(t, betterAuthJWK(t, key)))
+			srv.delay.Store(int64(100 * time.Millisecond))
+			ks := newTestKeySet(t, srv.URL, KeySetConfig{MinRefreshInterval: time.Hour})
+
+			const callers = 64
+			start := make(chan struct{})
+			errs := make(chan error, callers)
+			var wg sync.WaitGroup
+			for range callers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					_, err := ks.Lookup(context.Background(), tt.kid)
+					errs <- err
+				}()
+			}
+			close(start)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if !errors.Is(err, tt.wantErr) || (err != nil) != (tt.wantErr != nil) {
+					t.Fatalf("Lookup error = %v, want %v", err, tt.wantErr)
+				}
+			}
+			if got := srv.hits.Load(); got != 1 {
+				t.Fatalf("fetches = %d, want 1", got)
+			}
+		})
+	}
+}
+
+func TestKeySetConcurrentUnknownKidAfterLoad(t *testing.T) {
+	t.Parallel()
+	key := newEd25519Key(t, "key-1")
+	srv := newJWKSServer(t, jwksBody(t, betterAuthJWK(t, key)))
+	ks := loadedKeySet(t, srv, KeySetConfig{MinRefreshInterval: 20 * time.Millisecond})
+	srv.delay.Store(int64(200 * time.Millisecond))
+	time.Sleep(30 * time.Millisecond) // past MinRefreshInterval
+
+	const callers = 64
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	var unknown atomic.Int64
+	for i := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, err := ks.Lookup(context.Background(), "random-kid-"+string(rune('a'+i%26)))
+			if errors.Is(err, ErrUnknownKey) {
+				unknown.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if got := unknown.Load(); got != callers {
+		t.Fatalf("ErrUnknownKey for %d of %d callers", got, callers)
+	}
+	if got := srv.hits.Load(); got != 2 {
+		t.Fatalf("fetches = %d, want 2 (load + one shared refresh)", got)
+	}
+}
+
+func TestKeySetRateLimit(t *testing.T) {
+	t.Parallel()
+	key := newEd25519Key(t, "key-1")
+	added := newEd25519Key(t, "key-2")
+	srv := newJWKSServer(t, jwksBody(t, betterAuthJWK(t, key)))
+	ks := newTestKeySet(t, srv.URL, KeySetConfig{MinRefreshInterval: time.Hour})
+	ctx := context.Background()
+
+	if _, err := ks.Lookup(ctx, "a"); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("first unknown kid: %v", err)
+	}
+	if got := srv.hits.Load(); got != 1 {
+		t.Fatalf("fetches = %d, want 1", got)
+	}
+	srv.set(jwksBody(t, betterAuthJWK(t, key), betterAuthJWK(t, added)))
+	for _, kid := range []string{"b", "a", added.kid} {
+		if _, err := ks.Lookup(ctx, kid); !errors.Is(err, ErrUnknownKey) {
+			t.Fatalf("Lookup(%q) within MinRefreshInterval: %v, want ErrUnknownKey", kid, err)
+		}
+	}
+	if got := srv.hits.Load(); got != 1 {
+		t.Fatalf("fetches within MinRefreshInterval = %d, want 1", got)
+	}
+	// Known kids are served from memory regardless.
+	if _, err := ks.Lookup(ctx, key.kid); err != nil {
+		t.Fatal(err)
+	}
+	// An explicit Refresh is not rate-limited.
+	if err := ks.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ks.Lookup(ctx, added.kid); err != nil {
+		t.Fatalf("after Refresh: %v", err)
+	}
+	if got := srv.hits.Load(); got != 2 {
+		t.Fatalf("fetches = %d, want 2", got)
+	}
+}
+
+func TestKeySetKeepsLastGoodSet(t *testing.T) {
+	t.Parallel()
+	key := newEd25519Key(t, "key-1")
+	tests := []struct {
+		name   string
+		break_ func(*jwksServer)
+	}{
+		{name: "server closed", break_: func(s *jwksServer) { s.Close() }},
+		{name: "server errors", break_: func(s *jwksServer) { s.status.Store(503) }},
+		{name: "garbage body", break_: func(s *jwksServer) { s.set([]byte("<html>")) }},
+		{name: "empty key set", break_: func(s *jwksServer) { s.set([]byte(`{"keys":[]}`)) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newJWKSServer(t, jwksBody(t, betterAuthJWK(t, key)))
+			var results []error
+			var mu sync.Mutex
+			ks := loadedKeySet(t, srv, KeySetConfig{
+				MinRefreshInterval: time.Nanosecond,
+				OnRefresh: func(err error) {
+					mu.Lock()
+					results = append(results, err)
+					mu.Unlock()
+				},
+			})
+			loaded := ks.LastRefresh()
+			v := newTestVerifier(t, ks)
+			ctx := context.Background()
+			tt.break_(srv)
+
+			if err := ks.Refresh(ctx); err == nil {
+				t.Fatal("Refresh succeeded against a broken JWKS")
+			}
+			if !ks.Ready() || !ks.LastRefresh().Equal(loaded) {
+				t.Fatalf("Ready() = %v, LastRefresh moved: the good set was dropped", ks.Ready())
+			}
+			if _, err := v.Verify(ctx, signToken(t, key, nil, baClaims())); err != nil {
+				t.Fatalf("last good key no longer verifies: %v", err)
+			}
+			// An unknown kid still triggers a (failing) refresh, and is a
+			// token problem, not "no keys".
+			if _, err := v.Verify(ctx, signToken(t, newEd25519Key(t, "other"), nil, baClaims())); !errors.Is(err, ErrUnknownKey) {
+				t.Fatalf("unknown kid: %v, want ErrUnknownKey", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(results) != 3 || results[0] != nil || results[1] == nil || results[2] == nil {
+				t.Fatalf("OnRefresh results = %v, want [nil, err, err]", results)
+			}
+		})
+	}
+}
+
+func TestKeySetNeverReachable(t *testing.T) {
+	t.Parallel()
+	srv := newJWKSServer(t, nil)
+	srv.Close()
+	var calls atomic.Int64
+	ks := newTestKeySet(t, srv.URL, KeySetConfig{OnRefresh: func(error) { calls.Add(1) }})
+	ctx := context.Background()
+	if err := ks.Refresh(ctx); err == nil {
+		t.Fatal("Refresh succeeded against a closed server")
+	}
+	if ks.Ready() || !ks.LastRefresh().IsZero() {
+		t.Fatalf("Ready() = %v, LastRefresh = %v", ks.Ready(), ks.LastRefresh())
+	}
+	if _, err := ks.Lookup(ctx, "any"); !errors.Is(err, ErrNoKeys) {
+		t.Fatalf("Lookup error = %v, want ErrNoKeys", err)
+	}
+	if got := calls.Load(); got != 1 {
+		// The Lookup was rate-limited (default 10 s after the Refresh).
+		t.Fatalf("OnRefresh calls = %d, want 1", got)
+	}
+}
+
+// jwkWith returns raw (a JWK object) with fields changed; a nil value
+// deletes the field.
+func jwkWith(t *testing.T, raw json.RawMessage, changes map[string]any) json.RawMessage {
+	t.Helper()
+	m := map[string]any{}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	return mustJSON(t, with(m, changes))
+}
+
+func TestKeySetSkipsUnusableKeys(t *testing.T) {
+	t.Parallel()
+	good := newEd25519Key(t, "good")
+	goodJWK := betterAuthJWK(t, good)
+	b64 := base64.RawURLEncoding.EncodeToString
+
+	privJWK := func() json.RawMessage {
+		k, err := jwk.FromRaw(good.priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = k.Set(jwk.KeyIDKey, "private")
+		return mustJSON(t, k)
+	}()
+	rsaSmall, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p521 := newECKey(t, "p521", jwa.ES512, elliptic.P521())
+	p256 := newECKey(t, "p256", jwa.ES256, elliptic.P256())
+	offCurve := func() json.RawMessage {
+		pub := p256.public().(*ecdsa.PublicKey)
+		y := pub.Y.Bytes()
+		y = append(make([]byte, 32-len(y)), y...)
+		y[31] ^= 1
+		return jwkWith(t, p256.jwkJSON(t), map[string]any{"kid": "offcurve", "y": b64(y)})
+	}()
+
+	unusable := map[string]struct {
+		raw json.RawMessage
+		why string // the reason usableKey gives
+	}{
+		"no kid":             {jwkWith(t, goodJWK, map[string]any{"kid": nil}), "no kid"},
+		"empty kid":          {jwkWith(t, goodJWK, map[string]any{"kid": ""}), "no kid"},
+		"symmetric":          {json.RawMessage(`{"kty":"oct","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQ","kid":"hmac","alg":"HS256"}`), "not an asymmetric public key"},
+		"private":            {privJWK, "not an asymmetric public key"},
+		"X25519":             {jwkWith(t, goodJWK, map[string]any{"kid": "x25519", "crv": "X25519", "alg": nil}), "is not Ed25519"},
+		"short Ed25519":      {jwkWith(t, goodJWK, map[string]any{"kid": "short", "x": b64(make([]byte, 31))}), "wrong length"},
+		"P-521":              {p521.jwkJSON(t), "not accepted"},
+		"EC point off curve": {offCurve, "not on curve"},
+		"RSA 1024":           {newRSAKeyJWK(t, rsaSmall, "rsa1024"), "shorter than 2048"},
+		"alg of other kty":   {jwkWith(t, goodJWK, map[string]any{"kid": "algmismatch", "alg": "RS256"}), "does not fit"},
+		"alg none":           {jwkWith(t, goodJWK, map[string]any{"kid": "algnone", "alg": "none"}), "does not fit"},
+		"use enc":            {jwkWith(t, goodJWK, map[string]any{"kid": "enc", "use": "enc"}), "has use"},
+		"key_ops encrypt":    {jwkWith(t, goodJWK, map[string]any{"kid": "ops", "key_ops": []string{"encrypt"}}), "no verify key_op"},
+		"unknown kty":        {json.RawMessage(`{"kty":"XYZ","kid":"xyz"}`), "invalid key type"},
+		"not an object":      {json.RawMessage(`"key"`), "unparseable"},
+	}
+
+	for name, tt := range unusable {
+		t.Run("only "+name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := usableKey(tt.raw); err == nil || !strings.Contains(err.Error(), tt.why) {
+				t.Fatalf("usableKey error = %v, want one containing %q", err, tt.why)
+			}
+			srv := newJWKSServer(t, jwksBody(t, tt.raw))
+			ks := newTestKeySet(t, srv.URL, KeySetConfig{})
+			if err := ks.Refresh(context.Background()); err == nil {
+				t.Fatal("Refresh succeeded with no usable key")
+			}
+			if ks.Ready() {
+				t.Fatal("Ready() = true")
+			}
+		})
+	}
+
+	t.Run("mixed with a good key", func(t *testing.T) {
+		t.Parallel()
+		body := []json.RawMessage{goodJWK}
+		for _, tt := range unusable {
+			body = append(body, tt.raw)
+		}
+		// A second key with the good kid: the first one is kept.
+		body = append(body, betterAuthJWK(t, newEd25519Key(t, good.kid)))
+		srv := newJWKSServer(t, jwksBody(t, body...))
+		ks := loadedKeySet(t, srv, KeySetConfig{MinRefreshInterval: time.Hour})
+		v := newTestVerifier(t, ks, "EdDSA", "ES256", "RS256")
+		if _, err := v.Verify(context.Background(), signToken(t, good, nil, baClaims())); err != nil {
+			t.Fatalf("good key: %v", err)
+		}
+		idx := ks.current.Load()
+		if len(idx.byKID) != 1 {
+			t.Fatalf("usable keys = %v, want only %q", keysOf(idx), good.kid)
+		}
+		for _, kid := range []string{"hmac", "private", "x25519", "short", "p521", "offcurve", "rsa1024", "algmismatch", "enc", "ops"} {
+			if _, err := ks.Lookup(context.Background(), kid); !errors.Is(err, ErrUnknownKey) {
+				t.Errorf("Lookup(%q) = %v, want ErrUnknownKey", kid, err)
+			}
+		}
+	})
+}
+
+func keysOf(idx *keyIndex) []string {
+	var out []string
+	for kid := range idx.byKID {
+		out = append(out, kid)
+	}
+	return out
+}
+
+func newRSAKeyJWK(t *testing.T, priv *rsa.PrivateKey, kid string) json.RawMessage {
+	t.Helper()
+	k, err := jwk.FromRaw(&priv.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = k.Set(jwk.KeyIDKey, kid)
+	return mustJSON(t, k)
+}
+
+func TestKeySetFetchFailures(t *testing.T) {
+	t.Parallel()
+	good := jwksBody(t, betterAuthJWK(t, newEd25519Key(t, "good")))
+	tests := []struct {
+		name   string
+		body   []byte
+		status int32
+		cfg    KeySetConfig
+	}{
+		{name: "invalid JSON", body: []byte(`{"keys":[`)},
+		{name: "no keys member", body: []byte(`{}`)},
+		{name: "keys not an array", body: []byte(`{"keys":{}}`)},
+		{name: "top-level array", body: []byte(`[]`)},
+		{name: "empty body", body: []byte(``)},
+		{name: "status 500", body: good, status: 500},
+		{name: "status 404", body: good, status: 404},
+		{name: "body over MaxBodyBytes", body: good, cfg: KeySetConfig{MaxBodyBytes: int64(len(good) - 1)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newJWKSServer(t, tt.body)
+			srv.status.Store(tt.status)
+			ks := newTestKeySet(t, srv.URL, tt.cfg)
+			if err := ks.Refresh(context.Background()); err == nil {
+				t.Fatal("Refresh succeeded")
+			}
+			if ks.Ready() {
+				t.Fatal("Ready() = true")
+			}
+		})
+	}
+
+	t.Run("body exactly MaxBodyBytes", func(t *testing.T) {
+		t.Parallel()
+		srv := newJWKSServer(t, good)
+		ks := newTestKeySet(t, srv.URL, KeySetConfig{MaxBodyBytes: int64(len(good))})
+		if err := ks.Refresh(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("fetch timeout", func(t *testing.T) {
+		t.Parallel()
+		srv := newJWKSServer(t, good)
+		srv.delay.Store(int64(time.Second))
+		ks := newTestKeySet(t, srv.URL, KeySetConfig{FetchTimeout: 50 * time.Millisecond})
+		start := time.Now()
+		if err := ks.Refresh(context.Background()); err == nil {
+			t.Fatal("Refresh succeeded")
+		}
+		if d := time.Since(start); d > 500*time.Millisecond {
+			t.Fatalf("Refresh took %v despite FetchTimeout 50ms", d)
+		}
+	})
+}
+
+func TestKeySetLookupContextEnds(t *testing.T) {
+	t.Parallel()
+	srv := newJWKSServer(t, jwksBody(t, betterAuthJWK(t, newEd25519Key(t, "k"))))
+	srv.delay.Store(int64(300 * time.Millisecond))
+	ks := newTestKeySet(t, srv.URL, KeySetConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err := ks.Lookup(ctx, "k")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Lookup error = %v, want DeadlineExceeded", err)
+	}
+	if IsUnauthenticated(err) {
+		t.Fatal("a context error counted as unauthenticated")
+	}
+	// The shared fetch was not cancelled with the caller.
+	deadline := time.Now().Add(2 * time.Second)
+	for !ks.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatal("the fetch did not complete after the caller gave up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestKeySetRun(t *testing.T) {
+	t.Parallel()
+	srv := newJWKSServer(t, jwksBody(t, betterAuthJWK(t, newEd25519Key(t, "k"))))
+	srv.failN.Store(3) // never succeeded yet: retried with backoff
+	var fails, oks atomic.Int64
+	ks := newTestKeySet(t, srv.URL, KeySetConfig{
+		InitialBackoff:  10 * time.Millisecond,
+		RefreshInterval: 80 * time.Millisecond,
+		OnRefresh: func(err error) {
+			if err != nil {
+				fails.Add(1)
+			} else {
+				oks.Add(1)
+			}
+		},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		ks.Run(ctx)
+		close(done)
+	}()
+
+	// 3 failures take 10+20+40 ms of backoff, far less than 10 periods.
+	waitFor(t, 2*time.Second, func() bool { return ks.Ready() })
+	if got := fails.Load(); got != 3 {
+		t.Fatalf("failed attempts before success = %d, want 3", got)
+	}
+	// Then scheduled refreshes every RefreshInterval.
+	waitFor(t, 2*time.Second, func() bool { return oks.Load() >= 3 })
+
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Run did not return after ctx was cancelled")
+	}
+	after := srv.hits.Load()
+	time.Sleep(200 * time.Millisecond)
+	if got := srv.hits.Load(); got != after {
+		t.Fatalf("fetches continued after Run returned: %d -> %d", after, got)
+	}
+}
+
+func TestKeySetRunBackoffIsCapped(t *testing.T) {
+	t.Parallel()
+	srv := newJWKSServer(t, nil)
+	srv.status.Store(500)
+	ks := newTestKeySet(t, srv.URL, KeySetConfig{
+		InitialBackoff:  time.Millisecond,
+		RefreshInterval: 20 * time.Millisecond,
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	ks.Run(ctx)
+	// Uncapped doubling from 1 ms would make ~8 attempts in 400 ms; capped at
+	// 20 ms it keeps trying, roughly 20 times.
+	if got := srv.hits.Load(); got < 12 {
+		t.Fatalf("attempts = %d, want >= 12 with backoff capped at RefreshInterval", got)
+	}
+}
+
+func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in time")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestNewKeySetConfig(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		cfg     KeySetConfig
+		wantErr bool
+	}{
+		{name: "https", cfg: KeySetConfig{URL: "https://app.example.com/api/auth/jwks"}},
+		{name: "http", cfg: KeySetConfig{URL: "http://127.0.0.1:3101/api/auth/jwks"}},
+		{name: "empty URL", cfg: KeySetConfig{}, wantErr: true},
+		{name: "relative URL", cfg: KeySetConfig{URL: "/api/auth/jwks"}, wantErr: true},
+		{name: "file URL", cfg: KeySetConfig{URL: "file:///etc/passwd"}, wantErr: true},
+		{name: "unparseable URL", cfg: KeySetConfig{URL: "http://[::1"}, wantErr: true},
+		{name: "negative interval", cfg: KeySetConfig{URL: "https://a.example/j", RefreshInterval: -1}, wantErr: true},
+		{name: "negative min interval", cfg: KeySetConfig{URL: "https://a.example/j", MinRefreshInterval: -1}, wantErr: true},
+		{name: "negative body", cfg: KeySetConfig{URL: "https://a.example/j", MaxBodyBytes: -1}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ks, err := NewKeySet(tt.cfg, nil)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("NewKeySet error = %v, wantErr %v", err, tt.wantErr)
+			}
+			if err == nil && (ks.cfg.RefreshInterval != DefaultRefreshInterval || ks.cfg.MinRefreshInterval != DefaultMinRefreshInterval ||
+				ks.cfg.FetchTimeout != DefaultFetchTimeout || ks.cfg.MaxBodyBytes != DefaultMaxBodyBytes) {
+				t.Fatalf("defaults not applied: %+v", ks.cfg)
+			}
+		})
+	}
+
+	t.Run("URL credentials are redacted", func(t *testing.T) {
+		t.Parallel()
+		ks, err := NewKeySet(KeySetConfig{URL: "https://user:s3cret@a.example/j"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(ks.url, "s3cret") {
+			t.Fatalf("url for logs = %q", ks.url)
+		}
+	})
+}
+
+func TestKeySetRedirects(t *testing.T) {
+	t.Parallel()
+	body := jwksBody(t, betterAuthJWK(t, newEd25519Key(t, "k")))
+
+	t.Run("http to http is followed", func(t *testing.T) {
+		t.Parallel()
+		plain := newJWKSServer(t, body)
+		redirect := httptest.NewServer(http.RedirectHandler(plain.URL+"/jwks", http.StatusFound))
+		t.Cleanup(redirect.Close)
+		ks := newTestKeySet(t, redirect.URL, KeySetConfig{})
+		if err := ks.Refresh(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("https to http is refused", func(t *testing.T) {
+		t.Parallel()
+		plain := newJWKSServer(t, body)
+		redirect := httptest.NewTLSServer(http.RedirectHandler(plain.URL+"/jwks", http.StatusFound))
+		t.Cleanup(redirect.Close)
+		// The test server's certificate, with the package's redirect policy.
+		client := redirect.Client()
+		client.CheckRedirect = noDowngrade
+		ks := newTestKeySet(t, redirect.URL, KeySetConfig{HTTPClient: client})
+		if err := ks.Refresh(context.Background()); err == nil {
+			t.Fatal("followed a redirect from https to http")
+		}
+		if plain.hits.Load() != 0 {
+			t.Fatal("the http server was contacted")
+		}
+	})
+}

@@ -1,0 +1,384 @@
+package authn
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+)
+
+// verifierFixture is a JWKS server with one key per accepted algorithm,
+// Ed25519 exactly as Better Auth serves it, and a KeySet loaded from it.
+type verifierFixture struct {
+	ed, es256, es384, rs256, ps256 testKey
+	srv                            *jwksServer
+	keys                           *KeySet
+}
+
+func newVerifierFixture(t *testing.T) *verifierFixture {
+	t.Helper()
+	f := &verifierFixture{
+		ed:    newEd25519Key(t, "3NxW8bJxqYHZ0ePa1oSLXrcUlG5f2kTd"),
+		es256: newECKey(t, "es256-key", jwa.ES256, elliptic.P256()),
+		es384: newECKey(t, "es384-key", jwa.ES384, elliptic.P384()),
+		rs256: newRSAKey(t, "rs256-key", jwa.RS256),
+		ps256: newRSAKey(t, "ps256-key", jwa.PS256),
+	}
+	f.srv = newJWKSServer(t, jwksBody(t,
+		betterAuthJWK(t, f.ed),
+		f.es256.jwkJSON(t), f.es384.jwkJSON(t), f.rs256.jwkJSON(t), f.ps256.jwkJSON(t)))
+	f.keys = loadedKeySet(t, f.srv, KeySetConfig{MinRefreshInterval: time.Hour})
+	return f
+}
+
+func TestVerifyValid(t *testing.T) {
+	t.Parallel()
+	f := newVerifierFixture(t)
+	withOrg := with(baClaims(), map[string]any{"activeOrganizationId": "org_123", "sid": "sess_1"})
+	tests := []struct {
+		name  string
+		algs  []string
+		token string
+	}{
+		{name: "EdDSA as Better Auth signs it", token: signJWX(t, f.ed, baClaims())},
+		{name: "EdDSA with definePayload org", token: signToken(t, f.ed, nil, withOrg)},
+		{name: "ES256 when allowed", algs: []string{"EdDSA", "ES256"}, token: signToken(t, f.es256, nil, baClaims())},
+		{name: "ES384 when allowed", algs: []string{"ES384"}, token: signToken(t, f.es384, nil, baClaims())},
+		{name: "RS256 when allowed", algs: []string{"RS256"}, token: signJWX(t, f.rs256, baClaims())},
+		{name: "PS256 when allowed", algs: []string{"PS256"}, token: signToken(t, f.ps256, nil, baClaims())},
+		{name: "aud array containing ours", token: signToken(t, f.ed, nil,
+			with(baClaims(), map[string]any{"aud": []string{"other", testAudience}}))},
+		{name: "typ JWT header is fine", token: signToken(t, f.ed, map[string]any{"typ": "JWT"}, baClaims())},
+		{name: "expired within leeway", token: signToken(t, f.ed, nil,
+			with(baClaims(), map[string]any{"exp": testNow.Add(-10 * time.Second).Unix()}))},
+		{name: "fractional exp", token: signToken(t, f.ed, nil,
+			with(baClaims(), map[string]any{"exp": float64(testNow.Unix()) + 60.5}))},
+		{name: "nbf in the past", token: signToken(t, f.ed, nil,
+			with(baClaims(), map[string]any{"nbf": testNow.Add(-time.Minute).Unix()}))},
+		{name: "null nbf counts as absent", token: signToken(t, f.ed, nil,
+			with(baClaims(), map[string]any{"nbf": json.RawMessage("null")}))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			v := newTestVerifier(t, f.keys, tt.algs...)
+			id, err := v.Verify(context.Background(), tt.token)
+			if err != nil {
+				t.Fatalf("Verify: %v", err)
+			}
+			if id.Subject != "AQLt9kXfQz3mVw7Yp2bN" {
+				t.Errorf("Subject = %q", id.Subject)
+			}
+			if email, ok := id.Claim("email"); !ok || email != "bob@example.com" {
+				t.Errorf(`Claim("email") = %q, %v`, email, ok)
+			}
+			for _, name := range []string{"emailVerified", "image", "exp", "nope"} {
+				if got, ok := id.Claim(name); ok {
+					t.Errorf("Claim(%q) = %q, want absent (not a string)", name, got)
+				}
+			}
+			if id.Expiry.IsZero() || id.IssuedAt.Unix() != 1795728037 {
+				t.Errorf("Expiry = %v, IssuedAt = %v", id.Expiry, id.IssuedAt)
+			}
+		})
+	}
+
+	t.Run("claims of a Better Auth token", func(t *testing.T) {
+		t.Parallel()
+		v := newTestVerifier(t, f.keys)
+		id, err := v.Verify(context.Background(), signToken(t, f.ed, nil, withOrg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{
+			"activeOrganizationId": "org_123", "sid": "sess_1", "role": "user", "name": "Bob",
+			"iss": testIssuer, "aud": testAudience, "sub": "AQLt9kXfQz3mVw7Yp2bN",
+		}
+		for name, w := range want {
+			if got, ok := id.Claim(name); !ok || got != w {
+				t.Errorf("Claim(%q) = %q, %v; want %q", name, got, ok, w)
+			}
+		}
+		if got := id.Expiry.Unix(); got != 1795728037+900 {
+			t.Errorf("Expiry = %d", got)
+		}
+	})
+
+	t.Run("jwx header has only alg and kid", func(t *testing.T) {
+		t.Parallel()
+		tok := signJWX(t, f.ed, baClaims())
+		hdr, err := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := `{"alg":"EdDSA","kid":"` + f.ed.kid + `"}`; string(hdr) != want {
+			t.Fatalf("header = %s, want %s", hdr, want)
+		}
+	})
+
+	t.Run("escaped string claim", func(t *testing.T) {
+		t.Parallel()
+		v := newTestVerifier(t, f.keys)
+		id, err := v.Verify(context.Background(), signToken(t, f.ed, nil,
+			with(baClaims(), map[string]any{"name": "Zoë \"Z\" <z>\u2028"})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := id.Claim("name"); got != "Zoë \"Z\" <z>\u2028" {
+			t.Fatalf("name = %q", got)
+		}
+	})
+}
+
+func TestVerifyRejects(t *testing.T) {
+	t.Parallel()
+	f := newVerifierFixture(t)
+	ba := baClaims()
+	valid := signToken(t, f.ed, nil, ba)
+	parts := strings.Split(valid, ".")
+	edPub := f.ed.public().(ed25519.PublicKey)
+
+	// An attacker's key that reuses our kid.
+	attacker := newEd25519Key(t, f.ed.kid)
+	attackerJWK := map[string]any{}
+	if err := json.Unmarshal(attacker.jwkJSON(t), &attackerJWK); err != nil {
+		t.Fatal(err)
+	}
+	// A Better Auth jwks.publicKey: no alg, kid = jwks.id.
+	noAlgJWK := json.RawMessage(`{"crv":"Ed25519","kty":"OKP","x":"` +
+		base64.RawURLEncoding.EncodeToString(edPub) + `","kid":"` + f.ed.kid + `"}`)
+
+	hdr := func(m map[string]any) string { return b64url(mustJSON(t, m)) }
+	claims := func(changes map[string]any) map[string]any { return with(ba, changes) }
+	edKid := map[string]any{"alg": "EdDSA", "kid": f.ed.kid}
+
+	tests := []struct {
+		name  string
+		algs  []string
+		keys  KeyLookup // default: the fixture's KeySet
+		token string
+		want  error
+	}{
+		// claims
+		{name: "expired", token: signToken(t, f.ed, nil, claims(map[string]any{
+			"iat": testNow.Add(-2 * time.Hour).Unix(), "exp": testNow.Add(-time.Hour).Unix()})), want: ErrExpired},
+		{name: "expired at leeway boundary", token: signToken(t, f.ed, nil, claims(map[string]any{
+			"exp": testNow.Add(-DefaultLeeway).Unix()})), want: ErrExpired},
+		{name: "nbf in the future", token: signToken(t, f.ed, nil, claims(map[string]any{
+			"nbf": testNow.Add(time.Hour).Unix()})), want: ErrNotYetValid},
+		{name: "iat in the future", token: signToken(t, f.ed, nil, claims(map[string]any{
+			"iat": testNow.Add(time.Hour).Unix(), "exp": testNow.Add(2 * time.Hour).Unix()})), want: ErrIssuedInFuture},
+		{name: "wrong issuer", token: signToken(t, f.ed, nil, claims(map[string]any{"iss": "https://evil.example"})), want: ErrIssuer},
+		{name: "issuer with trailing slash", token: signToken(t, f.ed, nil, claims(map[string]any{"iss": testIssuer + "/"})), want: ErrIssuer},
+		{name: "missing issuer", token: signToken(t, f.ed, nil, claims(map[string]any{"iss": nil})), want: ErrIssuer},
+		{name: "wrong audience", token: signToken(t, f.ed, nil, claims(map[string]any{"aud": "https://other.example"})), want: ErrAudience},
+		{name: "audience array without ours", token: signToken(t, f.ed, nil, claims(map[string]any{"aud": []string{"a", "b"}})), want: ErrAudience},
+		{name: "empty audience array", token: signToken(t, f.ed, nil, claims(map[string]any{"aud": []string{}})), want: ErrAudience},
+		{name: "missing audience", token: signToken(t, f.ed, nil, claims(map[string]any{"aud": nil})), want: ErrAudience},
+		{name: "audience number", token: signToken(t, f.ed, nil, claims(map[string]any{"aud": 7})), want: ErrMalformed},
+		{name: "missing exp", token: signToken(t, f.ed, nil, claims(map[string]any{"exp": nil})), want: ErrMalformed},
+		{name: "null exp", token: signToken(t, f.ed, nil, claims(map[string]any{"exp": json.RawMessage("null")})), want: ErrMalformed},
+		{name: "exp as string", token: signToken(t, f.ed, nil, claims(map[string]any{"exp": "1795728937"})), want: ErrMalformed},
+		{name: "exp absurdly large", token: signToken(t, f.ed, nil, claims(map[string]any{"exp": 1e300})), want: ErrMalformed},
+		{name: "missing sub", token: signToken(t, f.ed, nil, claims(map[string]any{"sub": nil})), want: ErrNoSubject},
+		{name: "empty sub", token: signToken(t, f.ed, nil, claims(map[string]any{"sub": ""})), want: ErrNoSubject},
+		{name: "sub not a string", token: signToken(t, f.ed, nil, claims(map[string]any{"sub": 42})), want: ErrMalformed},
+		{name: "payload not an object", token: signCompact(t, jwa.EdDSA, f.ed.priv, mustJSON(t, edKid), []byte(`[1,2]`)), want: ErrMalformed},
+		{name: "payload null", token: signCompact(t, jwa.EdDSA, f.ed.priv, mustJSON(t, edKid), []byte(`null`)), want: ErrMalformed},
+		{name: "payload malformed JSON", token: signCompact(t, jwa.EdDSA, f.ed.priv, mustJSON(t, edKid), []byte(`{"sub":"x"`)), want: ErrMalformed},
+
+		// signature
+		{name: "another key with the same kid", token: signToken(t, attacker, nil, ba), want: ErrSignature},
+		{name: "tampered payload", token: parts[0] + "." + b64url(mustJSON(t, claims(map[string]any{"sub": "admin"}))) + "." + parts[2], want: ErrSignature},
+		{name: "tampered header", token: hdr(map[string]any{"alg": "EdDSA", "kid": f.ed.kid, "typ": "JWT"}) + "." + parts[1] + "." + parts[2], want: ErrSignature},
+		{name: "signature of another token", token: parts[0] + "." + parts[1] + "." + strings.Split(signToken(t, f.ed, nil, claims(map[string]any{"name": "x"})), ".")[2], want: ErrSignature},
+		{name: "truncated signature", token: parts[0] + "." + parts[1] + "." + parts[2][:40], want: ErrSignature},
+		{name: "empty signature", token: parts[0] + "." + parts[1] + ".", want: ErrSignature},
+
+		// algorithm
+		{name: "alg none", token: hdr(map[string]any{"alg": "none", "kid": f.ed.kid}) + "." + parts[1] + ".", want: ErrAlgorithm},
+		{name: "alg none with a signature", token: hdr(map[string]any{"alg": "none", "kid": f.ed.kid}) + "." + parts[1] + "." + parts[2], want: ErrAlgorithm},
+		{name: "alg NONE", token: hdr(map[string]any{"alg": "NONE", "kid": f.ed.kid}) + "." + parts[1] + ".", want: ErrAlgorithm},
+		{name: "alg missing", token: hdr(map[string]any{"kid": f.ed.kid}) + "." + parts[1] + "." + parts[2], want: ErrAlgorithm},
+		{name: "alg not a string", token: hdr(map[string]any{"alg": 1, "kid": f.ed.kid}) + "." + parts[1] + "." + parts[2], want: ErrAlgorithm},
+		{name: "alg lower case eddsa", token: hdr(map[string]any{"alg": "eddsa", "kid": f.ed.kid}) + "." + parts[1] + "." + parts[2], want: ErrAlgorithm},
+		{name: "header null", token: b64url([]byte("null")) + "." + parts[1] + "." + parts[2], want: ErrAlgorithm},
+		{name: "HS256 signed with the public key bytes", token: signCompact(t, jwa.HS256, []byte(edPub),
+			mustJSON(t, map[string]any{"alg": "HS256", "kid": f.ed.kid}), mustJSON(t, ba)), want: ErrAlgorithm},
+		{name: "HS256 signed with the JWK JSON", token: signCompact(t, jwa.HS256, []byte(betterAuthJWK(t, f.ed)),
+			mustJSON(t, map[string]any{"alg": "HS256", "kid": f.ed.kid}), mustJSON(t, ba)), want: ErrAlgorithm},
+		{name: "RS256 while only EdDSA allowed", token: signToken(t, f.rs256, nil, ba), want: ErrAlgorithm},
+		{name: "ES256 while only EdDSA allowed", token: signToken(t, f.es256, nil, ba), want: ErrAlgorithm},
+		{name: "ES256 header on an EdDSA key (key alg)", algs: []string{"EdDSA", "ES256"},
+			token: signToken(t, f.es256, map[string]any{"kid": f.ed.kid}, ba), want: ErrAlgorithm},
+		{name: "ES256 header on an Ed25519 key without alg", algs: []string{"EdDSA", "ES256"},
+			keys:  staticKeys{f.ed.kid: parseJWK(t, noAlgJWK)},
+			token: signToken(t, f.es256, map[string]any{"kid": f.ed.kid}, ba), want: ErrAlgorithm},
+		{name: "PS256 header on an RS256 key", algs: []string{"RS256", "PS256"},
+			token: signToken(t, f.ps256, map[string]any{"kid": f.rs256.kid}, ba), want: ErrAlgorithm},
+		{name: "ES384 header on a P-256 key", algs: []string{"ES256", "ES384"},
+			keys:  staticKeys{"k": parseJWK(t, json.RawMessage(strings.Replace(string(f.es256.jwkJSON(t)), `"alg":"ES256",`, "", 1)))},
+			token: signToken(t, f.es384, map[string]any{"kid": "k"}, ba), want: ErrAlgorithm},
+
+		// forbidden headers: validly signed, still refused
+		{name: "jku header", token: signToken(t, f.ed, map[string]any{"jku": "https://evil.example/jwks"}, ba), want: ErrForbiddenHeader},
+		{name: "x5u header", token: signToken(t, f.ed, map[string]any{"x5u": "https://evil.example/cert"}, ba), want: ErrForbiddenHeader},
+		{name: "embedded jwk of the signer", token: signToken(t, attacker, map[string]any{"jwk": attackerJWK}, ba), want: ErrForbiddenHeader},
+		{name: "x5c header", token: signToken(t, f.ed, map[string]any{"x5c": []string{"MIIB"}}, ba), want: ErrForbiddenHeader},
+		{name: "crit header", token: signToken(t, f.ed, map[string]any{"crit": []string{"exp"}, "exp": 1}, ba), want: ErrForbiddenHeader},
+		{name: "b64 header", token: signToken(t, f.ed, map[string]any{"b64": false}, ba), want: ErrForbiddenHeader},
+
+		// kid
+		{name: "kid path traversal", token: signToken(t, f.ed, map[string]any{"kid": "../../etc/passwd"}, ba), want: ErrUnknownKey},
+		{name: "kid SQL injection", token: signToken(t, f.ed, map[string]any{"kid": "' OR 1=1--"}, ba), want: ErrUnknownKey},
+		{name: "kid missing", token: signToken(t, f.ed, map[string]any{"kid": nil}, ba), want: ErrMalformed},
+		{name: "kid empty", token: signToken(t, f.ed, map[string]any{"kid": ""}, ba), want: ErrMalformed},
+		{name: "kid not a string", token: signToken(t, f.ed, map[string]any{"kid": 7}, ba), want: ErrMalformed},
+
+		// syntax
+		{name: "oversize", token: strings.Repeat("a", DefaultMaxTokenBytes+1), want: ErrTooLarge},
+		{name: "oversize valid-looking", token: signToken(t, f.ed, nil, claims(map[string]any{"pad": strings.Repeat("x", DefaultMaxTokenBytes)})), want: ErrTooLarge},
+		{name: "empty", token: "", want: ErrMalformed},
+		{name: "two parts", token: parts[0] + "." + parts[1], want: ErrMalformed},
+		{name: "four parts", token: valid + "." + parts[2], want: ErrMalformed},
+		{name: "one part", token: parts[0], want: ErrMalformed},
+		{name: "bad base64 character", token: "!!" + valid, want: ErrMalformed},
+		{name: "standard base64 alphabet", token: strings.Replace(valid, parts[1][:4], "+/+/", 1), want: ErrMalformed},
+		{name: "base64 padding", token: parts[0] + "==." + parts[1] + "." + parts[2], want: ErrMalformed},
+		{name: "impossible base64 length", token: "A." + parts[1] + "." + parts[2], want: ErrMalformed},
+		{name: "non-canonical base64 trailing bits", token: flipLowBit(t, parts[0]) + "." + parts[1] + "." + parts[2], want: ErrMalformed},
+		{name: "whitespace inside", token: parts[0] + "." + parts[1] + " ." + parts[2], want: ErrMalformed},
+		{name: "newline inside", token: parts[0] + "." + parts[1][:10] + "\n" + parts[1][10:] + "." + parts[2], want: ErrMalformed},
+		{name: "header malformed JSON", token: b64url([]byte(`{"alg":"EdDSA",`)) + "." + parts[1] + "." + parts[2], want: ErrMalformed},
+		{name: "header not JSON", token: b64url([]byte(`EdDSA`)) + "." + parts[1] + "." + parts[2], want: ErrMalformed},
+		{name: "payload bad base64", token: parts[0] + ".A." + parts[2], want: ErrMalformed},
+		{name: "JSON serialization", token: `{"payload":"` + parts[1] + `","signatures":[]}`, want: ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			keys := tt.keys
+			if keys == nil {
+				keys = f.keys
+			}
+			v := newTestVerifier(t, keys, tt.algs...)
+			id, err := v.Verify(context.Background(), tt.token)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Verify error = %v, want %v", err, tt.want)
+			}
+			if id != nil {
+				t.Fatalf("Verify returned an identity with error %v", err)
+			}
+			if !IsUnauthenticated(err) {
+				t.Fatalf("IsUnauthenticated(%v) = false", err)
+			}
+			assertNoTokenInError(t, err, tt.token)
+			t.Log(err)
+		})
+	}
+}
+
+// flipLowBit flips the lowest bit of seg's last base64url character. When
+// the segment's length is not a multiple of 4 that bit is unused padding, so
+// a lenient decoder would return the same bytes.
+func flipLowBit(t *testing.T, seg string) string {
+	t.Helper()
+	if len(seg)%4 == 0 {
+		t.Fatalf("segment of length %d has no unused bits", len(seg))
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	i := strings.IndexByte(alphabet, seg[len(seg)-1])
+	flipped := seg[:len(seg)-1] + string(alphabet[i^1])
+	a, errA := base64.RawURLEncoding.DecodeString(seg)
+	b, errB := base64.RawURLEncoding.DecodeString(flipped)
+	if errA != nil || errB != nil || string(a) != string(b) {
+		t.Fatalf("flipLowBit changed the decoded bytes")
+	}
+	return flipped
+}
+
+func TestNewVerifierConfig(t *testing.T) {
+	t.Parallel()
+	keys := staticKeys{}
+	valid := VerifierConfig{Issuer: testIssuer, Audiences: []string{testAudience}}
+	tests := []struct {
+		name    string
+		mutate  func(*VerifierConfig)
+		keys    KeyLookup
+		wantErr bool
+	}{
+		{name: "defaults", mutate: func(*VerifierConfig) {}},
+		{name: "all accepted algorithms", mutate: func(c *VerifierConfig) {
+			c.Algorithms = []string{"EdDSA", "ES256", "ES384", "RS256", "PS256", "EdDSA"}
+		}},
+		{name: "none", mutate: func(c *VerifierConfig) { c.Algorithms = []string{"EdDSA", "none"} }, wantErr: true},
+		{name: "HS256", mutate: func(c *VerifierConfig) { c.Algorithms = []string{"HS256"} }, wantErr: true},
+		{name: "HS512", mutate: func(c *VerifierConfig) { c.Algorithms = []string{"HS512"} }, wantErr: true},
+		{name: "ES512", mutate: func(c *VerifierConfig) { c.Algorithms = []string{"ES512"} }, wantErr: true},
+		{name: "RS384", mutate: func(c *VerifierConfig) { c.Algorithms = []string{"RS384"} }, wantErr: true},
+		{name: "lower case", mutate: func(c *VerifierConfig) { c.Algorithms = []string{"eddsa"} }, wantErr: true},
+		{name: "no issuer", mutate: func(c *VerifierConfig) { c.Issuer = "" }, wantErr: true},
+		{name: "no audience", mutate: func(c *VerifierConfig) { c.Audiences = nil }, wantErr: true},
+		{name: "empty audience", mutate: func(c *VerifierConfig) { c.Audiences = []string{testAudience, ""} }, wantErr: true},
+		{name: "negative leeway", mutate: func(c *VerifierConfig) { c.Leeway = -time.Second }, wantErr: true},
+		{name: "negative size", mutate: func(c *VerifierConfig) { c.MaxTokenBytes = -1 }, wantErr: true},
+		{name: "nil keys", mutate: func(*VerifierConfig) {}, keys: KeyLookup(nil), wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := valid
+			tt.mutate(&cfg)
+			k := KeyLookup(keys)
+			if tt.name == "nil keys" {
+				k = nil
+			}
+			_, err := NewVerifier(cfg, k)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("NewVerifier error = %v, wantErr %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestVerifyNoKeysIsNotUnauthenticated(t *testing.T) {
+	t.Parallel()
+	srv := newJWKSServer(t, nil)
+	srv.Close() // never reachable
+	ks := newTestKeySet(t, srv.URL, KeySetConfig{})
+	v := newTestVerifier(t, ks)
+	tok := signToken(t, newEd25519Key(t, "k1"), nil, baClaims())
+	_, err := v.Verify(context.Background(), tok)
+	if !errors.Is(err, ErrNoKeys) {
+		t.Fatalf("Verify error = %v, want ErrNoKeys", err)
+	}
+	if IsUnauthenticated(err) {
+		t.Fatal("IsUnauthenticated(ErrNoKeys) = true; want false (503, not 401)")
+	}
+	if ks.Ready() {
+		t.Fatal("Ready() = true without a successful fetch")
+	}
+	assertNoTokenInError(t, err, tok)
+}
+
+func TestIsUnauthenticated(t *testing.T) {
+	t.Parallel()
+	for _, err := range unauthenticated {
+		wrapped := errors.Join(errors.New("ctx"), err)
+		if !IsUnauthenticated(err) || !IsUnauthenticated(wrapped) {
+			t.Errorf("IsUnauthenticated(%v) = false", err)
+		}
+	}
+	for _, err := range []error{nil, ErrNoKeys, context.Canceled, context.DeadlineExceeded, errors.New("other")} {
+		if IsUnauthenticated(err) {
+			t.Errorf("IsUnauthenticated(%v) = true", err)
+		}
+	}
+}
