@@ -143,7 +143,7 @@ func Response(d *authz.Decision) *authv3.CheckResponse {
 			ok.ResponseHeadersToAdd = []*corev3.HeaderValueOption{overwrite(HeaderShadowDeny, string(d.Reason))}
 		}
 		return &authv3.CheckResponse{
-			Status:       &rpcstatus.Status{Code: int32(rpccode.Code_OK)},
+			Status:       &rpcstatus.Status{Code: int32(rpccode.Code_OK), Message: string(d.Reason)},
 			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
 		}
 	}
