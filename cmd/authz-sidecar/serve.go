@@ -7,7 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -70,8 +73,20 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	// sidecar is not ready and answers 503.
 	grpcHealth := health.NewServer()
 	grpcHealth.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	jwksRefreshes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "authz_jwks_refreshes_total",
+		Help: "JWKS fetches by result (success, failure).",
+	}, []string{"result"})
+	reg.MustRegister(jwksRefreshes)
 	keys, err := authn.NewKeySet(authn.KeySetConfig{
 		URL: pol.JWT.JWKSURL, RefreshInterval: c.JWKSRefresh, MinRefreshInterval: c.JWKSMinRefresh,
+		OnRefresh: func(err error) {
+			if err != nil {
+				jwksRefreshes.WithLabelValues("failure").Inc()
+				return
+			}
+			jwksRefreshes.WithLabelValues("success").Inc()
+		},
 	}, log)
 	if err != nil {
 		return fmt.Errorf("key set: %w", err)
@@ -87,7 +102,11 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	}
 	defer db.Close()
 
-	var resolver roles.Resolver = roles.NewSourceResolver(pg.NewMemberRepository(db))
+	source, err := observe.NewSource(pg.NewMemberRepository(db), reg)
+	if err != nil {
+		return err
+	}
+	var resolver roles.Resolver = roles.NewSourceResolver(source)
 	if c.RedisURL != "" {
 		opts, err := redis.ParseURL(c.RedisURL)
 		if err != nil {
@@ -115,6 +134,13 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	reload, err := newReloader(c.Policies, keys, engine, log, reg)
+	if err != nil {
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	gs := grpc.NewServer()
 	authv3.RegisterAuthorizationServer(gs, extauthz.New(engine, recorder, extauthz.Config{Timeout: c.CheckTimeout}))
@@ -132,7 +158,7 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 		grpcLis.Close()
 		return fmt.Errorf("listen http: %w", err)
 	}
-	hs := &http.Server{Handler: opsHandler(keys, reg), ReadHeaderTimeout: 5 * time.Second}
+	hs := &http.Server{Handler: opsHandler(keys, reload, reg), ReadHeaderTimeout: 5 * time.Second}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -140,6 +166,7 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	errc := make(chan error, 2)
 	wg.Go(func() { keys.Run(runCtx) })
 	wg.Go(func() { watchReady(runCtx, keys, grpcHealth, log) })
+	wg.Go(func() { reload.run(runCtx, hup) })
 	wg.Go(func() {
 		if err := gs.Serve(grpcLis); err != nil {
 			errc <- fmt.Errorf("grpc server: %w", err)
@@ -213,18 +240,27 @@ func watchReady(ctx context.Context, keys *authn.KeySet, h *health.Server, log *
 	}
 }
 
-// opsHandler serves liveness, readiness and metrics.
-func opsHandler(keys *authn.KeySet, reg *prometheus.Registry) http.Handler {
+// opsHandler serves liveness, readiness and metrics. Readiness needs
+// signing keys; a rejected policy reload does not make the sidecar unready
+// (the previous policy keeps serving) but is shown in the body.
+func opsHandler(keys *authn.KeySet, reload *reloader, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		version, reloadErr := reload.status()
+		status, body := http.StatusOK, "ready\n"
 		if !keys.Ready() {
-			http.Error(w, "not ready: signing keys not loaded", http.StatusServiceUnavailable)
-			return
+			status, body = http.StatusServiceUnavailable, "not ready: signing keys not loaded\n"
 		}
-		w.Write([]byte("ready\n"))
+		body += "policy version: " + version + "\n"
+		if reloadErr != nil {
+			body += "last policy reload failed (previous policy in force):\n" + reloadErr.Error() + "\n"
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(status)
+		w.Write([]byte(body))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return mux

@@ -2,14 +2,10 @@ package extauthz_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -29,13 +25,14 @@ import (
 	"github.com/authz-sidecar/authz-sidecar/internal/authz"
 	"github.com/authz-sidecar/authz-sidecar/internal/cache"
 	"github.com/authz-sidecar/authz-sidecar/internal/extauthz"
+	"github.com/authz-sidecar/authz-sidecar/internal/jwttest"
 	"github.com/authz-sidecar/authz-sidecar/internal/pg"
 	"github.com/authz-sidecar/authz-sidecar/internal/pgtest"
 	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 	"github.com/authz-sidecar/authz-sidecar/internal/roles"
 )
 
-const issuer = "https://auth.example.test"
+const issuer = jwttest.Issuer
 
 const policyYAML = `
 jwt:
@@ -58,85 +55,6 @@ routes:
 default: deny
 `
 
-// signer mints Better Auth-shaped EdDSA tokens with keys served by an
-// httptest JWKS endpoint.
-type signer struct {
-	mu   sync.Mutex
-	keys map[string]ed25519.PrivateKey // guarded by mu
-	srv  *httptest.Server
-	hits atomic.Int64
-}
-
-func newSigner(t *testing.T) *signer {
-	s := &signer{keys: map[string]ed25519.PrivateKey{}}
-	s.addKey("k1")
-	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		s.hits.Add(1)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		var keys []map[string]string
-		for kid, k := range s.keys {
-			keys = append(keys, map[string]string{
-				"alg": "EdDSA", "crv": "Ed25519", "kty": "OKP", "kid": kid,
-				"x": base64.RawURLEncoding.EncodeToString(k.Public().(ed25519.PublicKey)),
-			})
-		}
-		json.NewEncoder(w).Encode(map[string]any{"keys": keys})
-	}))
-	t.Cleanup(s.srv.Close)
-	return s
-}
-
-func (s *signer) addKey(kid string) {
-	_, k, _ := ed25519.GenerateKey(rand.Reader)
-	s.mu.Lock()
-	s.keys[kid] = k
-	s.mu.Unlock()
-}
-
-func b64(v any) string {
-	b, _ := json.Marshal(v)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// token signs claims (merged over valid defaults for sub) with key kid; a
-// nil key signs with a fresh key that the JWKS does not know.
-func (s *signer) token(kid string, header map[string]any, claims map[string]any) string {
-	now := time.Now()
-	c := map[string]any{
-		"name": "User", "email": "user@example.test", "emailVerified": false, "image": nil,
-		"role": "user", "banned": false, "iat": now.Unix(), "exp": now.Add(15 * time.Minute).Unix(),
-		"iss": issuer, "aud": issuer,
-	}
-	for k, v := range claims {
-		if v == nil {
-			delete(c, k)
-			continue
-		}
-		c[k] = v
-	}
-	h := map[string]any{"alg": "EdDSA", "kid": kid}
-	for k, v := range header {
-		h[k] = v
-	}
-	input := b64(h) + "." + b64(c)
-	s.mu.Lock()
-	key, ok := s.keys[kid]
-	s.mu.Unlock()
-	if !ok {
-		_, key, _ = ed25519.GenerateKey(rand.Reader)
-	}
-	return input + "." + base64.RawURLEncoding.EncodeToString(ed25519.Sign(key, []byte(input)))
-}
-
-func (s *signer) user(id string, extra ...any) string {
-	c := map[string]any{"sub": id, "id": id}
-	for i := 0; i+1 < len(extra); i += 2 {
-		c[extra[i].(string)] = extra[i+1]
-	}
-	return s.token("k1", nil, c)
-}
-
 // countingSource counts the queries reaching Postgres.
 type countingSource struct {
 	roles.Source
@@ -150,7 +68,7 @@ func (c *countingSource) Membership(ctx context.Context, u, o string) (roles.Mem
 
 type env struct {
 	client  authv3.AuthorizationClient
-	signer  *signer
+	signer  *jwttest.Keys
 	seed    *pgtest.Seeder
 	source  *countingSource
 	db      *pg.DB
@@ -173,11 +91,11 @@ func redisURL() string {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
-	e := &env{signer: newSigner(t)}
+	e := &env{signer: jwttest.NewKeys(t)}
 	e.dbURL = pgtest.NewDatabase(t)
 	e.seed = pgtest.NewSeeder(t, e.dbURL)
 
-	pol, err := policy.Parse("test.yaml", []byte(strings.Replace(policyYAML, "JWKS_URL", e.signer.srv.URL, 1)))
+	pol, err := policy.Parse("test.yaml", []byte(strings.Replace(policyYAML, "JWKS_URL", e.signer.URL, 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,20 +262,20 @@ func TestDecisions(t *testing.T) {
 	s.Member(t, "org_acme", "frank", "auditor") // a role only another organization defines
 
 	const approve = "/api/orgs/org_acme/leave/l1/approve"
-	expired := e.signer.token("k1", nil, map[string]any{"sub": "alice", "exp": time.Now().Add(-time.Hour).Unix(), "iat": time.Now().Add(-2 * time.Hour).Unix()})
-	future := e.signer.token("k1", nil, map[string]any{"sub": "alice", "nbf": time.Now().Add(time.Hour).Unix()})
-	wrongIss := e.signer.token("k1", nil, map[string]any{"sub": "alice", "iss": "https://evil.test"})
-	wrongAud := e.signer.token("k1", nil, map[string]any{"sub": "alice", "aud": "https://other.test"})
-	otherKey := e.signer.token("k-unknown", nil, map[string]any{"sub": "alice"})
+	expired := e.signer.Token("k1", nil, map[string]any{"sub": "alice", "exp": time.Now().Add(-time.Hour).Unix(), "iat": time.Now().Add(-2 * time.Hour).Unix()})
+	future := e.signer.Token("k1", nil, map[string]any{"sub": "alice", "nbf": time.Now().Add(time.Hour).Unix()})
+	wrongIss := e.signer.Token("k1", nil, map[string]any{"sub": "alice", "iss": "https://evil.test"})
+	wrongAud := e.signer.Token("k1", nil, map[string]any{"sub": "alice", "aud": "https://other.test"})
+	otherKey := e.signer.Token("k-unknown", nil, map[string]any{"sub": "alice"})
 	sameKidWrongKey := func() string {
-		tok := e.signer.user("alice")
-		other := e.signer.token("nope", nil, map[string]any{"sub": "alice"})
+		tok := e.signer.User("alice")
+		other := e.signer.Token("nope", nil, map[string]any{"sub": "alice"})
 		return tok[:strings.LastIndexByte(tok, '.')] + other[strings.LastIndexByte(other, '.'):]
 	}()
-	none := b64(map[string]any{"alg": "none", "kid": "k1"}) + "." + b64(map[string]any{"sub": "alice", "iss": issuer, "aud": issuer, "exp": time.Now().Add(time.Hour).Unix()}) + "."
+	none := jwttest.B64(map[string]any{"alg": "none", "kid": "k1"}) + "." + jwttest.B64(map[string]any{"sub": "alice", "iss": issuer, "aud": issuer, "exp": time.Now().Add(time.Hour).Unix()}) + "."
 	tampered := func() string {
-		parts := strings.Split(e.signer.user("bob"), ".")
-		parts[1] = b64(map[string]any{"sub": "alice", "iss": issuer, "aud": issuer, "exp": time.Now().Add(time.Hour).Unix()})
+		parts := strings.Split(e.signer.User("bob"), ".")
+		parts[1] = jwttest.B64(map[string]any{"sub": "alice", "iss": issuer, "aud": issuer, "exp": time.Now().Add(time.Hour).Unix()})
 		return strings.Join(parts, ".")
 	}()
 
@@ -388,40 +306,40 @@ func TestDecisions(t *testing.T) {
 		{name: "alg none", method: "GET", path: "/api/me", headers: bearer(none), status: 401},
 		{name: "tampered payload", method: "GET", path: "/api/me", headers: bearer(tampered), status: 401},
 		{name: "two authorization headers joined by Envoy", method: "GET", path: "/api/me",
-			headers: map[string]string{"authorization": "Bearer " + e.signer.user("bob") + ",Bearer " + e.signer.user("alice")}, status: 401},
-		{name: "authenticated route", method: "GET", path: "/api/me", headers: bearer(e.signer.user("bob")), status: 200, user: "bob"},
-		{name: "scheme is case-insensitive", method: "GET", path: "/api/me", headers: map[string]string{"authorization": "bEaReR " + e.signer.user("bob")}, status: 200, user: "bob"},
-		{name: "unknown user with a valid token", method: "GET", path: "/api/me", headers: bearer(e.signer.user("ghost")), status: 403, reason: "unknown_user"},
-		{name: "banned user on an authenticated route", method: "GET", path: "/api/me", headers: bearer(e.signer.user("mallory")), status: 403, reason: "banned"},
-		{name: "owner approves (inherited)", method: "POST", path: approve, headers: bearer(e.signer.user("alice")), status: 200, user: "alice", org: "org_acme", roles: "owner"},
-		{name: "member allowed to read", method: "GET", path: "/api/orgs/org_acme/leave/l1", headers: bearer(e.signer.user("bob")), status: 200, user: "bob", org: "org_acme", roles: "member"},
-		{name: "member missing permission", method: "POST", path: approve, headers: bearer(e.signer.user("bob")), status: 403, reason: "missing permission leave:approve"},
-		{name: "multi-role union with a custom role", method: "POST", path: approve, headers: bearer(e.signer.user("carol")), status: 200, roles: "member,approver"},
-		{name: "comma-joined roles with spaces", method: "POST", path: approve, headers: bearer(e.signer.user("dave")), status: 200, roles: "admin,member"},
-		{name: "another org's custom role grants nothing", method: "GET", path: "/api/orgs/org_acme/leave/l1", headers: bearer(e.signer.user("frank")), status: 403, reason: "missing_permission"},
-		{name: "non-member", method: "GET", path: "/api/orgs/org_acme/leave/l1", headers: bearer(e.signer.user("erin")), status: 403, reason: "not_member"},
-		{name: "banned member", method: "POST", path: approve, headers: bearer(e.signer.user("mallory")), status: 403, reason: "banned"},
-		{name: "unknown organization", method: "GET", path: "/api/orgs/org_nope/leave/l1", headers: bearer(e.signer.user("alice")), status: 403, reason: "not_member"},
-		{name: "org by slug in path", method: "POST", path: "/api/orgs/acme/leave/l1/approve", headers: bearer(e.signer.user("alice")), status: 200, org: "org_acme"},
+			headers: map[string]string{"authorization": "Bearer " + e.signer.User("bob") + ",Bearer " + e.signer.User("alice")}, status: 401},
+		{name: "authenticated route", method: "GET", path: "/api/me", headers: bearer(e.signer.User("bob")), status: 200, user: "bob"},
+		{name: "scheme is case-insensitive", method: "GET", path: "/api/me", headers: map[string]string{"authorization": "bEaReR " + e.signer.User("bob")}, status: 200, user: "bob"},
+		{name: "unknown user with a valid token", method: "GET", path: "/api/me", headers: bearer(e.signer.User("ghost")), status: 403, reason: "unknown_user"},
+		{name: "banned user on an authenticated route", method: "GET", path: "/api/me", headers: bearer(e.signer.User("mallory")), status: 403, reason: "banned"},
+		{name: "owner approves (inherited)", method: "POST", path: approve, headers: bearer(e.signer.User("alice")), status: 200, user: "alice", org: "org_acme", roles: "owner"},
+		{name: "member allowed to read", method: "GET", path: "/api/orgs/org_acme/leave/l1", headers: bearer(e.signer.User("bob")), status: 200, user: "bob", org: "org_acme", roles: "member"},
+		{name: "member missing permission", method: "POST", path: approve, headers: bearer(e.signer.User("bob")), status: 403, reason: "missing permission leave:approve"},
+		{name: "multi-role union with a custom role", method: "POST", path: approve, headers: bearer(e.signer.User("carol")), status: 200, roles: "member,approver"},
+		{name: "comma-joined roles with spaces", method: "POST", path: approve, headers: bearer(e.signer.User("dave")), status: 200, roles: "admin,member"},
+		{name: "another org's custom role grants nothing", method: "GET", path: "/api/orgs/org_acme/leave/l1", headers: bearer(e.signer.User("frank")), status: 403, reason: "missing_permission"},
+		{name: "non-member", method: "GET", path: "/api/orgs/org_acme/leave/l1", headers: bearer(e.signer.User("erin")), status: 403, reason: "not_member"},
+		{name: "banned member", method: "POST", path: approve, headers: bearer(e.signer.User("mallory")), status: 403, reason: "banned"},
+		{name: "unknown organization", method: "GET", path: "/api/orgs/org_nope/leave/l1", headers: bearer(e.signer.User("alice")), status: 403, reason: "not_member"},
+		{name: "org by slug in path", method: "POST", path: "/api/orgs/acme/leave/l1/approve", headers: bearer(e.signer.User("alice")), status: 200, org: "org_acme"},
 		{name: "org from header", method: "GET", path: "/api/leave-report",
-			headers: map[string]string{"authorization": "Bearer " + e.signer.user("bob"), "x-organization-id": "org_acme"}, status: 200, org: "org_acme"},
+			headers: map[string]string{"authorization": "Bearer " + e.signer.User("bob"), "x-organization-id": "org_acme"}, status: 200, org: "org_acme"},
 		{name: "org from claim", method: "GET", path: "/api/leave-report",
-			headers: bearer(e.signer.user("bob", "activeOrganizationId", "org_acme")), status: 200, org: "org_acme"},
+			headers: bearer(e.signer.User("bob", "activeOrganizationId", "org_acme")), status: 200, org: "org_acme"},
 		{name: "path beats a header naming another org", method: "GET", path: "/api/orgs/org_other/leave/x",
-			headers: map[string]string{"authorization": "Bearer " + e.signer.user("bob"), "x-organization-id": "org_acme"}, status: 403, reason: "not_member"},
+			headers: map[string]string{"authorization": "Bearer " + e.signer.User("bob"), "x-organization-id": "org_acme"}, status: 403, reason: "not_member"},
 		{name: "claim naming an org the user left is checked against members", method: "GET", path: "/api/leave-report",
-			headers: bearer(e.signer.user("erin", "activeOrganizationId", "org_acme")), status: 403, reason: "not_member"},
-		{name: "no organization anywhere", method: "GET", path: "/api/leave-report", headers: bearer(e.signer.user("bob")), status: 403, reason: "no_organization"},
-		{name: "unmatched route", method: "GET", path: "/api/unknown", headers: bearer(e.signer.user("alice")), status: 403, reason: "no_route"},
-		{name: "unmatched method", method: "DELETE", path: approve, headers: bearer(e.signer.user("alice")), status: 403, reason: "no_route"},
-		{name: "ambiguous path", method: "POST", path: "/api/orgs/org_acme/leave/l1/../l2/approve", headers: bearer(e.signer.user("alice")), status: 403, reason: "ambiguous_path"},
-		{name: "encoded slash", method: "GET", path: "/api/orgs/org_acme%2Fx/leave/l1", headers: bearer(e.signer.user("alice")), status: 403, reason: "ambiguous_path"},
+			headers: bearer(e.signer.User("erin", "activeOrganizationId", "org_acme")), status: 403, reason: "not_member"},
+		{name: "no organization anywhere", method: "GET", path: "/api/leave-report", headers: bearer(e.signer.User("bob")), status: 403, reason: "no_organization"},
+		{name: "unmatched route", method: "GET", path: "/api/unknown", headers: bearer(e.signer.User("alice")), status: 403, reason: "no_route"},
+		{name: "unmatched method", method: "DELETE", path: approve, headers: bearer(e.signer.User("alice")), status: 403, reason: "no_route"},
+		{name: "ambiguous path", method: "POST", path: "/api/orgs/org_acme/leave/l1/../l2/approve", headers: bearer(e.signer.User("alice")), status: 403, reason: "ambiguous_path"},
+		{name: "encoded slash", method: "GET", path: "/api/orgs/org_acme%2Fx/leave/l1", headers: bearer(e.signer.User("alice")), status: 403, reason: "ambiguous_path"},
 		{name: "route by name from context_extensions", method: "POST", path: "/anything/envoy/routed", route: "approve-leave",
-			headers: map[string]string{"authorization": "Bearer " + e.signer.user("alice"), "x-organization-id": "org_acme"}, status: 200},
+			headers: map[string]string{"authorization": "Bearer " + e.signer.User("alice"), "x-organization-id": "org_acme"}, status: 200},
 		{name: "route by name still takes the org from the path", method: "POST", path: approve, route: "approve-leave",
-			headers: bearer(e.signer.user("bob")), status: 403, reason: "missing permission leave:approve"},
+			headers: bearer(e.signer.User("bob")), status: 403, reason: "missing permission leave:approve"},
 		{name: "unknown route name", method: "GET", path: "/healthz", route: "nope", status: 403, reason: "unknown_route"},
-		{name: "shadow mode lets a deny through", method: "GET", path: "/api/orgs/org_acme/shadow", headers: bearer(e.signer.user("bob")), status: 200},
+		{name: "shadow mode lets a deny through", method: "GET", path: "/api/orgs/org_acme/shadow", headers: bearer(e.signer.User("bob")), status: 200},
 		{name: "shadow mode does not lift 401 reporting", method: "GET", path: "/api/orgs/org_acme/shadow", status: 200},
 	}
 	for _, tt := range tests {
@@ -483,7 +401,7 @@ func TestSpoofedIdentityHeadersAreReplaced(t *testing.T) {
 	e.seed.Org(t, "org_acme", "acme")
 	e.seed.Member(t, "org_acme", "bob", "member")
 	for _, name := range []string{"x-auth-user-id", "X-Auth-User-Id", "x-auth-roles"} {
-		h := bearer(e.signer.user("bob"))
+		h := bearer(e.signer.User("bob"))
 		h[strings.ToLower(name)] = "alice"
 		o := e.check(t, checkRequest("GET", "/api/orgs/org_acme/leave/1", h, ""))
 		if o.status != 200 {
@@ -508,17 +426,17 @@ func TestUnknownKidAcceptedAfterRotation(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.seed.User(t, "bob", "bob")
-	before := e.signer.hits.Load()
-	e.signer.addKey("k2")
-	tok := e.signer.token("k2", nil, map[string]any{"sub": "bob"})
+	before := e.signer.Hits.Load()
+	e.signer.AddKey("k2")
+	tok := e.signer.Token("k2", nil, map[string]any{"sub": "bob"})
 	if o := e.check(t, checkRequest("GET", "/api/me", bearer(tok), "")); o.status != 200 {
 		t.Fatalf("new-key token: status %d %s", o.status, o.body)
 	}
-	if n := e.signer.hits.Load() - before; n != 1 {
+	if n := e.signer.Hits.Load() - before; n != 1 {
 		t.Errorf("JWKS fetched %d times for the new kid, want 1", n)
 	}
 	// Old-key tokens keep working.
-	if o := e.check(t, checkRequest("GET", "/api/me", bearer(e.signer.user("bob")), "")); o.status != 200 {
+	if o := e.check(t, checkRequest("GET", "/api/me", bearer(e.signer.User("bob")), "")); o.status != 200 {
 		t.Fatalf("old-key token: status %d %s", o.status, o.body)
 	}
 }
@@ -529,7 +447,7 @@ func TestTiers(t *testing.T) {
 	e.seed.User(t, "bob", "bob")
 	e.seed.Org(t, "org_acme", "acme")
 	e.seed.Member(t, "org_acme", "bob", "admin")
-	req := checkRequest("POST", "/api/orgs/org_acme/leave/1/approve", bearer(e.signer.user("bob")), "")
+	req := checkRequest("POST", "/api/orgs/org_acme/leave/1/approve", bearer(e.signer.User("bob")), "")
 	ctx := context.Background()
 
 	t.Run("postgres load then L1 hit", func(t *testing.T) {
@@ -558,7 +476,7 @@ func TestTiers(t *testing.T) {
 		e.seed.User(t, "carol", "carol")
 		e.seed.Member(t, "org_acme", "carol", "member")
 		before := e.source.n.Load()
-		tok := e.signer.user("carol")
+		tok := e.signer.User("carol")
 		var wg sync.WaitGroup
 		for range 50 {
 			wg.Go(func() {

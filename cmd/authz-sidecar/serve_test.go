@@ -1,0 +1,337 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/authz-sidecar/authz-sidecar/internal/jwttest"
+	"github.com/authz-sidecar/authz-sidecar/internal/pgtest"
+)
+
+const basePolicy = `
+jwt:
+  issuer: https://auth.example.test
+  audiences: [https://auth.example.test]
+  jwks_url: JWKS
+organization:
+  from: [path:org]
+roles:
+  member: { permissions: ["leave:read"] }
+routes:
+  - { name: health, methods: [GET], path: /healthz, public: true }
+  - { name: me, path: /api/me, authenticated: true }
+  - { name: read-leave, methods: [GET], path: "/api/orgs/{org}/leave/**", require: [leave:read] }
+`
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// lockedBuffer collects the sidecar's log lines from several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type running struct {
+	policyPath string
+	grpcAddr   string
+	httpAddr   string
+	keys       *jwttest.Keys
+	client     authv3.AuthorizationClient
+	health     healthpb.HealthClient
+	cancel     context.CancelFunc
+	done       chan error
+	logs       *lockedBuffer
+}
+
+// startServe runs the real "serve" command in-process.
+func startServe(t *testing.T, extraArgs ...string) *running {
+	t.Helper()
+	r := &running{keys: jwttest.NewKeys(t), grpcAddr: freeAddr(t), httpAddr: freeAddr(t), logs: &lockedBuffer{}}
+	dbURL := pgtest.NewDatabase(t)
+	seed := pgtest.NewSeeder(t, dbURL)
+	seed.User(t, "bob", "bob")
+	seed.Org(t, "acme", "acme")
+	seed.Member(t, "acme", "bob", "member")
+
+	r.policyPath = filepath.Join(t.TempDir(), "policies.yaml")
+	r.writePolicy(t, basePolicy)
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.done = make(chan error, 1)
+	args := append([]string{"serve", "--policies", r.policyPath, "--grpc-addr", r.grpcAddr, "--http-addr", r.httpAddr,
+		"--database-url", dbURL, "--drain-timeout", "2s"}, extraArgs...)
+	go func() { r.done <- run(ctx, args, func(string) string { return "" }, io.Discard, r.logs) }()
+	t.Cleanup(func() {
+		cancel()
+		<-r.done
+		if t.Failed() {
+			t.Logf("sidecar log:\n%s", r.logs.String())
+		}
+	})
+
+	conn, err := grpc.NewClient(r.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	r.client = authv3.NewAuthorizationClient(conn)
+	r.health = healthpb.NewHealthClient(conn)
+	eventually(t, 10*time.Second, "gRPC health SERVING", func() bool {
+		resp, err := r.health.Check(context.Background(), &healthpb.HealthCheckRequest{})
+		return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
+	})
+	return r
+}
+
+func (r *running) writePolicy(t *testing.T, body string) {
+	t.Helper()
+	// Write then rename, as editors and ConfigMaps do.
+	tmp := r.policyPath + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strings.Replace(body, "JWKS", r.keys.URL, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, r.policyPath); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (r *running) status(t *testing.T, method, path, token string) int {
+	t.Helper()
+	h := map[string]string{}
+	if token != "" {
+		h["authorization"] = "Bearer " + token
+	}
+	resp, err := r.client.Check(context.Background(), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: method, Path: path, Headers: h}},
+	}})
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	if resp.GetOkResponse() != nil {
+		return 200
+	}
+	return int(resp.GetDeniedResponse().GetStatus().GetCode())
+}
+
+func (r *running) get(t *testing.T, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + r.httpAddr + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestServePolicyReload(t *testing.T) {
+	r := startServe(t)
+	bob := r.keys.User("bob")
+	if got := r.status(t, "GET", "/api/orgs/acme/leave/1", bob); got != 200 {
+		t.Fatalf("before reload: %d", got)
+	}
+	if got := r.status(t, "GET", "/api/new", ""); got != 403 {
+		t.Fatalf("unknown route before reload: %d", got)
+	}
+
+	// A valid change swaps in: a new public route, and member loses leave:read.
+	changed := strings.Replace(basePolicy, `member: { permissions: ["leave:read"] }`, `member: { permissions: ["leave:request"] }
+  reader: { permissions: ["leave:read"] }`, 1) + "  - { name: new, methods: [GET], path: /api/new, public: true }\n"
+	r.writePolicy(t, changed)
+	eventually(t, 5*time.Second, "the new route", func() bool { return r.status(t, "GET", "/api/new", "") == 200 })
+	// Cached permission sets are keyed by policy version: no stale grant.
+	if got := r.status(t, "GET", "/api/orgs/acme/leave/1", bob); got != 403 {
+		t.Errorf("member kept leave:read after the role changed: %d", got)
+	}
+
+	// An invalid file is rejected whole; the last good policy keeps serving.
+	r.writePolicy(t, changed+"  - { name: broken, path: /x, require: [nope:nope] }\n")
+	eventually(t, 5*time.Second, "readyz to show the failed reload", func() bool {
+		_, body := r.get(t, "/readyz")
+		return strings.Contains(body, "last policy reload failed") && strings.Contains(body, "policies.yaml:")
+	})
+	if code, _ := r.get(t, "/readyz"); code != 200 {
+		t.Errorf("readyz = %d after a rejected reload; the old policy still serves", code)
+	}
+	if got := r.status(t, "GET", "/api/new", ""); got != 200 {
+		t.Errorf("old policy not serving after a rejected reload: %d", got)
+	}
+	_, metrics := r.get(t, "/metrics")
+	if !strings.Contains(metrics, `authz_policy_reloads_total{result="failure"}`) {
+		t.Error("no failure counted in authz_policy_reloads_total")
+	}
+
+	// SIGHUP reloads too: with the file unchanged since the last good load
+	// it counts as "unchanged"; fix the file first.
+	r.writePolicy(t, changed)
+	eventually(t, 5*time.Second, "the fixed file to load", func() bool {
+		_, body := r.get(t, "/readyz")
+		return !strings.Contains(body, "failed")
+	})
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "SIGHUP reload", func() bool {
+		_, m := r.get(t, "/metrics")
+		return strings.Contains(m, `authz_policy_reloads_total{result="unchanged"}`)
+	})
+}
+
+func TestServeGracefulShutdown(t *testing.T) {
+	r := startServe(t)
+	if got := r.status(t, "GET", "/healthz", ""); got != 200 {
+		t.Fatalf("public route: %d", got)
+	}
+	r.cancel() // what SIGTERM does through signal.NotifyContext
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Fatalf("serve returned %v, want nil (exit 0)", err)
+		}
+		r.done <- nil // for the cleanup
+	case <-time.After(5 * time.Second):
+		t.Fatal("serve did not stop within the drain timeout")
+	}
+	if !strings.Contains(r.logs.String(), "draining") {
+		t.Error("no drain logged")
+	}
+}
+
+func TestServeNotReadyWithoutKeys(t *testing.T) {
+	// A JWKS URL where nothing listens: fail closed, not ready.
+	dead := "http://" + freeAddr(t) + "/jwks"
+	dbURL := pgtest.NewDatabase(t)
+	p := filepath.Join(t.TempDir(), "p.yaml")
+	os.WriteFile(p, []byte(strings.Replace(basePolicy, "JWKS", dead, 1)), 0o600)
+	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--policies", p, "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--database-url", dbURL},
+			func(string) string { return "" }, io.Discard, io.Discard)
+	}()
+	defer func() { cancel(); <-done }()
+	eventually(t, 5*time.Second, "http listener", func() bool {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	conn, _ := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	defer conn.Close()
+	resp, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("health = %v, %v; want NOT_SERVING", resp, err)
+	}
+	keys := jwttest.NewKeys(t)
+	cr, err := authv3.NewAuthorizationClient(conn).Check(context.Background(), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: "GET", Path: "/api/me", Headers: map[string]string{"authorization": "Bearer " + keys.User("bob")}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cr.GetDeniedResponse().GetStatus().GetCode(); got != 503 {
+		t.Errorf("check without keys: status %v, want 503 (%v)", got, cr)
+	}
+}
+
+func TestValidateCommand(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(good, []byte(strings.Replace(basePolicy, "JWKS", "http://127.0.0.1:3000/api/auth/jwks", 1)), 0o600)
+	os.WriteFile(bad, []byte(strings.Replace(strings.Replace(basePolicy, "JWKS", "http://127.0.0.1:3000/api/auth/jwks", 1),
+		"require: [leave:read]", "require: [leave:raed]", 1)), 0o600)
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr bool
+		out     string
+	}{
+		{"valid file", []string{"validate", good}, false, "ok (version"},
+		{"broken file names the line", []string{"validate", bad}, true, "bad.yaml:13:"},
+		{"missing file", []string{"validate", filepath.Join(dir, "nope.yaml")}, true, ""},
+		{"two files", []string{"validate", good, bad}, true, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			err := run(context.Background(), tt.args, func(string) string { return "" }, &out, &errOut)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if !strings.Contains(out.String(), tt.out) {
+				t.Errorf("output %q does not contain %q", out.String(), tt.out)
+			}
+		})
+	}
+}
+
+func TestServeConfigErrors(t *testing.T) {
+	env := map[string]string{"AUTHZ_CHECK_TIMEOUT": "soon"}
+	_, err := parseServeConfig([]string{"--database-url", "postgres://x"}, func(k string) string { return env[k] }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "AUTHZ_CHECK_TIMEOUT") {
+		t.Errorf("bad env duration: err = %v", err)
+	}
+	if _, err := parseServeConfig(nil, func(string) string { return "" }, io.Discard); err == nil {
+		t.Error("missing database URL accepted")
+	}
+	c, err := parseServeConfig([]string{"--grpc-addr", "127.0.0.1:1"}, func(k string) string {
+		return map[string]string{"DATABASE_URL": "postgres://db", "AUTHZ_GRPC_ADDR": "127.0.0.1:2", "AUTHZ_L1_TTL": "3s"}[k]
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.GRPCAddr != "127.0.0.1:1" || c.DatabaseURL != "postgres://db" || c.L1TTL != 3*time.Second {
+		t.Errorf("flag must beat env, env beat default: %+v", c)
+	}
+}
