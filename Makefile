@@ -23,6 +23,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) run ./cmd/authz-sidecar validate policies.yaml
+	$(GO) run ./cmd/authz-sidecar test policies_test.yaml >/dev/null
 
 # Everything: unit, integration (real Postgres, Redis, HTTP JWKS, gRPC),
 # fuzz seeds and the end-to-end suite against a real Better Auth, with -race.

@@ -21,43 +21,47 @@ type serveConfig struct {
 	LogLevel    string
 	LogFormat   string
 
-	CheckTimeout   time.Duration
-	LoadTimeout    time.Duration
-	L1TTL          time.Duration
-	L1NegativeTTL  time.Duration
-	L1MaxBytes     int64
-	L2TTL          time.Duration
-	L2NegativeTTL  time.Duration
-	RedisTimeout   time.Duration
-	JWKSRefresh    time.Duration
-	JWKSMinRefresh time.Duration
-	PGMaxConns     int
-	LogAllowEvery  uint64
-	Reflection     bool
-	DrainTimeout   time.Duration
+	CheckTimeout    time.Duration
+	LoadTimeout     time.Duration
+	L1TTL           time.Duration
+	L1NegativeTTL   time.Duration
+	L1MaxBytes      int64
+	L2TTL           time.Duration
+	L2NegativeTTL   time.Duration
+	RedisTimeout    time.Duration
+	JWKSRefresh     time.Duration
+	JWKSMinRefresh  time.Duration
+	TokenCacheBytes int64
+	TokenCacheTTL   time.Duration
+	PGMaxConns      int
+	LogAllowEvery   uint64
+	Reflection      bool
+	DrainTimeout    time.Duration
 }
 
 func parseServeConfig(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
 	c := serveConfig{
-		Policies:       "./policies.yaml",
-		GRPCAddr:       "127.0.0.1:9191",
-		HTTPAddr:       "127.0.0.1:9192",
-		RedisPrefix:    "authz:",
-		LogLevel:       "info",
-		LogFormat:      "json",
-		CheckTimeout:   100 * time.Millisecond,
-		LoadTimeout:    2 * time.Second,
-		L1TTL:          30 * time.Second,
-		L1NegativeTTL:  5 * time.Second,
-		L1MaxBytes:     64 << 20,
-		L2TTL:          5 * time.Minute,
-		L2NegativeTTL:  30 * time.Second,
-		RedisTimeout:   25 * time.Millisecond,
-		JWKSRefresh:    5 * time.Minute,
-		JWKSMinRefresh: 2 * time.Second,
-		PGMaxConns:     8,
-		LogAllowEvery:  0,
-		DrainTimeout:   10 * time.Second,
+		Policies:        "./policies.yaml",
+		GRPCAddr:        "127.0.0.1:9191",
+		HTTPAddr:        "127.0.0.1:9192",
+		RedisPrefix:     "authz:",
+		LogLevel:        "info",
+		LogFormat:       "json",
+		CheckTimeout:    100 * time.Millisecond,
+		LoadTimeout:     2 * time.Second,
+		L1TTL:           30 * time.Second,
+		L1NegativeTTL:   5 * time.Second,
+		L1MaxBytes:      64 << 20,
+		L2TTL:           5 * time.Minute,
+		L2NegativeTTL:   30 * time.Second,
+		RedisTimeout:    25 * time.Millisecond,
+		JWKSRefresh:     5 * time.Minute,
+		JWKSMinRefresh:  2 * time.Second,
+		TokenCacheBytes: 32 << 20,
+		TokenCacheTTL:   time.Minute,
+		PGMaxConns:      8,
+		LogAllowEvery:   0,
+		DrainTimeout:    10 * time.Second,
 	}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -137,6 +141,8 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	dur(&c.RedisTimeout, "redis-timeout", "AUTHZ_REDIS_TIMEOUT", "deadline of one Redis call (then Postgres is asked)")
 	dur(&c.JWKSRefresh, "jwks-refresh", "AUTHZ_JWKS_REFRESH", "background JWKS refresh interval")
 	dur(&c.JWKSMinRefresh, "jwks-min-refresh", "AUTHZ_JWKS_MIN_REFRESH", "least time between JWKS fetches triggered by tokens with an unknown kid")
+	i64(&c.TokenCacheBytes, "token-cache-bytes", "AUTHZ_TOKEN_CACHE_BYTES", "memory budget of the verified-token cache in bytes (0: default)")
+	dur(&c.TokenCacheTTL, "token-cache-ttl", "AUTHZ_TOKEN_CACHE_TTL", "longest a verified token is served from cache (never past its exp)")
 	integer(&c.PGMaxConns, "pg-max-conns", "AUTHZ_PG_MAX_CONNS", "PostgreSQL pool size")
 	u64(&c.LogAllowEvery, "log-allow-every", "AUTHZ_LOG_ALLOW_EVERY", "log one allow decision in N (0: none); denies are always logged")
 	boolean(&c.Reflection, "grpc-reflection", "AUTHZ_GRPC_REFLECTION", "enable gRPC server reflection")

@@ -7,6 +7,8 @@
 //
 //	authz-sidecar serve    [flags]   run the ext_authz server
 //	authz-sidecar validate [FILE]    check a policies.yaml and exit
+//	authz-sidecar test     FILE      run a policy test file (policies_test.yaml)
+//	authz-sidecar explain  [flags]   explain one decision
 //
 // Run "authz-sidecar COMMAND --help" for each command's flags.
 package main
@@ -45,6 +47,8 @@ const usage = `authz-sidecar: an Envoy ext_authz decision point for Better Auth 
 Usage:
   authz-sidecar serve    [flags]   run the ext_authz gRPC server (and health/metrics HTTP)
   authz-sidecar validate [FILE]    check a policies.yaml (default $AUTHZ_POLICIES or ./policies.yaml)
+  authz-sidecar test     FILE      run policy test cases (method, path, roles -> expected decision)
+  authz-sidecar explain  [flags]   explain one decision: route, organization, roles, permissions, reason
 
 Run "authz-sidecar COMMAND --help" for the flags of a command.
 `
@@ -64,6 +68,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, cfg, stderr)
 	case "validate":
 		return validate(args[1:], getenv, stdout, stderr)
+	case "test":
+		return policyTest(ctx, args[1:], stdout, stderr)
+	case "explain":
+		return explain(ctx, args[1:], getenv, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -15,6 +15,7 @@ import (
 
 	"github.com/authz-sidecar/authz-sidecar/internal/authn"
 	"github.com/authz-sidecar/authz-sidecar/internal/authz"
+	"github.com/authz-sidecar/authz-sidecar/internal/cache"
 	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 )
 
@@ -24,6 +25,7 @@ import (
 type reloader struct {
 	path   string
 	keys   *authn.KeySet
+	tokens *cache.Tokens
 	engine *authz.Engine
 	log    *zap.Logger
 
@@ -34,9 +36,9 @@ type reloader struct {
 	lastErr error // guarded by mu; nil after a successful (re)load
 }
 
-func newReloader(path string, keys *authn.KeySet, engine *authz.Engine, log *zap.Logger, reg prometheus.Registerer) (*reloader, error) {
+func newReloader(path string, keys *authn.KeySet, tokens *cache.Tokens, engine *authz.Engine, log *zap.Logger, reg prometheus.Registerer) (*reloader, error) {
 	r := &reloader{
-		path: path, keys: keys, engine: engine, log: log.Named("policy"),
+		path: path, keys: keys, tokens: tokens, engine: engine, log: log.Named("policy"),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authz_policy_reloads_total",
 			Help: "Policy reload attempts by result (success, failure, unchanged).",
@@ -80,7 +82,9 @@ func (r *reloader) reload() error {
 		r.reloads.WithLabelValues("unchanged").Inc()
 		return nil
 	}
-	r.engine.SetPolicy(pol, v)
+	// A new token-cache generation: tokens verified under the old jwt
+	// settings are verified again under the new ones.
+	r.engine.SetPolicy(pol, r.tokens.For(v))
 	r.info.WithLabelValues(cur.Version).Set(0)
 	r.info.WithLabelValues(pol.Version).Set(1)
 	r.reloads.WithLabelValues("success").Inc()

@@ -129,12 +129,17 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	}
 	defer l1.Close()
 
-	engine := authz.New(pol, verifier, l1, authz.Config{})
+	tokens, err := cache.NewTokens(cache.TokensConfig{MaxBytes: c.TokenCacheBytes, MaxTTL: c.TokenCacheTTL}, reg)
+	if err != nil {
+		return err
+	}
+	defer tokens.Close()
+	engine := authz.New(pol, tokens.For(verifier), l1, authz.Config{})
 	recorder, err := observe.NewRecorder(log, reg, observe.Config{AllowSampleRate: c.LogAllowEvery})
 	if err != nil {
 		return err
 	}
-	reload, err := newReloader(c.Policies, keys, engine, log, reg)
+	reload, err := newReloader(c.Policies, keys, tokens, engine, log, reg)
 	if err != nil {
 		return err
 	}

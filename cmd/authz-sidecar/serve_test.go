@@ -335,3 +335,89 @@ func TestServeConfigErrors(t *testing.T) {
 		t.Errorf("flag must beat env, env beat default: %+v", c)
 	}
 }
+
+func TestPolicyTestCommand(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"test", "../../policies_test.yaml"}, func(string) string { return "" }, &out, io.Discard); err != nil {
+		t.Fatalf("shipped policy tests: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), " passed, 0 failed") {
+		t.Errorf("no summary line: %s", out.String())
+	}
+	// A failing case makes the command fail.
+	dir := t.TempDir()
+	pol, _ := os.ReadFile("../../policies.yaml")
+	os.WriteFile(filepath.Join(dir, "policies.yaml"), pol, 0o600)
+	os.WriteFile(filepath.Join(dir, "t.yaml"), []byte(`policy: policies.yaml
+cases:
+  - name: members cannot approve
+    request: { method: POST, path: /api/orgs/acme/leave/1/approve }
+    user: { id: u1, roles: [member] }
+    expect: { decision: allow }
+`), 0o600)
+	out.Reset()
+	err := run(context.Background(), []string{"test", filepath.Join(dir, "t.yaml")}, func(string) string { return "" }, &out, io.Discard)
+	if err == nil || !strings.Contains(out.String(), "0 passed, 1 failed") || !strings.Contains(out.String(), "missing permission leave:approve") {
+		t.Errorf("err %v, output:\n%s", err, out.String())
+	}
+}
+
+func TestExplainCommand(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"offline deny", []string{"--method", "POST", "--path", "/api/orgs/acme/leave/1/approve", "--user", "u1", "--roles", "member"},
+			[]string{"route:       approve-leave", "org:         acme (from path:org)", "holds:       [leave:read, leave:request]", "decision:    DENY 403", "missing permission leave:approve"}},
+		{"offline custom role allows", []string{"--method", "POST", "--path", "/api/orgs/acme/leave/1/approve", "--user", "u1", "--roles", "member,approver", "--custom-role", "approver=leave:approve"},
+			[]string{"decision:    ALLOW", "reason:      granted"}},
+		{"org from header", []string{"--method", "GET", "--path", "/api/me", "--user", "u1", "--roles", "member", "-H", "X-Organization-Id: acme"},
+			[]string{"route:       me", "decision:    ALLOW"}},
+		{"no route", []string{"--path", "/nope", "--user", "u1", "--roles", "owner"},
+			[]string{"route:       (none)", "DENY 403", "no_route"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			args := append([]string{"explain", "--policies", "../../policies.yaml"}, tt.args...)
+			if err := run(context.Background(), args, func(string) string { return "" }, &out, io.Discard); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("output lacks %q:\n%s", w, out.String())
+				}
+			}
+		})
+	}
+}
+
+func TestExplainWithTokenAndDatabase(t *testing.T) {
+	keys := jwttest.NewKeys(t)
+	dbURL := pgtest.NewDatabase(t)
+	seed := pgtest.NewSeeder(t, dbURL)
+	seed.User(t, "bob", "bob")
+	seed.Org(t, "acme", "acme")
+	seed.Member(t, "acme", "bob", "admin,member")
+	p := filepath.Join(t.TempDir(), "p.yaml")
+	pol, _ := os.ReadFile("../../policies.yaml")
+	os.WriteFile(p, []byte(strings.ReplaceAll(strings.ReplaceAll(string(pol), "http://127.0.0.1:3000/api/auth/jwks", keys.URL), "http://127.0.0.1:3000", jwttest.Issuer)), 0o600)
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"explain", "--policies", p, "--method", "POST", "--path", "/api/orgs/acme/leave/1/approve",
+		"--token", keys.User("bob"), "--database-url", dbURL}, func(string) string { return "" }, &out, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"user:        bob", "roles:       [admin, member] (from postgres)", "decision:    ALLOW"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("output lacks %q:\n%s", w, out.String())
+		}
+	}
+	out.Reset()
+	run(context.Background(), []string{"explain", "--policies", p, "--path", "/api/me", "--token", keys.Token("other", nil, map[string]any{"sub": "bob"}),
+		"--database-url", dbURL}, func(string) string { return "" }, &out, io.Discard)
+	if !strings.Contains(out.String(), "DENY 401") {
+		t.Errorf("forged token explained as:\n%s", out.String())
+	}
+}

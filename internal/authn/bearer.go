@@ -44,13 +44,7 @@ func BearerToken(authorization string) (string, error) {
 // 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
 func isB64Token(s string) bool {
 	i := 0
-	for ; i < len(s); i++ {
-		c := s[i]
-		if ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') ||
-			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/' {
-			continue
-		}
-		break
+	for ; i < len(s) && b64TokenChar[s[i]]; i++ {
 	}
 	if i == 0 {
 		return false
@@ -62,3 +56,21 @@ func isB64Token(s string) bool {
 	}
 	return true
 }
+
+// b64TokenChar is the b64token alphabet as a table: this check runs over
+// every token on every request.
+var b64TokenChar = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "-._~+/" {
+		t[c] = true
+	}
+	return t
+}()

@@ -194,6 +194,18 @@ type Identity struct {
 	claims map[string]json.RawMessage
 }
 
+// NewIdentity builds an identity that no token vouched for. It exists for
+// tools that explain decisions offline ("authz-sidecar explain --user"),
+// never for the request path, which only gets identities from Verify.
+func NewIdentity(subject string, expiry time.Time, claims map[string]string) *Identity {
+	id := &Identity{Subject: subject, Expiry: expiry, claims: make(map[string]json.RawMessage, len(claims))}
+	for k, v := range claims {
+		b, _ := json.Marshal(v) // a string always marshals
+		id.claims[k] = b
+	}
+	return id
+}
+
 // Claim returns a top-level claim whose value is a JSON string, e.g. "email"
 // or "activeOrganizationId" (only present if the app's definePayload adds
 // it). ok is false if the claim is absent, null or not a string.

@@ -382,3 +382,13 @@ func TestIsUnauthenticated(t *testing.T) {
 		}
 	}
 }
+
+func TestNewIdentity(t *testing.T) {
+	id := NewIdentity("u1", time.Unix(10, 0), map[string]string{"activeOrganizationId": "org\"1"})
+	if v, ok := id.Claim("activeOrganizationId"); !ok || v != "org\"1" || id.Subject != "u1" {
+		t.Errorf("Claim = %q, %v; subject %q", v, ok, id.Subject)
+	}
+	if _, ok := id.Claim("missing"); ok {
+		t.Error("missing claim found")
+	}
+}

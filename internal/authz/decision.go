@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 	"github.com/authz-sidecar/authz-sidecar/internal/roles"
 )
 
@@ -79,12 +80,17 @@ type Decision struct {
 	// and Code is a deny that was let through.
 	Shadowed bool
 
-	Route     string
-	UserID    string
-	OrgID     string
-	OrgSource string
+	Route  string
+	UserID string
+	OrgID  string
+	// OrgSource is where the organization came from (zero when none was
+	// needed); its String() is the policy's spelling, e.g. "path:org".
+	OrgSource policy.OrgSource
 	Roles     []string
-	Tier      roles.Tier
+	// Permissions held in the organization (shared, read-only), when the
+	// route needed them.
+	Permissions []string
+	Tier        roles.Tier
 
 	enforce bool
 }

@@ -151,7 +151,7 @@ func (e *Engine) Decide(ctx context.Context, r *Request) Decision {
 		if orgRef == "" {
 			return d.deny(ReasonNoOrganization, "the request names no organization")
 		}
-		d.OrgSource = src.String()
+		d.OrgSource = src
 	}
 
 	// 4. Permissions (and the user's standing: a ban applies to every
@@ -180,6 +180,7 @@ func (e *Engine) Decide(ctx context.Context, r *Request) Decision {
 		return d.deny(ReasonNotMember, "not a member of organization "+quote(acc.OrgID))
 	}
 	d.Roles = acc.Roles
+	d.Permissions = acc.Permissions
 	for _, p := range rt.Require {
 		if !acc.Has(p) {
 			return d.deny(ReasonMissingPermission, "missing permission "+p)

@@ -124,28 +124,55 @@ func requestHeaders(h *authv3.AttributeContext_HttpRequest) authz.Headers {
 	return m
 }
 
+// okAnswer holds every message of an allow answer so that building one
+// costs a single allocation on the hot path.
+type okAnswer struct {
+	resp   authv3.CheckResponse
+	status rpcstatus.Status
+	wrap   authv3.CheckResponse_OkResponse
+	ok     authv3.OkHttpResponse
+	opts   [4]corev3.HeaderValueOption
+	vals   [4]corev3.HeaderValue
+	ptrs   [4]*corev3.HeaderValueOption
+	shadow [1]*corev3.HeaderValueOption
+}
+
+func (a *okAnswer) set(k, v string) {
+	i := len(a.ok.Headers)
+	a.vals[i] = corev3.HeaderValue{Key: k, Value: v}
+	a.opts[i].Header = &a.vals[i]
+	a.opts[i].AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+	a.ptrs[i] = &a.opts[i]
+	a.ok.Headers = a.ptrs[:i+1]
+}
+
 // Response maps a decision to Envoy's answer. It is the one table from
 // decision codes to statuses.
 func Response(d *authz.Decision) *authv3.CheckResponse {
 	if d.Allow {
-		ok := &authv3.OkHttpResponse{HeadersToRemove: identityHeaders}
+		a := &okAnswer{}
+		a.ok.HeadersToRemove = identityHeaders
+		a.ok.Headers = a.ptrs[:0]
 		if d.UserID != "" {
-			ok.Headers = append(ok.Headers, overwrite(HeaderUserID, d.UserID))
+			a.set(HeaderUserID, d.UserID)
 		}
 		if d.OrgID != "" {
-			ok.Headers = append(ok.Headers, overwrite(HeaderOrgID, d.OrgID))
+			a.set(HeaderOrgID, d.OrgID)
 		}
 		if len(d.Roles) > 0 {
-			ok.Headers = append(ok.Headers, overwrite(HeaderRoles, joinRoles(d.Roles)))
+			a.set(HeaderRoles, joinRoles(d.Roles))
 		}
 		if d.Shadowed {
-			ok.Headers = append(ok.Headers, overwrite(HeaderShadowDeny, string(d.Reason)))
-			ok.ResponseHeadersToAdd = []*corev3.HeaderValueOption{overwrite(HeaderShadowDeny, string(d.Reason))}
+			a.set(HeaderShadowDeny, string(d.Reason))
+			a.shadow[0] = a.ptrs[len(a.ok.Headers)-1]
+			a.ok.ResponseHeadersToAdd = a.shadow[:]
 		}
-		return &authv3.CheckResponse{
-			Status:       &rpcstatus.Status{Code: int32(rpccode.Code_OK), Message: string(d.Reason)},
-			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
-		}
+		a.status.Code = int32(rpccode.Code_OK)
+		a.status.Message = string(d.Reason)
+		a.wrap.OkResponse = &a.ok
+		a.resp.Status = &a.status
+		a.resp.HttpResponse = &a.wrap
+		return &a.resp
 	}
 	status, rpc, errName := denyCodes(d.Code)
 	headers := []*corev3.HeaderValueOption{

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/authz"
+	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 )
 
 // Config tunes the decision log.
@@ -69,26 +70,39 @@ func (r *Recorder) Observe(_ context.Context, req *authz.Request, d *authz.Decis
 	r.decisions.WithLabelValues(result, status, string(d.Reason), d.Route).Inc()
 	r.latency.WithLabelValues(result).Observe(elapsed.Seconds())
 
+	// At debug level every decision is logged with its full trace (what
+	// "authz-sidecar explain" prints); at info, denies and sampled allows.
+	if ce := r.log.Check(zap.DebugLevel, "decision"); ce != nil {
+		ce.Write(append(r.fields(req, d, result, requestID, elapsed),
+			zap.String("path", policy.SplitQuery(req.Path)),
+			zap.Strings("held", d.Permissions),
+		)...)
+		return
+	}
 	if d.Allow && !d.Shadowed && !r.sampleAllow() {
 		return
 	}
-	lvl := zap.InfoLevel
-	if ce := r.log.Check(lvl, "decision"); ce != nil {
-		ce.Write(
-			zap.String("request_id", requestID),
-			zap.String("method", req.Method),
-			zap.String("route", d.Route),
-			zap.String("user", d.UserID),
-			zap.String("org", d.OrgID),
-			zap.String("org_source", d.OrgSource),
-			zap.Strings("roles", d.Roles),
-			zap.String("decision", result),
-			zap.Int("status", d.Code.HTTPStatus()),
-			zap.String("reason", string(d.Reason)),
-			zap.String("detail", d.Detail),
-			zap.String("tier", d.Tier.String()),
-			zap.Duration("latency", elapsed),
-		)
+	if ce := r.log.Check(zap.InfoLevel, "decision"); ce != nil {
+		ce.Write(r.fields(req, d, result, requestID, elapsed)...)
+	}
+}
+
+// fields never include the token or the query string (which may carry one).
+func (r *Recorder) fields(req *authz.Request, d *authz.Decision, result, requestID string, elapsed time.Duration) []zap.Field {
+	return []zap.Field{
+		zap.String("request_id", requestID),
+		zap.String("method", req.Method),
+		zap.String("route", d.Route),
+		zap.String("user", d.UserID),
+		zap.String("org", d.OrgID),
+		zap.Stringer("org_source", d.OrgSource),
+		zap.Strings("roles", d.Roles),
+		zap.String("decision", result),
+		zap.Int("status", d.Code.HTTPStatus()),
+		zap.String("reason", string(d.Reason)),
+		zap.String("detail", d.Detail),
+		zap.String("tier", d.Tier.String()),
+		zap.Duration("latency", elapsed),
 	}
 }
 

@@ -1,0 +1,115 @@
+package extauthz_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/authz-sidecar/authz-sidecar/internal/authn"
+	"github.com/authz-sidecar/authz-sidecar/internal/authz"
+	"github.com/authz-sidecar/authz-sidecar/internal/cache"
+	"github.com/authz-sidecar/authz-sidecar/internal/extauthz"
+	"github.com/authz-sidecar/authz-sidecar/internal/jwttest"
+	"github.com/authz-sidecar/authz-sidecar/internal/policy"
+	"github.com/authz-sidecar/authz-sidecar/internal/roles"
+)
+
+// staticSource answers every membership as an admin of the org: the hot
+// path benchmark measures the sidecar, not Postgres.
+type staticSource struct{}
+
+func (staticSource) Membership(_ context.Context, u, o string) (roles.Membership, error) {
+	return roles.Membership{UserID: u, UserFound: true, OrgID: o, Roles: []string{"admin"}}, nil
+}
+
+// realisticRequest is a CheckRequest as Envoy sends it: ~10 headers and a
+// Better Auth-shaped token.
+func realisticRequest(token string) *authv3.CheckRequest {
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Id: "7f3c9d1e-1b2a-4c5d-9e8f-0a1b2c3d4e5f", Method: "POST", Path: "/api/orgs/org_acme/leave/l1/approve?notify=1",
+			Host: "app.example.test", Scheme: "https", Protocol: "HTTP/2",
+			Headers: map[string]string{
+				":authority": "app.example.test", ":method": "POST", ":path": "/api/orgs/org_acme/leave/l1/approve?notify=1",
+				"authorization": "Bearer " + token, "user-agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
+				"accept": "application/json", "accept-encoding": "gzip, deflate, br", "content-type": "application/json",
+				"x-request-id": "7f3c9d1e-1b2a-4c5d-9e8f-0a1b2c3d4e5f", "x-forwarded-for": "203.0.113.7",
+				"x-forwarded-proto": "https", "cookie": "theme=dark; lang=en",
+			},
+		}},
+	}}
+}
+
+func hotServer(b *testing.B) (*extauthz.Server, string, *cache.L1) {
+	b.Helper()
+	keys := jwttest.NewKeys(b)
+	pol, err := policy.Parse("bench.yaml", []byte(strings.Replace(policyYAML, "JWKS_URL", keys.URL, 1)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ks, err := authn.NewKeySet(authn.KeySetConfig{URL: keys.URL}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := ks.Refresh(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	v, err := authn.NewVerifier(authn.VerifierConfig{Issuer: pol.JWT.Issuer, Audiences: pol.JWT.Audiences, Leeway: pol.JWT.Leeway}, ks)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l1, err := cache.NewL1(roles.NewSourceResolver(staticSource{}), cache.L1Config{TTL: time.Hour}, prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(l1.Close)
+	tokens, err := cache.NewTokens(cache.TokensConfig{MaxTTL: time.Hour}, prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(tokens.Close)
+	return extauthz.New(authz.New(pol, tokens.For(v), l1, authz.Config{}), nil, extauthz.Config{}), keys.User("alice"), l1
+}
+
+// BenchmarkCheckHotPath is one full decision on the hot path: token seen
+// before, permission set in L1, answer built. No network.
+func BenchmarkCheckHotPath(b *testing.B) {
+	srv, tok, l1 := hotServer(b)
+	req := realisticRequest(tok)
+	ctx := context.Background()
+	if r, _ := srv.Check(ctx, req); r.GetOkResponse() == nil {
+		b.Fatalf("warm-up denied: %v", r)
+	}
+	l1.Wait()
+	time.Sleep(10 * time.Millisecond) // let ristretto apply the token entry
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if r, _ := srv.Check(ctx, req); r.GetOkResponse() == nil {
+			b.Fatal("denied")
+		}
+	}
+}
+
+// BenchmarkCheckHotPathParallel is the same under GOMAXPROCS goroutines.
+func BenchmarkCheckHotPathParallel(b *testing.B) {
+	srv, tok, l1 := hotServer(b)
+	req := realisticRequest(tok)
+	srv.Check(context.Background(), req)
+	l1.Wait()
+	time.Sleep(10 * time.Millisecond)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if r, _ := srv.Check(context.Background(), req); r.GetOkResponse() == nil {
+				b.Error("denied")
+				return
+			}
+		}
+	})
+}
