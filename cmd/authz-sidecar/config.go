@@ -37,6 +37,10 @@ type serveConfig struct {
 	LogAllowEvery   uint64
 	Reflection      bool
 	DrainTimeout    time.Duration
+
+	HTTPAuthzAddr        string
+	HTTPAuthzTrusted     string
+	HTTPAuthzEnvoyPrefix string
 }
 
 func parseServeConfig(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -147,6 +151,10 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	u64(&c.LogAllowEvery, "log-allow-every", "AUTHZ_LOG_ALLOW_EVERY", "log one allow decision in N (0: none); denies are always logged")
 	boolean(&c.Reflection, "grpc-reflection", "AUTHZ_GRPC_REFLECTION", "enable gRPC server reflection")
 	dur(&c.DrainTimeout, "drain-timeout", "AUTHZ_DRAIN_TIMEOUT", "on SIGTERM, how long in-flight checks may take to finish")
+
+	str(&c.HTTPAuthzAddr, "http-authz-addr", "AUTHZ_HTTP_AUTHZ_ADDR", "listen address of the plain-HTTP decision endpoint for nginx auth_request, Traefik/Caddy forward auth and Envoy's HTTP ext_authz (empty: off)")
+	str(&c.HTTPAuthzTrusted, "http-authz-trusted", "AUTHZ_HTTP_AUTHZ_TRUSTED", "comma-separated CIDRs of the proxies allowed to ask over HTTP (empty: loopback only)")
+	str(&c.HTTPAuthzEnvoyPrefix, "http-authz-envoy-prefix", "AUTHZ_HTTP_AUTHZ_ENVOY_PREFIX", "Envoy http_service.path_prefix for Envoy-style HTTP checks, e.g. /envoy (empty: off)")
 
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: authz-sidecar serve [flags]\n\nRuns the Envoy ext_authz v3 gRPC server. Every flag can also be set by the environment variable in brackets.\n\nFlags:\n")

@@ -50,7 +50,7 @@ func (h *headerFlags) Set(v string) error { *h = append(*h, v); return nil }
 
 type explainOptions struct {
 	policies, method, path, route, token, user, roles, database, redisURL, redisPrefix string
-	headers, custom                                                                   headerFlags
+	headers, custom                                                                    headerFlags
 }
 
 func explain(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

@@ -7,8 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -29,6 +31,7 @@ import (
 	"github.com/authz-sidecar/authz-sidecar/internal/authz"
 	"github.com/authz-sidecar/authz-sidecar/internal/cache"
 	"github.com/authz-sidecar/authz-sidecar/internal/extauthz"
+	"github.com/authz-sidecar/authz-sidecar/internal/httpauthz"
 	"github.com/authz-sidecar/authz-sidecar/internal/observe"
 	"github.com/authz-sidecar/authz-sidecar/internal/pg"
 	"github.com/authz-sidecar/authz-sidecar/internal/policy"
@@ -165,10 +168,27 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	}
 	hs := &http.Server{Handler: opsHandler(keys, reload, reg), ReadHeaderTimeout: 5 * time.Second}
 
+	var authzHTTP *http.Server
+	var authzLis net.Listener
+	if c.HTTPAuthzAddr != "" {
+		h, err := newHTTPAuthz(c, engine, recorder)
+		if err != nil {
+			grpcLis.Close()
+			httpLis.Close()
+			return err
+		}
+		if authzLis, err = net.Listen("tcp", c.HTTPAuthzAddr); err != nil {
+			grpcLis.Close()
+			httpLis.Close()
+			return fmt.Errorf("listen http authz: %w", err)
+		}
+		authzHTTP = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 64 << 10}
+	}
+
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	wg.Go(func() { keys.Run(runCtx) })
 	wg.Go(func() { watchReady(runCtx, keys, grpcHealth, log) })
 	wg.Go(func() { reload.run(runCtx, hup) })
@@ -182,6 +202,14 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 			errc <- fmt.Errorf("http server: %w", err)
 		}
 	})
+	if authzHTTP != nil {
+		wg.Go(func() {
+			if err := authzHTTP.Serve(authzLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("http authz server: %w", err)
+			}
+		})
+		log.Info("serving HTTP decisions (nginx auth_request, forward auth, Envoy HTTP service)", zap.String("addr", authzLis.Addr().String()))
+	}
 	log.Info("serving",
 		zap.String("grpc", grpcLis.Addr().String()), zap.String("http", httpLis.Addr().String()),
 		zap.String("policy", c.Policies), zap.String("policy_version", pol.Version),
@@ -206,6 +234,9 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	}
 	shutCtx, shutCancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer shutCancel()
+	if authzHTTP != nil {
+		_ = authzHTTP.Shutdown(shutCtx)
+	}
 	_ = hs.Shutdown(shutCtx)
 	cancel()
 	wg.Wait()
@@ -269,4 +300,23 @@ func opsHandler(keys *authn.KeySet, reload *reloader, reg *prometheus.Registry) 
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return mux
+}
+
+func newHTTPAuthz(c serveConfig, engine *authz.Engine, recorder *observe.Recorder) (*httpauthz.Handler, error) {
+	cfg := httpauthz.Config{Timeout: c.CheckTimeout, EnvoyPathPrefix: c.HTTPAuthzEnvoyPrefix}
+	for _, s := range strings.Split(c.HTTPAuthzTrusted, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("--http-authz-trusted %q: %w", s, err)
+		}
+		cfg.TrustedProxies = append(cfg.TrustedProxies, p)
+	}
+	h, err := httpauthz.NewHandler(engine, recorder, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("http authz: %w", err)
+	}
+	return h, nil
 }

@@ -421,3 +421,38 @@ func TestExplainWithTokenAndDatabase(t *testing.T) {
 		t.Errorf("forged token explained as:\n%s", out.String())
 	}
 }
+
+func TestServeHTTPAuthz(t *testing.T) {
+	addr := freeAddr(t)
+	r := startServe(t, "--http-authz-addr", addr)
+	ask := func(uri, token string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+		req.Header.Set("X-Original-Method", "GET")
+		req.Header.Set("X-Original-URI", uri)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("X-Auth-User-Id")
+	}
+	eventually(t, 5*time.Second, "http authz listener", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	if code, user := ask("/api/orgs/acme/leave/1?x=1", r.keys.User("bob")); code != 200 || user != "bob" {
+		t.Errorf("member over HTTP: %d %q", code, user)
+	}
+	if code, _ := ask("/api/orgs/acme/leave/1", ""); code != 401 {
+		t.Errorf("no token over HTTP: %d", code)
+	}
+	if code, _ := ask("/api/orgs/other/leave/1", r.keys.User("bob")); code != 403 {
+		t.Errorf("non-member over HTTP: %d", code)
+	}
+}

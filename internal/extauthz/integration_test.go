@@ -290,6 +290,8 @@ func TestDecisions(t *testing.T) {
 		user    string
 		org     string
 		roles   string
+		// orgSource is the policy source that named the organization.
+		orgSource string
 	}{
 		{name: "public route needs no token", method: "GET", path: "/healthz", status: 200},
 		{name: "public route with query", method: "GET", path: "/healthz?x=1", status: 200},
@@ -320,11 +322,11 @@ func TestDecisions(t *testing.T) {
 		{name: "non-member", method: "GET", path: "/api/orgs/org_acme/leave/l1", headers: bearer(e.signer.User("erin")), status: 403, reason: "not_member"},
 		{name: "banned member", method: "POST", path: approve, headers: bearer(e.signer.User("mallory")), status: 403, reason: "banned"},
 		{name: "unknown organization", method: "GET", path: "/api/orgs/org_nope/leave/l1", headers: bearer(e.signer.User("alice")), status: 403, reason: "not_member"},
-		{name: "org by slug in path", method: "POST", path: "/api/orgs/acme/leave/l1/approve", headers: bearer(e.signer.User("alice")), status: 200, org: "org_acme"},
+		{name: "org by slug in path", method: "POST", path: "/api/orgs/acme/leave/l1/approve", headers: bearer(e.signer.User("alice")), status: 200, org: "org_acme", orgSource: "path:org"},
 		{name: "org from header", method: "GET", path: "/api/leave-report",
-			headers: map[string]string{"authorization": "Bearer " + e.signer.User("bob"), "x-organization-id": "org_acme"}, status: 200, org: "org_acme"},
+			headers: map[string]string{"authorization": "Bearer " + e.signer.User("bob"), "x-organization-id": "org_acme"}, status: 200, org: "org_acme", orgSource: "header:x-organization-id"},
 		{name: "org from claim", method: "GET", path: "/api/leave-report",
-			headers: bearer(e.signer.User("bob", "activeOrganizationId", "org_acme")), status: 200, org: "org_acme"},
+			headers: bearer(e.signer.User("bob", "activeOrganizationId", "org_acme")), status: 200, org: "org_acme", orgSource: "claim:activeOrganizationId"},
 		{name: "path beats a header naming another org", method: "GET", path: "/api/orgs/org_other/leave/x",
 			headers: map[string]string{"authorization": "Bearer " + e.signer.User("bob"), "x-organization-id": "org_acme"}, status: 403, reason: "not_member"},
 		{name: "claim naming an org the user left is checked against members", method: "GET", path: "/api/leave-report",
@@ -377,6 +379,9 @@ func TestDecisions(t *testing.T) {
 			}
 			if tt.org != "" && o.set["x-auth-org-id"] != tt.org {
 				t.Errorf("x-auth-org-id = %q, want %q", o.set["x-auth-org-id"], tt.org)
+			}
+			if tt.orgSource != "" && o.set["x-auth-org-source"] != tt.orgSource {
+				t.Errorf("x-auth-org-source = %q, want %q", o.set["x-auth-org-source"], tt.orgSource)
 			}
 			if tt.roles != "" && o.set["x-auth-roles"] != tt.roles {
 				t.Errorf("x-auth-roles = %q, want %q", o.set["x-auth-roles"], tt.roles)

@@ -27,6 +27,9 @@ const (
 	HeaderUserID = "x-auth-user-id"
 	HeaderOrgID  = "x-auth-org-id"
 	HeaderRoles  = "x-auth-roles"
+	// HeaderOrgSource says which organization source of the policy
+	// ("path:org", "header:x-organization-id", ...) named the organization.
+	HeaderOrgSource = "x-auth-org-source"
 	// HeaderShadowDeny tells the operator that a deny was let through by a
 	// route in shadow mode; its value is the reason.
 	HeaderShadowDeny = "x-authz-shadow-deny"
@@ -35,7 +38,7 @@ const (
 )
 
 // identityHeaders is shared, read-only, by every response.
-var identityHeaders = []string{HeaderUserID, HeaderOrgID, HeaderRoles, HeaderShadowDeny}
+var identityHeaders = []string{HeaderUserID, HeaderOrgID, HeaderRoles, HeaderOrgSource, HeaderShadowDeny}
 
 // Decider makes decisions; *authz.Engine satisfies it.
 type Decider interface {
@@ -131,9 +134,9 @@ type okAnswer struct {
 	status rpcstatus.Status
 	wrap   authv3.CheckResponse_OkResponse
 	ok     authv3.OkHttpResponse
-	opts   [4]corev3.HeaderValueOption
-	vals   [4]corev3.HeaderValue
-	ptrs   [4]*corev3.HeaderValueOption
+	opts   [5]corev3.HeaderValueOption
+	vals   [5]corev3.HeaderValue
+	ptrs   [5]*corev3.HeaderValueOption
 	shadow [1]*corev3.HeaderValueOption
 }
 
@@ -158,6 +161,7 @@ func Response(d *authz.Decision) *authv3.CheckResponse {
 		}
 		if d.OrgID != "" {
 			a.set(HeaderOrgID, d.OrgID)
+			a.set(HeaderOrgSource, d.OrgSource.String())
 		}
 		if len(d.Roles) > 0 {
 			a.set(HeaderRoles, joinRoles(d.Roles))
