@@ -456,3 +456,21 @@ func TestServeHTTPAuthz(t *testing.T) {
 		t.Errorf("non-member over HTTP: %d", code)
 	}
 }
+
+// The README documents every serve flag; this keeps them in step.
+func TestReadmeListsEveryFlag(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var help bytes.Buffer
+	parseServeConfig([]string{"--help"}, func(string) string { return "" }, &help)
+	for _, line := range strings.Split(help.String(), "\n") {
+		if f, ok := strings.CutPrefix(strings.TrimSpace(line), "-"); ok {
+			name, _, _ := strings.Cut(f, " ")
+			if !strings.Contains(string(readme), "-"+name+" ") && !strings.Contains(string(readme), "-"+name+"\n") && !strings.Contains(string(readme), "--"+name) {
+				t.Errorf("README does not mention serve flag -%s", name)
+			}
+		}
+	}
+}
