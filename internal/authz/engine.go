@@ -230,6 +230,10 @@ func header(h Headers, name string) string {
 }
 
 func (d Decision) tokenError(err error) Decision {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		// Waiting for a key refresh ran out of time: unknown, not invalid.
+		return d.unavailable(err)
+	}
 	if errors.Is(err, authn.ErrNoKeys) {
 		// Without keys no token can be judged: the answer is unknown, not no.
 		d.Code = CodeUnavailable
