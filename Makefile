@@ -4,7 +4,7 @@ BIN      := bin/authz-sidecar
 PKGS     := ./...
 FUZZTIME ?= 20s
 
-.PHONY: all build test e2e demo bench fuzz lint services betterauth clean
+.PHONY: all build test e2e demo bench fuzz lint services betterauth clean compose-check image
 
 all: build
 
@@ -45,6 +45,13 @@ fuzz:
 	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/policy/ || exit 1; done
 	@for t in $$($(GO) test -list '^Fuzz' ./internal/authn/ | grep ^Fuzz); do \
 	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/authn/ || exit 1; done
+
+# Validates docker-compose.yml with a real Compose parser (installs Debian's docker-compose if needed).
+compose-check:
+	@bash scripts/compose-check.sh
+
+image:
+	docker build -t authz-sidecar:dev .
 
 clean:
 	rm -rf bin

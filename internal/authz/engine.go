@@ -105,12 +105,17 @@ func (e *Engine) Decide(ctx context.Context, r *Request) Decision {
 			return d.deny(ReasonUnknownRoute, "no policy route named "+quote(r.RouteName))
 		}
 		match.Route = rt
-		// The route is Envoy's choice; the path only supplies parameters
-		// (path:NAME organization sources), and only when unambiguous.
-		if path := policy.SplitQuery(r.Path); policy.CheckPath(path, e.cfg.MaxPathBytes) == nil {
-			if m, ok := rt.Match(path); ok {
-				match = m
-			}
+		// The route is Envoy's choice and the path only supplies parameters
+		// (path:NAME organization sources). An ambiguous path is refused
+		// even so: the application behind may read it differently than
+		// Envoy's route did (an organization taken from a header here while
+		// the application takes it from a ";"-decorated path).
+		path := policy.SplitQuery(r.Path)
+		if err := policy.CheckPath(path, e.cfg.MaxPathBytes); err != nil {
+			return d.deny(ReasonAmbiguousPath, err.Error())
+		}
+		if m, ok := rt.Match(path); ok {
+			match = m
 		}
 	} else {
 		path := policy.SplitQuery(r.Path)

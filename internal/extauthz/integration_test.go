@@ -341,6 +341,8 @@ func TestDecisions(t *testing.T) {
 		{name: "route by name still takes the org from the path", method: "POST", path: approve, route: "approve-leave",
 			headers: bearer(e.signer.User("bob")), status: 403, reason: "missing permission leave:approve"},
 		{name: "unknown route name", method: "GET", path: "/healthz", route: "nope", status: 403, reason: "unknown_route"},
+		{name: "route by name with an ambiguous path", method: "POST", path: "/api/orgs/org_acme;x/leave/l1/approve", route: "approve-leave",
+			headers: map[string]string{"authorization": "Bearer " + e.signer.User("alice"), "x-organization-id": "org_acme"}, status: 403, reason: "ambiguous_path"},
 		{name: "shadow mode lets a deny through", method: "GET", path: "/api/orgs/org_acme/shadow", headers: bearer(e.signer.User("bob")), status: 200},
 		{name: "shadow mode does not lift 401 reporting", method: "GET", path: "/api/orgs/org_acme/shadow", status: 200},
 	}
