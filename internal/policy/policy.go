@@ -117,8 +117,14 @@ type OrgSource struct {
 	Name string
 }
 
-// String returns the source as written in the file, e.g. "path:org".
-func (s OrgSource) String() string { return s.Kind.String() + ":" + s.Name }
+// String returns the source as written in the file, e.g. "path:org", and
+// "" for the zero OrgSource (no organization was needed or found).
+func (s OrgSource) String() string {
+	if s.Kind == 0 {
+		return ""
+	}
+	return s.Kind.String() + ":" + s.Name
+}
 
 // Route is one entry of routes. Exactly one of Public, Authenticated or
 // (Require and/or RequireAny) is set.

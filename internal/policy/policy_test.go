@@ -516,3 +516,15 @@ func TestRoleNamesIsACopy(t *testing.T) {
 		t.Error("RoleNames exposes internal state")
 	}
 }
+
+func TestOrgSourceString(t *testing.T) {
+	for src, want := range map[OrgSource]string{
+		{}:                                 "",
+		{Kind: OrgFromPath, Name: "org"}:   "path:org",
+		{Kind: OrgFromClaim, Name: "aoid"}: "claim:aoid",
+	} {
+		if got := src.String(); got != want {
+			t.Errorf("%#v.String() = %q, want %q", src, got, want)
+		}
+	}
+}
