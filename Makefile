@@ -37,8 +37,13 @@ e2e: services betterauth
 demo: services betterauth build
 	@bash scripts/demo.sh
 
+# Go micro-benchmarks beside the code, then the load benchmark (scripts/bench.sh):
+# the sidecar binary against a do-nothing ext_authz server with the same
+# generator and requests; prints the table and writes
+# bench/results/<date>-<commit>.{txt,json} and bench/results/latest.txt.
 bench: services
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+	@bash scripts/bench.sh
 
 fuzz:
 	@for t in $$($(GO) test -list '^Fuzz' ./internal/policy/ | grep ^Fuzz); do \

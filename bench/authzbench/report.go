@@ -1,0 +1,273 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/authz-sidecar/authz-sidecar/bench/loadgen"
+)
+
+// report is everything a run found; it is printed and saved as JSON.
+type report struct {
+	Start        time.Time    `json:"start"`
+	Commit       string       `json:"commit"`
+	GoVersion    string       `json:"go_version"`
+	CPUs         int          `json:"cpus"`
+	CPUModel     string       `json:"cpu_model"`
+	PGVersion    string       `json:"postgres_version"`
+	RedisVersion string       `json:"redis_version"`
+	Config       reportConfig `json:"config"`
+	Runs         []runRow     `json:"runs"`
+	Memory       []memoryRow  `json:"memory"`
+	Fill         *fillRow     `json:"l1_fill,omitempty"`
+	Notes        []string     `json:"notes,omitempty"`
+}
+
+type reportConfig struct {
+	Warmup      string `json:"warmup"`
+	Duration    string `json:"duration"`
+	Conns       int    `json:"grpc_connections"`
+	Concurrency []int  `json:"concurrency"`
+	FreshTokens int    `json:"fresh_tokens"`
+	Fill        int    `json:"l1_fill"`
+}
+
+// runRow is one (scenario, server, concurrency).
+type runRow struct {
+	Scenario    string          `json:"scenario"`
+	Name        string          `json:"name"`
+	Server      string          `json:"server"`
+	Concurrency int             `json:"concurrency"`
+	Summary     loadgen.Summary `json:"summary"`
+	// Ratio is to the noop server's run of the same scenario and
+	// concurrency (sidecar rows only).
+	Ratio *loadgen.Ratio `json:"ratio_to_noop,omitempty"`
+	// CPUPerRequest is the server process's user+system CPU per request
+	// (warm-up included), from /proc/PID/stat.
+	CPUPerRequest time.Duration `json:"server_cpu_per_request_ns"`
+	Sent          uint64        `json:"sent"`
+	Failures      uint64        `json:"failures"`
+	// Unavailable counts 503 answers (timeouts), part of Failures.
+	Unavailable uint64 `json:"unavailable"`
+	// DriverStall is the worst lateness of a 5ms ticker in the load
+	// generator's process during the run.
+	DriverStall time.Duration `json:"driver_stall_ns"`
+	// TokenHits is the share of verified-token cache hits, -1 without one
+	// (sidecar rows only).
+	TokenHits *float64 `json:"token_cache_hits,omitempty"`
+	Exhausted bool     `json:"source_exhausted,omitempty"`
+	// Tiers counts which cache tier answered (sidecar rows only).
+	Tiers *tiers `json:"tiers,omitempty"`
+}
+
+func (r *runRow) tierText() string {
+	if r.Tiers == nil {
+		return ""
+	}
+	l1, l2, pg := r.Tiers.shares()
+	return fmt.Sprintf("%3.0f/%3.0f/%3.0f", 100*l1, 100*l2, 100*pg)
+}
+
+func (r *runRow) tokenText() string {
+	if r.TokenHits == nil || *r.TokenHits < 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.0f", 100**r.TokenHits)
+}
+
+type memoryRow struct {
+	Instance  string  `json:"instance"`
+	Memory    memory  `json:"memory"`
+	HeapInuse float64 `json:"heap_inuse_bytes"`
+	Note      string  `json:"note"`
+}
+
+type fillRow struct {
+	Requested         int     `json:"requested"`
+	Took              string  `json:"took"`
+	Throughput        float64 `json:"throughput_rps"`
+	Before            memory  `json:"before"`
+	After             memory  `json:"after"`
+	HeapBefore        float64 `json:"heap_inuse_before_bytes"`
+	HeapAfter         float64 `json:"heap_inuse_after_bytes"`
+	LiveBefore        float64 `json:"live_heap_before_bytes"`
+	LiveAfter         float64 `json:"live_heap_after_bytes"`
+	Sample            int     `json:"sample"`
+	SampleHits        int     `json:"sample_l1_hits"`
+	CachedEstimate    int     `json:"cached_estimate"`
+	Evictions         float64 `json:"evictions"`
+	BytesPerEntry     float64 `json:"rss_bytes_per_entry"`
+	LiveBytesPerEntry float64 `json:"live_heap_bytes_per_entry"`
+}
+
+func (r *report) find(scenario, server string, conc int) *runRow {
+	for i := range r.Runs {
+		x := &r.Runs[i]
+		if x.Scenario == scenario && x.Server == server && x.Concurrency == conc {
+			return x
+		}
+	}
+	return nil
+}
+
+// fmtDur prints a latency with three significant digits.
+func fmtDur(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return fmt.Sprintf("%dµs", d.Microseconds())
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.2fms", float64(d)/1e6)
+	case d < 100*time.Millisecond:
+		return fmt.Sprintf("%.1fms", float64(d)/1e6)
+	default:
+		return fmt.Sprintf("%.0fms", float64(d)/1e6)
+	}
+}
+
+func mib(kib int64) string { return fmt.Sprintf("%.1f MiB", float64(kib)/1024) }
+
+func mibBytes(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
+
+// text renders the report as the table make bench prints.
+func (b *bench) text() string {
+	r := &b.report
+	var s strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&s, format+"\n", args...) }
+	p("authz-sidecar load benchmark  %s  commit %s", r.Start.Format(time.RFC3339), r.Commit)
+	p("machine: %d CPUs (%s), %s, PostgreSQL %s, Redis %s; everything on loopback",
+		r.CPUs, r.CPUModel, r.GoVersion, r.PGVersion, r.RedisVersion)
+	p("load: one closed-loop generator for both servers: conc = workers = requests in flight, spread over %d gRPC (HTTP/2)",
+		r.Config.Conns)
+	p("      connections; warm-up %s then %s measured per run; GET /api/orgs/{org}/leave/{id} (route read-leave), 14 headers,",
+		r.Config.Warmup, r.Config.Duration)
+	p("      Better Auth EdDSA JWT; every answer checked: must be OK (and name the right user, sidecar)")
+	p("")
+	p("%-16s %-7s %4s %8s %7s %7s %7s %8s %8s %7s %5s %6s  %-11s %s",
+		"scenario", "server", "conc", "req/s", "p50", "p99", "p99.9", "thr/noop", "p99/noop", "CPU/req", "503s", "stall", "L1/L2/PG %", "tok %")
+	var checked, unavailable uint64
+	for _, sc := range scenarios {
+		for _, c := range r.Config.Concurrency {
+			for _, kind := range []string{"noop", "sidecar"} {
+				x := r.find(sc.ID, kind, c)
+				if x == nil {
+					continue
+				}
+				checked += x.Sent
+				thr, p99 := "1", "1"
+				if kind == "sidecar" {
+					thr, p99 = "-", "-"
+					if x.Ratio != nil {
+						thr, p99 = fmt.Sprintf("%.2f", x.Ratio.Throughput), fmt.Sprintf("%.2f", x.Ratio.P99)
+					}
+				}
+				p("%-16s %-7s %4d %8.0f %7s %7s %7s %8s %8s %7s %5d %6s  %-11s %s",
+					sc.ID+" "+sc.Name, kind, c, x.Summary.Throughput, fmtDur(x.Summary.P50), fmtDur(x.Summary.P99),
+					fmtDur(x.Summary.P999), thr, p99, fmtDur(x.CPUPerRequest), x.Unavailable, fmtDur(x.DriverStall),
+					x.tierText(), x.tokenText())
+				unavailable += x.Unavailable
+			}
+		}
+	}
+	p("")
+	p("thr/noop = sidecar req/s ÷ noop req/s; p99/noop = sidecar p99 ÷ noop p99 (same scenario, same conc).")
+	p("CPU/req = server process user+sys CPU per request; 503s = answers that timed out (--check-timeout);")
+	p("stall = worst lateness of a 5ms ticker in the load generator (host stalls); L1/L2/PG = L1 hits, L2 hits")
+	p("and Postgres loads per 100 membership lookups (background refreshes included, so they may add up to")
+	p("more than 100); tok = share of verified-token cache hits.")
+	p("scenarios (sidecar setup; noop gets the same requests):")
+	for _, sc := range scenarios {
+		if b.wants(sc.ID) {
+			p("  %s %-13s %s", sc.ID, sc.Name, sc.Setup)
+		}
+	}
+	if len(r.Memory) > 0 || r.Fill != nil {
+		p("")
+		p("sidecar memory (VmRSS / VmHWM from /proc/PID/status; Go heap in use from /metrics):")
+		for _, m := range r.Memory {
+			p("  %-13s RSS %10s  peak %10s  heap %10s  %s",
+				m.Instance, mib(m.Memory.RSSKiB), mib(m.Memory.PeakKiB), mibBytes(m.HeapInuse), m.Note)
+		}
+	}
+	if f := r.Fill; f != nil {
+		p("  L1 fill:      %d distinct (user, org) memberships into a fresh sidecar (no Redis, default L1: 64 MiB, 30s TTL),",
+			f.Requested)
+		p("                at concurrency 64, each a Postgres load: %s (%.0f req/s); then every 10th re-read",
+			f.Took, f.Throughput)
+		p("                L1 holds ~%d memberships (re-read %d: %d L1 hits), %.0f evictions",
+			f.CachedEstimate, f.Sample, f.SampleHits, f.Evictions)
+		p("                RSS %s -> %s (peak %s); heap in use %s -> %s; live heap at last GC ≈ %s -> %s",
+			mib(f.Before.RSSKiB), mib(f.After.RSSKiB), mib(f.After.PeakKiB), mibBytes(f.HeapBefore), mibBytes(f.HeapAfter),
+			mibBytes(f.LiveBefore), mibBytes(f.LiveAfter))
+		p("                ≈ %.0f B of RSS and ≈ %.0f B of live heap per cached membership", f.BytesPerEntry, f.LiveBytesPerEntry)
+	}
+	if len(r.Notes) > 0 {
+		p("")
+		p("notes:")
+		for _, n := range r.Notes {
+			p("  - %s", n)
+		}
+	}
+	p("")
+	if unavailable == 0 {
+		p("RESULT: PASS — %d answers checked, all allows with the right identity", checked)
+	} else {
+		p("RESULT: PASS — %d answers checked, no wrong answer; %d were 503 timeouts (see 503s)", checked, unavailable)
+	}
+	return s.String()
+}
+
+// tierWarnings notes runs where the intended tier did not answer most
+// lookups: such a run measures something else than its name says.
+func (b *bench) tierWarnings() {
+	for _, x := range b.report.Runs {
+		if x.Tiers == nil {
+			continue
+		}
+		var want string
+		for _, sc := range scenarios {
+			if sc.ID == x.Scenario {
+				want = sc.Want
+			}
+		}
+		l1, l2, pg := x.Tiers.shares()
+		share := map[string]float64{"L1": l1, "L2": l2, "PG": pg}[want]
+		if share < 0.9 {
+			b.report.Notes = append(b.report.Notes, fmt.Sprintf(
+				"%s c=%d: only %.1f%% of lookups answered by %s (L1/L2/PG %s)",
+				x.Name, x.Concurrency, 100*share, want, x.tierText()))
+		}
+	}
+}
+
+// finish prints the table and writes the results files.
+func (b *bench) finish() error {
+	b.tierWarnings()
+	txt := b.text()
+	fmt.Fprint(b.out, "\n"+txt)
+	js, err := json.MarshalIndent(&b.report, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(b.cfg.ResultsDir, 0o755); err != nil {
+		return fmt.Errorf("results dir: %w", err)
+	}
+	base := filepath.Join(b.cfg.ResultsDir, b.report.Start.Format("20060102-150405")+"-"+b.report.Commit)
+	for _, f := range []struct {
+		path string
+		data []byte
+	}{
+		{base + ".txt", []byte(txt)},
+		{base + ".json", append(js, '\n')},
+		{filepath.Join(b.cfg.ResultsDir, "latest.txt"), []byte(txt)},
+	} {
+		if err := os.WriteFile(f.path, f.data, 0o644); err != nil {
+			return fmt.Errorf("write results: %w", err)
+		}
+	}
+	fmt.Fprintf(b.out, "results: %s.txt (.json), %s\n", base, filepath.Join(b.cfg.ResultsDir, "latest.txt"))
+	return nil
+}
