@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/authn"
@@ -184,12 +183,11 @@ func explainResolver(ctx context.Context, o explainOptions) (roles.Resolver, fun
 	var r roles.Resolver = roles.NewSourceResolver(pg.NewMemberRepository(db))
 	closers := []func(){db.Close}
 	if o.redisURL != "" {
-		opts, err := redis.ParseURL(o.redisURL)
+		rdb, err := newRedis(o.redisURL, 200*time.Millisecond)
 		if err != nil {
 			db.Close()
-			return nil, nil, fmt.Errorf("redis url: %w", err)
+			return nil, nil, err
 		}
-		rdb := redis.NewClient(opts)
 		closers = append(closers, func() { rdb.Close() })
 		// Through Redis like the sidecar (a miss fills it, as serve would).
 		if r, err = cache.NewL2(r, rdb, cache.L2Config{Prefix: o.redisPrefix, Timeout: 200 * time.Millisecond}, zap.NewNop(), prometheus.NewRegistry()); err != nil {

@@ -103,7 +103,7 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
-	defer db.Close()
+	defer closeBounded(db.Close, time.Second, log, "postgres pool")
 
 	source, err := observe.NewSource(pg.NewMemberRepository(db), reg)
 	if err != nil {
@@ -111,11 +111,13 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	}
 	var resolver roles.Resolver = roles.NewSourceResolver(source)
 	if c.RedisURL != "" {
-		opts, err := redis.ParseURL(c.RedisURL)
+		rdb, err := newRedis(c.RedisURL, c.RedisTimeout)
 		if err != nil {
-			return fmt.Errorf("redis url: %w", err)
+			return err
 		}
-		rdb := redis.NewClient(opts)
+		// go-redis logs through a process-wide logger of its own; route it
+		// into the JSON log stream instead of plain text on stderr.
+		redis.SetLogger(redisLogger{log.Named("redis")})
 		defer rdb.Close()
 		resolver, err = cache.NewL2(resolver, rdb, cache.L2Config{
 			Prefix: c.RedisPrefix, TTL: c.L2TTL, NegativeTTL: c.L2NegativeTTL, Timeout: c.RedisTimeout,
@@ -319,4 +321,41 @@ func newHTTPAuthz(c serveConfig, engine *authz.Engine, recorder *observe.Recorde
 		return nil, fmt.Errorf("http authz: %w", err)
 	}
 	return h, nil
+}
+
+// newRedis opens the L2 client. Per-call deadlines must bound socket reads
+// and writes too: without ContextTimeoutEnabled go-redis ignores them and a
+// paused Redis holds each call for its 3-5 s socket timeouts, long past the
+// check deadline.
+func newRedis(url string, timeout time.Duration) (*redis.Client, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redis url: %w", err)
+	}
+	opts.ContextTimeoutEnabled = true
+	opts.ReadTimeout, opts.WriteTimeout = timeout, timeout
+	return redis.NewClient(opts), nil
+}
+
+// closeBounded runs close but gives up waiting after d: closing a pool over
+// a stalled network can take pgx's 15 s cancel-request deadline, and
+// shutdown must stay within the drain budget.
+func closeBounded(closeFn func(), d time.Duration, log *zap.Logger, what string) {
+	done := make(chan struct{})
+	go func() {
+		closeFn()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		log.Warn("gave up waiting for close", zap.String("what", what), zap.Duration("after", d))
+	}
+}
+
+// redisLogger adapts zap to go-redis's logging interface.
+type redisLogger struct{ log *zap.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warn(fmt.Sprintf(format, v...))
 }

@@ -237,7 +237,11 @@ func header(h Headers, name string) string {
 func (d Decision) tokenError(err error) Decision {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		// Waiting for a key refresh ran out of time: unknown, not invalid.
-		return d.unavailable(err)
+		d.Code = CodeUnavailable
+		if errors.Is(err, context.Canceled) {
+			return d.finish(ReasonCanceled, "request canceled")
+		}
+		return d.finish(ReasonDeadline, "signing key lookup timed out")
 	}
 	if errors.Is(err, authn.ErrNoKeys) {
 		// Without keys no token can be judged: the answer is unknown, not no.

@@ -1,0 +1,11 @@
+package faults
+
+import "syscall"
+
+// childAttr puts a child in its own process group (so cleanup can kill what
+// it forks) and has the kernel kill it if this test process dies without
+// cleaning up (a test timeout, a closed output pipe, SIGKILL): no leaked
+// redis-server or sidecar holding ports and test databases.
+func childAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}

@@ -1,0 +1,332 @@
+// Command soak runs the real authz-sidecar binary under a fixed, bounded
+// load (loopback only) while its dependencies fail on a schedule, and
+// checks every answer against the one the seeded roles and policies.yaml
+// give. It is `make soak`, not part of `make test`.
+//
+// It starts its own redis-server, a TCP proxy in front of PostgreSQL, a
+// JWKS endpoint with Better Auth-shaped Ed25519 tokens and the sidecar,
+// seeds a scratch database (users in organizations with known roles, banned
+// users, users with no row), then sends checks at -rate per second for
+// -duration. By default (60 s): Redis is SIGKILLed at 10 s and restarted at
+// 20 s; Postgres is stalled at 30 s for 5 s. The fault times scale with
+// -duration unless set.
+//
+// It prints, per phase, the answers by status, wrong decisions (an allow
+// where a deny was expected or the reverse; a 503 is fail-closed, counted
+// but not wrong), checks unanswered within -client-deadline (what Envoy
+// would time out; on a loaded machine they measure the machine as much as
+// the sidecar, so they are reported, not failed on), other gRPC errors,
+// and p50/p99/max latency. It exits 1 if any decision was wrong, any Check
+// returned a gRPC error other than the client's deadline, or the race
+// detector reported a race in the sidecar.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+)
+
+type config struct {
+	repo           string
+	bin            string
+	race           bool
+	rate           int
+	duration       time.Duration
+	redisKillAt    time.Duration
+	redisRestartAt time.Duration
+	pgStallAt      time.Duration
+	pgStallFor     time.Duration
+	users, orgs    int
+	checkTimeout   time.Duration
+	clientDeadline time.Duration
+	l1TTL, l2TTL   time.Duration
+	seed           uint64
+	keep           bool
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var c config
+	envDur := func(name string, def time.Duration) time.Duration {
+		if d, err := time.ParseDuration(getenv(name)); err == nil {
+			return d
+		}
+		return def
+	}
+	envInt := func(name string, def int) int {
+		if n, err := strconv.Atoi(getenv(name)); err == nil {
+			return n
+		}
+		return def
+	}
+	fs := flag.NewFlagSet("soak", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.repo, "repo", ".", "repository root (policies.yaml, internal/pgtest/schema.sql, cmd/authz-sidecar)")
+	fs.StringVar(&c.bin, "bin", "", "a built authz-sidecar to run (default: build one)")
+	fs.BoolVar(&c.race, "race", true, "build the sidecar with -race")
+	fs.IntVar(&c.rate, "rate", envInt("SOAK_RATE", 500), "checks per second ($SOAK_RATE)")
+	fs.DurationVar(&c.duration, "duration", envDur("SOAK_DURATION", 60*time.Second), "load duration ($SOAK_DURATION)")
+	fs.DurationVar(&c.redisKillAt, "redis-kill-at", 0, "SIGKILL Redis at (default duration/6)")
+	fs.DurationVar(&c.redisRestartAt, "redis-restart-at", 0, "restart Redis at (default duration/3)")
+	fs.DurationVar(&c.pgStallAt, "pg-stall-at", 0, "stall Postgres at (default duration/2)")
+	fs.DurationVar(&c.pgStallFor, "pg-stall-for", 0, "for (default duration/12)")
+	fs.IntVar(&c.users, "users", 200, "seeded users")
+	fs.IntVar(&c.orgs, "orgs", 5, "seeded organizations")
+	fs.DurationVar(&c.checkTimeout, "check-timeout", 100*time.Millisecond, "the sidecar's --check-timeout")
+	fs.DurationVar(&c.clientDeadline, "client-deadline", time.Second, "each Check's deadline, as Envoy's ext_authz timeout")
+	fs.DurationVar(&c.l1TTL, "l1-ttl", 2*time.Second, "the sidecar's --l1-ttl and --l1-negative-ttl")
+	fs.DurationVar(&c.l2TTL, "l2-ttl", 30*time.Second, "the sidecar's --l2-ttl and --l2-negative-ttl")
+	fs.Uint64Var(&c.seed, "seed", uint64(time.Now().UnixNano()), "request mix random seed")
+	fs.BoolVar(&c.keep, "keep", false, "keep the logs directory even when the run passes")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	d := c.duration
+	for _, f := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&c.redisKillAt, d / 6}, {&c.redisRestartAt, d / 3}, {&c.pgStallAt, d / 2}, {&c.pgStallFor, d / 12}} {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
+	switch {
+	case c.rate <= 0 || c.rate > 5000:
+		return c, fmt.Errorf("-rate %d: want 1..5000", c.rate)
+	case c.duration <= 0 || c.duration > time.Hour:
+		return c, fmt.Errorf("-duration %v: want up to 1h", c.duration)
+	case !(c.redisKillAt < c.redisRestartAt && c.redisRestartAt <= c.pgStallAt && c.pgStallAt+c.pgStallFor <= c.duration):
+		return c, fmt.Errorf("fault schedule out of order: kill %v < restart %v <= stall %v, stall+%v <= %v",
+			c.redisKillAt, c.redisRestartAt, c.pgStallAt, c.pgStallFor, c.duration)
+	case c.users < c.orgs*10 || c.orgs < 2:
+		return c, fmt.Errorf("-users %d -orgs %d: want at least 2 orgs and 10 users per org", c.users, c.orgs)
+	}
+	return c, nil
+}
+
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	c, err := parseConfig(args, getenv, stderr)
+	if err != nil {
+		if err != flag.ErrHelp {
+			fmt.Fprintln(stderr, "soak:", err)
+		}
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	work, err := os.MkdirTemp("", "authz-soak-")
+	if err != nil {
+		fmt.Fprintln(stderr, "soak:", err)
+		return 2
+	}
+	code := soak(ctx, c, work, stdout, stderr)
+	if code == 0 && !c.keep {
+		os.RemoveAll(work)
+	} else {
+		fmt.Fprintf(stdout, "logs kept in %s\n", work)
+	}
+	return code
+}
+
+// soak sets everything up, runs the load and the faults, and reports.
+func soak(ctx context.Context, c config, work string, stdout, stderr io.Writer) int {
+	fail := func(format string, args ...any) int {
+		fmt.Fprintf(stderr, "soak: "+format+"\n", args...)
+		return 2
+	}
+	say := func(format string, args ...any) { fmt.Fprintf(stdout, format+"\n", args...) }
+
+	bin := c.bin
+	if bin == "" {
+		bin = filepath.Join(work, "authz-sidecar")
+		args := []string{"build", "-o", bin}
+		if c.race {
+			args = append(args, "-race")
+		}
+		build := exec.CommandContext(ctx, "go", append(args, "./cmd/authz-sidecar")...)
+		build.Dir, build.Stdout, build.Stderr = c.repo, stderr, stderr
+		say("building the sidecar (race %v)", c.race)
+		if err := build.Run(); err != nil {
+			return fail("build: %v", err)
+		}
+	}
+
+	db, err := createDatabase(ctx, filepath.Join(c.repo, "internal", "pgtest", "schema.sql"))
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer db.drop()
+	w := newWorld(c.users, c.orgs)
+	if err := w.seed(ctx, db.url); err != nil {
+		return fail("seed: %v", err)
+	}
+
+	u, err := url.Parse(db.url)
+	if err != nil {
+		return fail("%v", err)
+	}
+	proxy, err := newPGProxy(u.Host)
+	if err != nil {
+		return fail("pg proxy: %v", err)
+	}
+	defer proxy.close()
+	u.Host = proxy.addr()
+
+	port, err := freePort()
+	if err != nil {
+		return fail("%v", err)
+	}
+	rds := &redisServer{port: port, dir: work, logDir: work}
+	if err := rds.start(); err != nil {
+		return fail("%v", err)
+	}
+	defer rds.kill()
+
+	iss, err := newIssuer()
+	if err != nil {
+		return fail("issuer: %v", err)
+	}
+	defer iss.srv.Close()
+	for _, usr := range w.users {
+		if usr.token, err = iss.token(usr.id, c.duration+10*time.Minute); err != nil {
+			return fail("token: %v", err)
+		}
+	}
+	policyPath, err := writePolicy(c.repo, work, iss.url)
+	if err != nil {
+		return fail("%v", err)
+	}
+
+	sc, err := startSidecar(bin, c.repo, work,
+		"--policies", policyPath, "--database-url", u.String(),
+		"--redis-url", rds.url(), "--redis-prefix", "authz-soak:"+randID(4)+":",
+		"--check-timeout", c.checkTimeout.String(),
+		"--l1-ttl", c.l1TTL.String(), "--l1-negative-ttl", c.l1TTL.String(),
+		"--l2-ttl", c.l2TTL.String(), "--l2-negative-ttl", c.l2TTL.String(),
+		"--log-allow-every", "0")
+	if err != nil {
+		return fail("%v", err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			sc.close()
+		}
+	}()
+
+	phases := []phase{
+		{"baseline", 0, c.redisKillAt},
+		{"redis down", c.redisKillAt, c.redisRestartAt},
+		{"redis back", c.redisRestartAt, c.pgStallAt},
+		{"pg stalled", c.pgStallAt, c.pgStallAt + c.pgStallFor},
+		{"pg back", c.pgStallAt + c.pgStallFor, c.duration},
+	}
+	st := newStats(phases)
+	say("load: %d checks/s for %v, %d users in %d organizations, sidecar --check-timeout %v, client deadline %v, seed %d",
+		c.rate, c.duration, len(w.users), len(w.orgs), c.checkTimeout, c.clientDeadline, c.seed)
+
+	start := time.Now()
+	faultErr := make(chan error, 1)
+	go func() {
+		faultErr <- runFaults(ctx, start, []fault{
+			{c.redisKillAt, "SIGKILL redis", func() error { rds.kill(); return nil }},
+			{c.redisRestartAt, "restart redis (same port, empty)", rds.start},
+			{c.pgStallAt, "stall postgres", func() error { proxy.stall(); return nil }},
+			{c.pgStallAt + c.pgStallFor, "resume postgres", func() error { proxy.resume(); return nil }},
+		}, stdout)
+	}()
+	runLoad(ctx, authv3.NewAuthorizationClient(sc.conn), w, st, start, c.rate, c.duration, c.clientDeadline, c.seed)
+	if err := <-faultErr; err != nil {
+		return fail("fault: %v", err)
+	}
+	if ctx.Err() != nil {
+		return fail("interrupted")
+	}
+
+	say("\nresults (%v of load):", time.Since(start).Round(time.Millisecond))
+	wrong, timeouts, grpcErrors := st.print(stdout)
+	say("\nsidecar counters:")
+	printMetrics(stdout, sc.httpAddr)
+
+	sc.close()
+	stopped = true
+	log, _ := os.ReadFile(sc.proc.log)
+	races := strings.Count(string(log), "WARNING: DATA RACE")
+	say("\nwrong decisions: %d, gRPC errors: %d, data races: %d (client timeouts: %d, 503s: fail-closed, not failures)",
+		wrong, grpcErrors, races, timeouts)
+	if wrong > 0 || grpcErrors > 0 || races > 0 {
+		say("FAIL")
+		return 1
+	}
+	say("PASS")
+	return 0
+}
+
+type fault struct {
+	at   time.Duration
+	name string
+	do   func() error
+}
+
+func runFaults(ctx context.Context, start time.Time, faults []fault, out io.Writer) error {
+	for _, f := range faults {
+		select {
+		case <-time.After(time.Until(start.Add(f.at))):
+		case <-ctx.Done():
+			return nil
+		}
+		fmt.Fprintf(out, "t=%5.1fs  %s\n", time.Since(start).Seconds(), f.name)
+		if err := f.do(); err != nil {
+			return fmt.Errorf("%s: %w", f.name, err)
+		}
+	}
+	return nil
+}
+
+// writePolicy copies the repository's policies.yaml with the issuer's URL.
+func writePolicy(repo, dir, issuerURL string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(repo, "policies.yaml"))
+	if err != nil {
+		return "", err
+	}
+	s := strings.ReplaceAll(string(b), "http://127.0.0.1:3000", issuerURL)
+	if !strings.Contains(s, issuerURL+jwksPath) {
+		return "", fmt.Errorf("policies.yaml no longer names http://127.0.0.1:3000%s; update the soak driver", jwksPath)
+	}
+	p := filepath.Join(dir, "policies.yaml")
+	return p, os.WriteFile(p, []byte(s), 0o600)
+}
+
+// printMetrics prints the cache and decision counters from /metrics.
+func printMetrics(out io.Writer, addr string) {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		fmt.Fprintln(out, "  /metrics:", err)
+		return
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if strings.HasPrefix(line, "authz_cache_lookups_total") || strings.HasPrefix(line, "authz_cache_errors_total") {
+			fmt.Fprintln(out, " ", line)
+		}
+	}
+}

@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// defaultAdminURL is pgtest's default server; AUTHZ_TEST_DATABASE_URL
+// overrides it as it does for the tests.
+const defaultAdminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// database is a scratch database with Better Auth's schema, dropped at the
+// end of the run.
+type database struct {
+	adminURL string
+	name     string
+	url      string // direct, for seeding
+}
+
+func createDatabase(ctx context.Context, schemaPath string) (*database, error) {
+	adminURL := os.Getenv("AUTHZ_TEST_DATABASE_URL")
+	if adminURL == "" {
+		adminURL = defaultAdminURL
+	}
+	schema, err := os.ReadFile(schemaPath)
+	if err != nil {
+		return nil, fmt.Errorf("read schema: %w", err)
+	}
+	admin, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return nil, fmt.Errorf("postgres unreachable (run scripts/services.sh or set AUTHZ_TEST_DATABASE_URL): %w", err)
+	}
+	defer admin.Close(context.Background())
+	db := &database{adminURL: adminURL, name: fmt.Sprintf("authz_soak_%d_%s", os.Getpid(), randID(4))}
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db.name}.Sanitize()); err != nil {
+		return nil, fmt.Errorf("create database: %w", err)
+	}
+	u, err := url.Parse(adminURL)
+	if err != nil {
+		return nil, err
+	}
+	u.Path = "/" + db.name
+	db.url = u.String()
+	conn, err := pgx.Connect(ctx, db.url)
+	if err != nil {
+		db.drop()
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	// Simple protocol: the schema is many statements in one string.
+	if _, err := conn.Exec(ctx, string(schema), pgx.QueryExecModeSimpleProtocol); err != nil {
+		db.drop()
+		return nil, fmt.Errorf("apply schema: %w", err)
+	}
+	return db, nil
+}
+
+func (db *database) drop() {
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, db.adminURL)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "soak: drop database:", err)
+		return
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{db.name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		fmt.Fprintln(os.Stderr, "soak: drop database:", err)
+	}
+}
+
+// The role table of policies.yaml, flattened (owner inherits admin, which
+// inherits member). The soak's expected answers come from here, not from
+// the sidecar's code: if policies.yaml changes its roles or routes, update
+// this table and routes below.
+var rolePermissions = map[string][]string{
+	"member": {"leave:request", "leave:read"},
+	"admin":  {"leave:request", "leave:read", "leave:approve", "member:*"},
+	"owner":  {"leave:request", "leave:read", "leave:approve", "member:*", "organization:delete"},
+}
+
+// route is one route of policies.yaml with a concrete request.
+type route struct {
+	name       string
+	method     string
+	path       string // %s is the organization reference
+	public     bool
+	authOnly   bool     // authenticated: true
+	require    []string // every one
+	requireAny []string // at least one
+}
+
+var routes = []route{
+	{name: "health", method: "GET", path: "/healthz", public: true},
+	{name: "me", method: "GET", path: "/api/me", authOnly: true},
+	{name: "request-leave", method: "POST", path: "/api/orgs/%s/leave", require: []string{"leave:request"}},
+	{name: "approve-leave", method: "POST", path: "/api/orgs/%s/leave/l1/approve", require: []string{"leave:approve"}},
+	{name: "read-leave", method: "GET", path: "/api/orgs/%s/leave/l1", requireAny: []string{"leave:read", "leave:approve"}},
+	{name: "invite-member", method: "POST", path: "/api/orgs/%s/members", require: []string{"member:invite"}},
+	{name: "delete-org", method: "DELETE", path: "/api/orgs/%s", require: []string{"organization:delete"}},
+}
+
+// user is a seeded (or deliberately unseeded) user and what the seed gave
+// it.
+type user struct {
+	id     string
+	exists bool
+	banned bool
+	roles  map[string][]string // org id → role names
+	token  string
+}
+
+type org struct{ id, slug string }
+
+// world is the seeded data and the expected answer to any request on it.
+type world struct {
+	orgs  []org
+	users []*user
+}
+
+// newWorld lays out nUsers users over nOrgs organizations with known roles:
+// by i/nOrgs mod 10 a user is owner, admin (×2), member (×3), "admin,member",
+// not a member of any organization, member of its own and admin of the
+// next one, or member with the role spelled " member " (trimmed by the
+// sidecar); every 37th user is banned, and 10 ids with valid tokens have no
+// users row.
+func newWorld(nUsers, nOrgs int) *world {
+	w := &world{}
+	for o := range nOrgs {
+		w.orgs = append(w.orgs, org{id: fmt.Sprintf("org_soak_%d", o), slug: fmt.Sprintf("soak-%d", o)})
+	}
+	for i := range nUsers {
+		u := &user{id: fmt.Sprintf("user_%03d", i), exists: true, banned: i%37 == 0, roles: map[string][]string{}}
+		home, next := w.orgs[i%nOrgs].id, w.orgs[(i+1)%nOrgs].id
+		switch (i / nOrgs) % 10 {
+		case 0:
+			u.roles[home] = []string{"owner"}
+		case 1, 2:
+			u.roles[home] = []string{"admin"}
+		case 3, 4, 5:
+			u.roles[home] = []string{"member"}
+		case 6:
+			u.roles[home] = []string{"admin", "member"}
+		case 7:
+			// no organization
+		case 8:
+			u.roles[home] = []string{"member"}
+			u.roles[next] = []string{"admin"}
+		case 9:
+			u.roles[home] = []string{" member "}
+		}
+		w.users = append(w.users, u)
+	}
+	for i := range 10 {
+		w.users = append(w.users, &user{id: fmt.Sprintf("ghost_%02d", i), roles: map[string][]string{}})
+	}
+	return w
+}
+
+// seed writes the world into the database, as Better Auth would have.
+func (w *world) seed(ctx context.Context, dbURL string) error {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	b := &pgx.Batch{}
+	for _, o := range w.orgs {
+		b.Queue(`INSERT INTO organizations (id, name, slug, "createdAt") VALUES ($1, $2, $2, now())`, o.id, o.slug)
+	}
+	n := 0
+	for _, u := range w.users {
+		if !u.exists {
+			continue
+		}
+		b.Queue(`INSERT INTO users (id, name, email, "emailVerified", role, banned)
+			VALUES ($1, $1, $1 || '@example.test', false, 'user', $2)`, u.id, u.banned)
+		for orgID, roles := range u.roles {
+			n++
+			b.Queue(`INSERT INTO members (id, "organizationId", "userId", role, "createdAt")
+				VALUES ($1, $2, $3, $4, clock_timestamp())`, fmt.Sprintf("mem_%d", n), orgID, u.id, strings.Join(roles, ","))
+		}
+	}
+	return conn.SendBatch(ctx, b).Close()
+}
+
+// request is one generated check and its known answer.
+type request struct {
+	method, path, token string
+	want                int // 200, 401 or 403
+}
+
+// next draws a request: mostly a random user on a random route of a random
+// organization (by id or slug), plus some without or with a broken token,
+// and some naming an organization that does not exist.
+func (w *world) next(r *rand.Rand) request {
+	switch k := r.IntN(100); {
+	case k < 3:
+		rt := routes[1+r.IntN(len(routes)-1)]
+		return request{method: rt.method, path: w.path(rt, w.orgs[0].id), want: 401}
+	case k < 5:
+		u := w.users[r.IntN(len(w.users))]
+		return request{method: "GET", path: "/api/me", token: u.token[:len(u.token)-4] + "AAAA", want: 401}
+	}
+	u := w.users[r.IntN(len(w.users))]
+	rt := routes[r.IntN(len(routes))]
+	o := w.orgs[r.IntN(len(w.orgs))]
+	ref, orgID := o.id, o.id
+	switch k := r.IntN(10); {
+	case k < 3:
+		ref = o.slug
+	case k == 9:
+		ref, orgID = "org_nope", ""
+	}
+	return request{method: rt.method, path: w.path(rt, ref), token: u.token, want: w.expect(u, rt, orgID)}
+}
+
+func (w *world) path(rt route, ref string) string {
+	if strings.Contains(rt.path, "%s") {
+		return fmt.Sprintf(rt.path, ref)
+	}
+	return rt.path
+}
+
+// expect is the status policies.yaml gives u on rt in organization orgID
+// ("" = no such organization), from the seed alone.
+func (w *world) expect(u *user, rt route, orgID string) int {
+	switch {
+	case rt.public:
+		return 200
+	case !u.exists || u.banned:
+		return 403
+	case rt.authOnly:
+		return 200
+	case orgID == "":
+		return 403
+	}
+	roles := u.roles[orgID]
+	if len(roles) == 0 {
+		return 403
+	}
+	has := func(p string) bool {
+		for _, role := range roles {
+			for _, q := range rolePermissions[strings.TrimSpace(role)] {
+				res, act, _ := strings.Cut(q, ":")
+				if q == p || (act == "*" && strings.HasPrefix(p, res+":")) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for _, p := range rt.require {
+		if !has(p) {
+			return 403
+		}
+	}
+	if len(rt.requireAny) > 0 && !slices.ContainsFunc(rt.requireAny, has) {
+		return 403
+	}
+	return 200
+}
