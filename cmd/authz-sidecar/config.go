@@ -33,6 +33,7 @@ type serveConfig struct {
 	JWKSMinRefresh  time.Duration
 	TokenCacheBytes int64
 	TokenCacheTTL   time.Duration
+	MemoryLimit     int64
 	PGMaxConns      int
 	LogAllowEvery   uint64
 	Reflection      bool
@@ -63,6 +64,7 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 		JWKSMinRefresh:  2 * time.Second,
 		TokenCacheBytes: 32 << 20,
 		TokenCacheTTL:   time.Minute,
+		MemoryLimit:     -1,
 		PGMaxConns:      8,
 		LogAllowEvery:   0,
 		DrainTimeout:    10 * time.Second,
@@ -147,6 +149,7 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	dur(&c.JWKSMinRefresh, "jwks-min-refresh", "AUTHZ_JWKS_MIN_REFRESH", "least time between JWKS fetches triggered by tokens with an unknown kid")
 	i64(&c.TokenCacheBytes, "token-cache-bytes", "AUTHZ_TOKEN_CACHE_BYTES", "memory budget of the verified-token cache in bytes (0: default)")
 	dur(&c.TokenCacheTTL, "token-cache-ttl", "AUTHZ_TOKEN_CACHE_TTL", "longest a verified token is served from cache (never past its exp)")
+	i64(&c.MemoryLimit, "memory-limit", "AUTHZ_MEMORY_LIMIT", "Go soft memory limit in bytes; -1: the L1 and token-cache budgets + 32 MiB; 0: none ($GOMEMLIMIT, if set, wins)")
 	integer(&c.PGMaxConns, "pg-max-conns", "AUTHZ_PG_MAX_CONNS", "PostgreSQL pool size")
 	u64(&c.LogAllowEvery, "log-allow-every", "AUTHZ_LOG_ALLOW_EVERY", "log one allow decision in N (0: none); denies are always logged")
 	boolean(&c.Reflection, "grpc-reflection", "AUTHZ_GRPC_REFLECTION", "enable gRPC server reflection")
@@ -172,6 +175,9 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	}
 	if len(envErrs) > 0 {
 		return c, fmt.Errorf("bad environment: %w", errors.Join(envErrs...))
+	}
+	if getenv("GOMEMLIMIT") != "" {
+		c.MemoryLimit = 0 // the Go runtime applies the operator's own limit
 	}
 	if c.DatabaseURL == "" {
 		return c, errors.New("a database is required: set --database-url or $DATABASE_URL")

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -69,6 +70,7 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("load policy: %w", err)
 	}
+	setMemoryLimit(c, log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -253,6 +255,7 @@ func newVerifier(pol *policy.Policy, keys *authn.KeySet) (*authn.Verifier, error
 		Algorithms:    pol.JWT.Algorithms,
 		Leeway:        pol.JWT.Leeway,
 		MaxTokenBytes: pol.JWT.MaxTokenBytes,
+		KeepClaims:    claimSources(pol),
 	}, keys)
 	if err != nil {
 		return nil, fmt.Errorf("token verifier: %w", err)
@@ -358,4 +361,32 @@ type redisLogger struct{ log *zap.Logger }
 
 func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
 	l.log.Warn(fmt.Sprintf(format, v...))
+}
+
+// claimSources lists the claims decisions read (claim: organization
+// sources); cached identities keep only these.
+func claimSources(pol *policy.Policy) []string {
+	names := []string{}
+	for _, s := range pol.OrgSources {
+		if s.Kind == policy.OrgFromClaim {
+			names = append(names, s.Name)
+		}
+	}
+	return names
+}
+
+// setMemoryLimit gives the Go runtime a soft memory limit derived from the
+// cache budgets, so the heap (and RSS) stays near what the caches may hold
+// instead of growing to twice the live heap under the default GOGC. The
+// caches' cost accounting over-estimates their live heap, so the limit sits
+// above what they can hold.
+func setMemoryLimit(c serveConfig, log *zap.Logger) {
+	limit := c.MemoryLimit
+	if limit < 0 {
+		limit = c.L1MaxBytes + c.TokenCacheBytes + 32<<20
+	}
+	if limit > 0 {
+		debug.SetMemoryLimit(limit)
+		log.Info("memory limit", zap.Int64("bytes", limit))
+	}
 }

@@ -72,6 +72,11 @@ type VerifierConfig struct {
 	MaxTokenBytes int
 	// Now returns the current time; default time.Now. For tests.
 	Now func() time.Time
+	// KeepClaims, when not nil, lists the claims Identity.Claim may be asked
+	// for (the policy's claim: organization sources); the others are
+	// dropped after validation, so a cached Identity holds only what
+	// decisions read. nil keeps every claim.
+	KeepClaims []string
 }
 
 // algorithm is one allowed signature algorithm.
@@ -121,6 +126,7 @@ type Verifier struct {
 	maxTokenBytes int
 	now           func() time.Time
 	keys          KeyLookup
+	keepClaims    []string // nil: keep all
 }
 
 // NewVerifier validates cfg and returns a Verifier using keys.
@@ -145,6 +151,7 @@ func NewVerifier(cfg VerifierConfig, keys KeyLookup) (*Verifier, error) {
 		issuer:        cfg.Issuer,
 		audiences:     slices.Clone(cfg.Audiences),
 		leeway:        cfg.Leeway,
+		keepClaims:    cfg.KeepClaims,
 		maxTokenBytes: cfg.MaxTokenBytes,
 		now:           cfg.Now,
 		keys:          keys,
@@ -373,7 +380,16 @@ func (v *Verifier) checkClaims(payload []byte) (*Identity, error) {
 	if id.Subject == "" {
 		return nil, fmt.Errorf("%w: empty sub", ErrNoSubject)
 	}
-
+	if v.keepClaims != nil {
+		kept := make(map[string]json.RawMessage, len(v.keepClaims))
+		for _, name := range v.keepClaims {
+			if raw, ok := claims[name]; ok {
+				// Copied so the whole payload is not kept alive by a slice of it.
+				kept[name] = append(json.RawMessage(nil), raw...)
+			}
+		}
+		id.claims = kept
+	}
 	return id, nil
 }
 

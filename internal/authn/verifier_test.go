@@ -392,3 +392,26 @@ func TestNewIdentity(t *testing.T) {
 		t.Error("missing claim found")
 	}
 }
+
+func TestKeepClaims(t *testing.T) {
+	k := newEd25519Key(t, "k1")
+	keys := staticKeys{"k1": parseJWK(t, k.jwkJSON(t))}
+	v, err := NewVerifier(VerifierConfig{Issuer: testIssuer, Audiences: []string{testAudience}, Now: fixedNow,
+		KeepClaims: []string{"activeOrganizationId"}}, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := v.Verify(context.Background(), signToken(t, k, nil, with(baClaims(), map[string]any{"activeOrganizationId": "org_1"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := id.Claim("activeOrganizationId"); !ok || got != "org_1" {
+		t.Errorf("kept claim = %q, %v", got, ok)
+	}
+	if _, ok := id.Claim("email"); ok {
+		t.Error("a claim not asked for was kept")
+	}
+	if id.Subject == "" || id.Expiry.IsZero() {
+		t.Errorf("registered claims lost: %+v", id)
+	}
+}
