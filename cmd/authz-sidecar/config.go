@@ -34,10 +34,15 @@ type serveConfig struct {
 	TokenCacheBytes int64
 	TokenCacheTTL   time.Duration
 	MemoryLimit     int64
-	PGMaxConns      int
-	LogAllowEvery   uint64
-	Reflection      bool
-	DrainTimeout    time.Duration
+
+	InvalidationChannel string
+	PGListen            bool
+	PGListenURL         string
+	InvalidationSkew    time.Duration
+	PGMaxConns          int
+	LogAllowEvery       uint64
+	Reflection          bool
+	DrainTimeout        time.Duration
 
 	HTTPAuthzAddr        string
 	HTTPAuthzTrusted     string
@@ -46,28 +51,30 @@ type serveConfig struct {
 
 func parseServeConfig(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
 	c := serveConfig{
-		Policies:        "./policies.yaml",
-		GRPCAddr:        "127.0.0.1:9191",
-		HTTPAddr:        "127.0.0.1:9192",
-		RedisPrefix:     "authz:",
-		LogLevel:        "info",
-		LogFormat:       "json",
-		CheckTimeout:    100 * time.Millisecond,
-		LoadTimeout:     2 * time.Second,
-		L1TTL:           30 * time.Second,
-		L1NegativeTTL:   5 * time.Second,
-		L1MaxBytes:      64 << 20,
-		L2TTL:           5 * time.Minute,
-		L2NegativeTTL:   30 * time.Second,
-		RedisTimeout:    25 * time.Millisecond,
-		JWKSRefresh:     5 * time.Minute,
-		JWKSMinRefresh:  2 * time.Second,
-		TokenCacheBytes: 32 << 20,
-		TokenCacheTTL:   time.Minute,
-		MemoryLimit:     -1,
-		PGMaxConns:      8,
-		LogAllowEvery:   0,
-		DrainTimeout:    10 * time.Second,
+		Policies:            "./policies.yaml",
+		GRPCAddr:            "127.0.0.1:9191",
+		HTTPAddr:            "127.0.0.1:9192",
+		RedisPrefix:         "authz:",
+		LogLevel:            "info",
+		LogFormat:           "json",
+		CheckTimeout:        100 * time.Millisecond,
+		LoadTimeout:         2 * time.Second,
+		L1TTL:               30 * time.Second,
+		L1NegativeTTL:       5 * time.Second,
+		L1MaxBytes:          64 << 20,
+		L2TTL:               5 * time.Minute,
+		L2NegativeTTL:       30 * time.Second,
+		RedisTimeout:        25 * time.Millisecond,
+		JWKSRefresh:         5 * time.Minute,
+		JWKSMinRefresh:      2 * time.Second,
+		TokenCacheBytes:     32 << 20,
+		TokenCacheTTL:       time.Minute,
+		MemoryLimit:         -1,
+		InvalidationChannel: "authz:invalidate",
+		InvalidationSkew:    500 * time.Millisecond,
+		PGMaxConns:          8,
+		LogAllowEvery:       0,
+		DrainTimeout:        10 * time.Second,
 	}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -150,6 +157,10 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	i64(&c.TokenCacheBytes, "token-cache-bytes", "AUTHZ_TOKEN_CACHE_BYTES", "memory budget of the verified-token cache in bytes (0: default)")
 	dur(&c.TokenCacheTTL, "token-cache-ttl", "AUTHZ_TOKEN_CACHE_TTL", "longest a verified token is served from cache (never past its exp)")
 	i64(&c.MemoryLimit, "memory-limit", "AUTHZ_MEMORY_LIMIT", "Go soft memory limit in bytes; -1: the L1 and token-cache budgets + 32 MiB; 0: none ($GOMEMLIMIT, if set, wins)")
+	str(&c.InvalidationChannel, "invalidation-channel", "AUTHZ_INVALIDATION_CHANNEL", "Redis pub/sub channel of cache invalidations (needs --redis-url; empty: none)")
+	boolean(&c.PGListen, "pg-listen", "AUTHZ_PG_LISTEN", "LISTEN on PostgreSQL channel authz_invalidate (sql/invalidation-triggers.sql) and republish to the invalidation channel")
+	str(&c.PGListenURL, "pg-listen-url", "AUTHZ_PG_LISTEN_URL", "database URL for --pg-listen; must be the primary, not a standby (empty: --database-url)")
+	dur(&c.InvalidationSkew, "invalidation-skew", "AUTHZ_INVALIDATION_SKEW", "largest clock difference between replicas tolerated when judging shared cache entries")
 	integer(&c.PGMaxConns, "pg-max-conns", "AUTHZ_PG_MAX_CONNS", "PostgreSQL pool size")
 	u64(&c.LogAllowEvery, "log-allow-every", "AUTHZ_LOG_ALLOW_EVERY", "log one allow decision in N (0: none); denies are always logged")
 	boolean(&c.Reflection, "grpc-reflection", "AUTHZ_GRPC_REFLECTION", "enable gRPC server reflection")
@@ -181,6 +192,9 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	}
 	if c.DatabaseURL == "" {
 		return c, errors.New("a database is required: set --database-url or $DATABASE_URL")
+	}
+	if c.InvalidationSkew < 0 {
+		return c, errors.New("--invalidation-skew must not be negative")
 	}
 	if c.CheckTimeout <= 0 || c.LoadTimeout <= 0 {
 		return c, errors.New("--check-timeout and --load-timeout must be positive")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,6 +34,7 @@ import (
 	"github.com/authz-sidecar/authz-sidecar/internal/cache"
 	"github.com/authz-sidecar/authz-sidecar/internal/extauthz"
 	"github.com/authz-sidecar/authz-sidecar/internal/httpauthz"
+	"github.com/authz-sidecar/authz-sidecar/internal/invalidate"
 	"github.com/authz-sidecar/authz-sidecar/internal/observe"
 	"github.com/authz-sidecar/authz-sidecar/internal/pg"
 	"github.com/authz-sidecar/authz-sidecar/internal/policy"
@@ -112,6 +114,19 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 		return err
 	}
 	var resolver roles.Resolver = roles.NewSourceResolver(source)
+	// Invalidation is on when a channel (with Redis) or --pg-listen is set;
+	// inv is nil otherwise, and the tiers then skip every check.
+	var inv *cache.Invalidations
+	if (c.InvalidationChannel != "" && c.RedisURL != "") || c.PGListen {
+		inv = cache.NewInvalidations(cache.InvalidationsConfig{
+			Horizon: max(c.L1TTL, c.L1NegativeTTL) + max(c.L2TTL, c.L2NegativeTTL) + c.LoadTimeout + c.InvalidationSkew,
+			Skew:    c.InvalidationSkew,
+		})
+	}
+	var deps invalidate.Deps
+	if inv != nil {
+		deps.Local = inv
+	}
 	if c.RedisURL != "" {
 		rdb, err := newRedis(c.RedisURL, c.RedisTimeout)
 		if err != nil {
@@ -121,20 +136,50 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 		// into the JSON log stream instead of plain text on stderr.
 		redis.SetLogger(redisLogger{log.Named("redis")})
 		defer rdb.Close()
-		resolver, err = cache.NewL2(resolver, rdb, cache.L2Config{
+		l2, err := cache.NewL2(resolver, rdb, cache.L2Config{
 			Prefix: c.RedisPrefix, TTL: c.L2TTL, NegativeTTL: c.L2NegativeTTL, Timeout: c.RedisTimeout,
+			Invalidations: inv,
 		}, log, reg)
 		if err != nil {
 			return err
 		}
+		resolver = l2
+		if inv != nil {
+			deps.Markers = l2
+			if c.InvalidationChannel != "" {
+				// Pub/sub needs its own client: a subscription holds a
+				// connection and must not share the L2 call deadlines.
+				sub, err := redis.ParseURL(c.RedisURL)
+				if err != nil {
+					return fmt.Errorf("redis url: %w", err)
+				}
+				subClient := redis.NewClient(sub)
+				defer subClient.Close()
+				deps.Bus = cache.NewRedisBus(subClient, c.InvalidationChannel, log)
+			}
+		}
+	}
+	if c.PGListen {
+		listener, err := pg.NewListener(cmp.Or(c.PGListenURL, c.DatabaseURL), pg.ListenerConfig{}, log)
+		if err != nil {
+			return fmt.Errorf("pg listen: %w", err)
+		}
+		deps.Feed = listener
 	}
 	l1, err := cache.NewL1(resolver, cache.L1Config{
 		TTL: c.L1TTL, NegativeTTL: c.L1NegativeTTL, MaxBytes: c.L1MaxBytes, LoadTimeout: c.LoadTimeout,
+		Invalidations: inv,
 	}, reg)
 	if err != nil {
 		return err
 	}
 	defer l1.Close()
+	var invalidations *invalidate.Service
+	if inv != nil {
+		if invalidations, err = invalidate.New(invalidate.Config{}, deps, log, reg); err != nil {
+			return err
+		}
+	}
 
 	tokens, err := cache.NewTokens(cache.TokensConfig{MaxBytes: c.TokenCacheBytes, MaxTTL: c.TokenCacheTTL}, reg)
 	if err != nil {
@@ -196,6 +241,9 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	wg.Go(func() { keys.Run(runCtx) })
 	wg.Go(func() { watchReady(runCtx, keys, grpcHealth, log) })
 	wg.Go(func() { reload.run(runCtx, hup) })
+	if invalidations != nil {
+		wg.Go(func() { invalidations.Run(runCtx) })
+	}
 	wg.Go(func() {
 		if err := gs.Serve(grpcLis); err != nil {
 			errc <- fmt.Errorf("grpc server: %w", err)
@@ -217,7 +265,7 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	log.Info("serving",
 		zap.String("grpc", grpcLis.Addr().String()), zap.String("http", httpLis.Addr().String()),
 		zap.String("policy", c.Policies), zap.String("policy_version", pol.Version),
-		zap.Bool("redis", c.RedisURL != ""))
+		zap.Bool("redis", c.RedisURL != ""), zap.Bool("invalidation", invalidations != nil))
 
 	var runErr error
 	select {

@@ -9,6 +9,8 @@ package cache
 import (
 	"context"
 	"fmt"
+	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -30,6 +32,16 @@ type L1Config struct {
 	// from the caller's context so a caller giving up does not waste the
 	// work other waiters (and later callers) need.
 	LoadTimeout time.Duration
+	// RefreshAhead is the last fraction of an entry's TTL during which a
+	// hit still serves the entry but also starts one background reload, so
+	// a hot key is replaced before it expires instead of making its callers
+	// wait (and a crowd of them load together). 0.15 by default; negative
+	// disables it.
+	RefreshAhead float64
+	// Invalidations, when set, makes L1 refuse entries loaded before an
+	// invalidation of their user or organization (or a flush); nil
+	// disables the check.
+	Invalidations *Invalidations
 }
 
 func (c *L1Config) defaults() {
@@ -45,16 +57,39 @@ func (c *L1Config) defaults() {
 	if c.LoadTimeout <= 0 {
 		c.LoadTimeout = 2 * time.Second
 	}
+	if c.RefreshAhead == 0 {
+		c.RefreshAhead = 0.15
+	}
+	if c.RefreshAhead < 0 || c.RefreshAhead >= 1 {
+		c.RefreshAhead = 0
+	}
 }
 
 // L1 is the in-process tier: ristretto in front of next, with concurrent
 // misses for one key collapsed into a single load.
 type L1 struct {
-	next  roles.Resolver
-	cfg   L1Config
-	cache *ristretto.Cache[string, *roles.Access]
-	group singleflight.Group
-	m     *tierMetrics
+	next      roles.Resolver
+	cfg       L1Config
+	inv       *Invalidations // nil: no invalidation checks
+	base      time.Time      // origin of the entry times below
+	cache     *ristretto.Cache[string, *entry]
+	group     singleflight.Group
+	m         *tierMetrics
+	refreshes *prometheus.CounterVec
+}
+
+// entry is what L1 holds for a key. It is immutable once stored except
+// for refreshing.
+type entry struct {
+	access *roles.Access
+	// stored is when the load that made the entry started and loaded the
+	// time before which every change is reflected in access (see
+	// Invalidations.loadedAt), both on the Invalidations clock; since is
+	// the smaller of the two. Zero without invalidations.
+	stored, loaded, since int64
+	// refreshAt is when, on the L1 clock, a hit starts a background reload.
+	refreshAt  int64
+	refreshing atomic.Bool
 }
 
 // NewL1 returns an L1 tier in front of next, registering its metrics on reg.
@@ -64,19 +99,29 @@ func NewL1(next roles.Resolver, cfg L1Config, reg prometheus.Registerer) (*L1, e
 	if err != nil {
 		return nil, err
 	}
+	refreshes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "authz_cache_refreshes_total",
+		Help:        "Background reloads of entries near expiry (stale-while-revalidate) by result (ok, error).",
+		ConstLabels: prometheus.Labels{"tier": "l1"},
+	}, []string{"result"})
+	if err := reg.Register(refreshes); err != nil {
+		return nil, fmt.Errorf("cache: register l1 refresh metrics: %w", err)
+	}
 	// Ristretto wants ~10 counters per expected entry; assume ~200 B per entry.
 	counters := max(cfg.MaxBytes/200*10, 10_000)
-	c, err := ristretto.NewCache(&ristretto.Config[string, *roles.Access]{
+	c, err := ristretto.NewCache(&ristretto.Config[string, *entry]{
 		NumCounters:        counters,
 		MaxCost:            cfg.MaxBytes,
 		BufferItems:        64,
 		IgnoreInternalCost: true, // entryCost already counts the item overhead
-		OnEvict:            func(*ristretto.Item[*roles.Access]) { m.evictions.Inc() },
+		OnEvict:            func(*ristretto.Item[*entry]) { m.evictions.Inc() },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cache: new L1: %w", err)
 	}
-	return &L1{next: next, cfg: cfg, cache: c, m: m}, nil
+	return &L1{
+		next: next, cfg: cfg, inv: cfg.Invalidations, base: time.Now(), cache: c, m: m, refreshes: refreshes,
+	}, nil
 }
 
 // Close stops ristretto's goroutines.
@@ -86,37 +131,38 @@ func (l *L1) Close() { l.cache.Close() }
 // tests and benchmarks use it to make a just-loaded entry visible.
 func (l *L1) Wait() { l.cache.Wait() }
 
-// Clear drops every entry, for example after invalidations may have been
-// missed.
+// Clear drops every entry. To forget entries because invalidations may
+// have been missed, prefer Invalidations.FlushLocal: it also refuses the
+// entries of loads still in flight.
 func (l *L1) Clear() { l.cache.Clear() }
 
+// now is the current time on the L1 clock (monotonic).
+func (l *L1) now() int64 { return int64(time.Since(l.base)) }
+
+// usable reports whether e may answer q: no invalidation since it was
+// loaded. It does not allocate: it runs on every hit.
+func (l *L1) usable(e *entry, q roles.Query) bool {
+	return l.inv == nil || l.inv.freshL1(e, q.UserID, q.OrgRef)
+}
+
 // Resolve answers from memory when it can, else loads through next once per
-// key no matter how many callers miss together.
+// key no matter how many callers miss together. An entry in the last
+// RefreshAhead of its TTL is served and reloaded in the background.
 func (l *L1) Resolve(ctx context.Context, q roles.Query) (*roles.Access, roles.Tier, error) {
 	key := cacheKey(q)
-	if a, ok := l.cache.Get(key); ok {
-		l.m.hits.Inc()
-		return a, roles.TierL1, nil
+	if e, ok := l.cache.Get(key); ok {
+		if l.usable(e, q) {
+			l.m.hits.Inc()
+			if l.now() >= e.refreshAt && e.refreshing.CompareAndSwap(false, true) {
+				l.refresh(ctx, key, q)
+			}
+			return e.access, roles.TierL1, nil
+		}
+		// Invalidated: never served, reloaded below like a miss.
+		l.m.stale.Inc()
 	}
 	l.m.misses.Inc()
-	ch := l.group.DoChan(key, func() (any, error) {
-		// Re-check: a flight that just finished may have filled the entry.
-		if a, ok := l.cache.Get(key); ok {
-			return loaded{a, roles.TierL1}, nil
-		}
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.cfg.LoadTimeout)
-		defer cancel()
-		a, tier, err := l.next.Resolve(lctx, q)
-		if err != nil {
-			return nil, err
-		}
-		ttl := l.cfg.TTL
-		if !a.Member() {
-			ttl = l.cfg.NegativeTTL
-		}
-		l.cache.SetWithTTL(key, a, entryCost(key, a), ttl)
-		return loaded{a, tier}, nil
-	})
+	ch := l.group.DoChan(key, func() (any, error) { return l.load(ctx, key, q, true) })
 	select {
 	case <-ctx.Done():
 		return nil, roles.TierL1, fmt.Errorf("cache: waiting for load: %w", ctx.Err())
@@ -127,6 +173,55 @@ func (l *L1) Resolve(ctx context.Context, q roles.Query) (*roles.Access, roles.T
 		v := r.Val.(loaded)
 		return v.access, v.tier, nil
 	}
+}
+
+// refresh reloads key in the background, joining a load already in flight
+// for it. A failed refresh is not retried: the entry expires, and the next
+// caller loads (and sees the error) as on any miss.
+func (l *L1) refresh(ctx context.Context, key string, q roles.Query) {
+	ch := l.group.DoChan(key, func() (any, error) { return l.load(ctx, key, q, false) })
+	go func() {
+		if r := <-ch; r.Err != nil {
+			l.refreshes.WithLabelValues("error").Inc()
+			return
+		}
+		l.refreshes.WithLabelValues("ok").Inc()
+	}()
+}
+
+// load asks next and stores the answer. With recheck, a usable entry that a
+// flight which just finished stored is returned instead.
+func (l *L1) load(ctx context.Context, key string, q roles.Query, recheck bool) (any, error) {
+	if recheck {
+		if e, ok := l.cache.Get(key); ok && l.usable(e, q) {
+			return loaded{e.access, roles.TierL1}, nil
+		}
+	}
+	var stored int64
+	if l.inv != nil {
+		stored = l.inv.now()
+	}
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.cfg.LoadTimeout)
+	defer cancel()
+	a, tier, err := l.next.Resolve(lctx, q)
+	if err != nil {
+		return nil, err
+	}
+	ttl := l.cfg.TTL
+	if !a.Member() {
+		ttl = l.cfg.NegativeTTL
+	}
+	e := &entry{access: a, refreshAt: l.now() + int64(float64(ttl)*(1-l.cfg.RefreshAhead))}
+	if l.cfg.RefreshAhead == 0 {
+		e.refreshAt = math.MaxInt64
+	}
+	if l.inv != nil {
+		e.stored = stored
+		e.loaded = l.inv.loadedAt(a, tier, stored)
+		e.since = min(e.stored, e.loaded)
+	}
+	l.cache.SetWithTTL(key, e, entryCost(key, a), ttl)
+	return loaded{a, tier}, nil
 }
 
 type loaded struct {
@@ -145,10 +240,11 @@ func cacheKey(q roles.Query) string {
 func entryCost(key string, a *roles.Access) int64 {
 	const (
 		itemOverhead = 96 // ristretto item + map slot
-		accessSize   = 144
+		entrySize    = 48 // *entry: pointer, four times, flag
+		accessSize   = 168
 		stringHeader = 16
 	)
-	n := int64(itemOverhead + accessSize + len(key) + len(a.OrgID))
+	n := int64(itemOverhead + entrySize + accessSize + len(key) + len(a.OrgID))
 	for _, ss := range [][]string{a.Roles, a.Permissions, a.UnknownRoles} {
 		for _, s := range ss {
 			n += stringHeader + int64(len(s))

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"sync"
 	"time"
 
@@ -33,6 +35,14 @@ type L2Config struct {
 	BreakerCooldown time.Duration
 	// Now is the clock (tests may replace it).
 	Now func() time.Time
+	// Invalidations, when set, turns on invalidation: every read also
+	// fetches the markers Mark writes (in the same round trip) and refuses
+	// an entry loaded before one of them, or before an invalidation this
+	// process received. nil: plain reads, no markers.
+	Invalidations *Invalidations
+	// MarkTimeout bounds one Mark call; 1s by default. Marks are rare and
+	// matter for correctness, so they get longer than Timeout.
+	MarkTimeout time.Duration
 }
 
 func (c *L2Config) defaults() {
@@ -56,6 +66,9 @@ func (c *L2Config) defaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.MarkTimeout <= 0 {
+		c.MarkTimeout = time.Second
 	}
 }
 
@@ -87,7 +100,16 @@ func NewL2(next roles.Resolver, rdb redis.UniversalClient, cfg L2Config, log *za
 // answer back.
 func (l *L2) Resolve(ctx context.Context, q roles.Query) (*roles.Access, roles.Tier, error) {
 	key := l.cfg.Prefix + "perm:" + cacheKey(q)
-	if a, ok := l.get(ctx, key); ok {
+	var (
+		a  *roles.Access
+		ok bool
+	)
+	if l.cfg.Invalidations == nil {
+		a, ok = l.get(ctx, key)
+	} else {
+		a, ok = l.getGuarded(ctx, key, q)
+	}
+	if ok {
 		l.m.hits.Inc()
 		return a, roles.TierL2, nil
 	}
@@ -117,6 +139,10 @@ func (l *L2) get(ctx context.Context, key string) (*roles.Access, bool) {
 		return nil, false
 	}
 	l.success()
+	return l.decode(key, b)
+}
+
+func (l *L2) decode(key string, b []byte) (*roles.Access, bool) {
 	var a roles.Access
 	if err := json.Unmarshal(b, &a); err != nil {
 		// A value we cannot read is a miss, never a grant.
@@ -125,6 +151,168 @@ func (l *L2) get(ctx context.Context, key string) (*roles.Access, bool) {
 		return nil, false
 	}
 	return &a, true
+}
+
+// Marker keys: the time (unix nanoseconds, wall clock) of the last
+// invalidation of a user, of an organization (by id or slug), or of
+// everything. An entry loaded before a marker, allowing for clock skew, is
+// not served by any replica, including those that missed the message.
+func (l *L2) userMarker(id string) string { return l.cfg.Prefix + "inv:u:" + id }
+func (l *L2) orgMarker(ref string) string { return l.cfg.Prefix + "inv:o:" + ref }
+func (l *L2) allMarker() string           { return l.cfg.Prefix + "inv:all" }
+
+// getGuarded reads the entry and its markers in one pipelined round trip
+// (separate GETs rather than MGET, so it also works on Redis Cluster), plus
+// a second one for the canonical organization id's marker when q named the
+// organization by slug. The entry is a hit only when it was loaded after
+// every marker (plus Skew) and after every invalidation this process
+// received.
+func (l *L2) getGuarded(ctx context.Context, key string, q roles.Query) (*roles.Access, bool) {
+	now := l.cfg.Now()
+	if !l.brk.allow(now) {
+		return nil, false
+	}
+	cctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	defer cancel()
+	keys := []string{key, l.userMarker(q.UserID), l.allMarker()}
+	if q.OrgRef != "" {
+		keys = append(keys, l.orgMarker(q.OrgRef))
+	}
+	vals, err := l.getMany(cctx, keys)
+	if err != nil {
+		l.failure(now, "get", err)
+		return nil, false
+	}
+	if vals[0] == nil {
+		l.success()
+		return nil, false
+	}
+	a, ok := l.decode(key, vals[0])
+	if !ok {
+		l.success()
+		return nil, false
+	}
+	markers := vals[1:]
+	if a.OrgID != "" && a.OrgID != q.OrgRef {
+		more, err := l.getMany(cctx, []string{l.orgMarker(a.OrgID)})
+		if err != nil {
+			l.failure(now, "get", err)
+			return nil, false
+		}
+		markers = append(markers, more...)
+	}
+	l.success()
+	if !l.fresh(a, markers) || !l.cfg.Invalidations.fresh(l.cfg.Invalidations.remoteAt(a.LoadedAt), q.UserID, q.OrgRef, a.OrgID) {
+		l.m.stale.Inc()
+		return nil, false
+	}
+	return a, true
+}
+
+// getMany GETs keys in one pipeline; a missing key is a nil value.
+func (l *L2) getMany(ctx context.Context, keys []string) ([][]byte, error) {
+	cmds := make([]*redis.StringCmd, len(keys))
+	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.Get(ctx, k)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	out := make([][]byte, len(keys))
+	for i, c := range cmds {
+		b, err := c.Bytes()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+// fresh reports whether a was loaded more than Skew after every marker
+// (times written by different replicas, hence the allowance). An answer
+// without a load time is fresh only when there is no marker at all; an
+// unreadable marker counts as one written now.
+func (l *L2) fresh(a *roles.Access, markers [][]byte) bool {
+	newest := int64(math.MinInt64)
+	for _, b := range markers {
+		if b == nil {
+			continue
+		}
+		t, err := strconv.ParseInt(string(b), 10, 64)
+		if err != nil {
+			t = l.cfg.Now().UnixNano()
+		}
+		newest = max(newest, t)
+	}
+	if newest == math.MinInt64 {
+		return true
+	}
+	if a.LoadedAt.IsZero() {
+		return false
+	}
+	return a.LoadedAt.UnixNano() > newest+int64(l.cfg.Invalidations.cfg.Skew)
+}
+
+// markScript sets a marker to ARGV[1] unless it holds a later time, with a
+// time to live of ARGV[2] milliseconds: markers only move forward, so a
+// late writer of an older invalidation cannot hide a newer one.
+// Publishers in other languages run the same script (docs/consistency.md).
+const MarkScript = `local cur = redis.call('GET', KEYS[1])
+if cur and tonumber(cur) and tonumber(cur) >= tonumber(ARGV[1]) then
+	return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`
+
+// Mark writes invalidation markers for users, organizations (ids or slugs)
+// and, with all, everything, set to the current time: from then on no
+// replica serves an L2 entry loaded earlier about them. Publishers call it
+// before publishing a message and receivers on receipt, so that a replica
+// that misses the message is still guarded. Markers outlive every entry
+// they may concern (the larger TTL plus a minute). It ignores the breaker
+// (a marker matters more than a read) and returns the first error.
+func (l *L2) Mark(ctx context.Context, users, orgs []string, all bool) error {
+	var keys []string
+	for _, u := range users {
+		keys = append(keys, l.userMarker(u))
+	}
+	for _, o := range orgs {
+		keys = append(keys, l.orgMarker(o))
+	}
+	if all {
+		keys = append(keys, l.allMarker())
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	ttl := max(l.cfg.TTL, l.cfg.NegativeTTL) + time.Minute
+	if l.cfg.Invalidations != nil {
+		ttl += l.cfg.Invalidations.cfg.Skew
+	}
+	now := strconv.FormatInt(l.cfg.Now().UnixNano(), 10)
+	ms := strconv.FormatInt(ttl.Milliseconds(), 10)
+	cctx, cancel := context.WithTimeout(ctx, l.cfg.MarkTimeout)
+	defer cancel()
+	// EVAL rather than EVALSHA: one round trip whether or not the server
+	// has the script cached, and marks are rare.
+	cmds, err := l.rdb.Pipelined(cctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			p.Eval(cctx, MarkScript, []string{k}, now, ms)
+		}
+		return nil
+	})
+	if err != nil {
+		l.m.errors.Inc()
+		return fmt.Errorf("cache: mark %d keys: %w", len(cmds), err)
+	}
+	return nil
 }
 
 func (l *L2) set(ctx context.Context, key string, a *roles.Access) {
@@ -140,6 +328,15 @@ func (l *L2) set(ctx context.Context, key string, a *roles.Access) {
 	ttl := l.cfg.TTL
 	if !a.Member() {
 		ttl = l.cfg.NegativeTTL
+	}
+	// The TTL counts from the load, not from this write: an answer never
+	// outlives its load by more than the TTL, and so never outlives the
+	// markers written after it was loaded (which live longer than the TTL).
+	if !a.LoadedAt.IsZero() {
+		ttl -= now.Sub(a.LoadedAt)
+		if ttl <= 0 {
+			return
+		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
 	defer cancel()

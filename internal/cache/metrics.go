@@ -10,6 +10,9 @@ import (
 // counters are resolved once here rather than per request.
 type tierMetrics struct {
 	hits, misses, evictions, errors prometheus.Counter
+	// stale counts entries found but refused because an invalidation
+	// arrived after they were loaded (each is also counted as a miss).
+	stale prometheus.Counter
 }
 
 func newTierMetrics(reg prometheus.Registerer, tier string) (*tierMetrics, error) {
@@ -28,7 +31,12 @@ func newTierMetrics(reg prometheus.Registerer, tier string) (*tierMetrics, error
 		Help:        "Cache tier operations that failed (the lookup went on to the next tier).",
 		ConstLabels: prometheus.Labels{"tier": tier},
 	})
-	for _, c := range []prometheus.Collector{lookups, evictions, errs} {
+	stale := prometheus.NewCounter(prometheus.CounterOpts{
+		Name:        "authz_cache_stale_total",
+		Help:        "Cache entries found but not served because an invalidation arrived after they were loaded (also counted as misses).",
+		ConstLabels: prometheus.Labels{"tier": tier},
+	})
+	for _, c := range []prometheus.Collector{lookups, evictions, errs, stale} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("cache: register %s metrics: %w", tier, err)
 		}
@@ -38,5 +46,6 @@ func newTierMetrics(reg prometheus.Registerer, tier string) (*tierMetrics, error
 		misses:    lookups.WithLabelValues("miss"),
 		evictions: evictions,
 		errors:    errs,
+		stale:     stale,
 	}, nil
 }

@@ -69,6 +69,13 @@ type Access struct {
 	// UnknownRoles lists held roles that neither the policy nor the
 	// organization defines; they grant nothing.
 	UnknownRoles []string `json:"x,omitempty"`
+	// LoadedAt is when the source query that produced this answer started,
+	// on the loading process's clock. The caches compare it with the times
+	// invalidations arrived: an answer loaded before an invalidation of its
+	// user or organization is not served. It says nothing about what the
+	// user may do, so it is no part of an answer's meaning (zero when
+	// unknown).
+	LoadedAt time.Time `json:"t,omitzero"`
 }
 
 // Member reports whether the user holds at least one role in the
@@ -115,13 +122,18 @@ func NewSourceResolver(src Source) *SourceResolver {
 	return &SourceResolver{src: src}
 }
 
-// Resolve reads the membership and computes its permission set.
+// Resolve reads the membership and computes its permission set. The
+// answer's LoadedAt is taken before the query starts, so a change committed
+// after that instant may or may not be in it, and one committed before is.
 func (r *SourceResolver) Resolve(ctx context.Context, q Query) (*Access, Tier, error) {
+	started := time.Now()
 	m, err := r.src.Membership(ctx, q.UserID, q.OrgRef)
 	if err != nil {
 		return nil, TierSource, fmt.Errorf("resolve user %q in org %q: %w", q.UserID, q.OrgRef, err)
 	}
-	return Compute(m, q.Roles), TierSource, nil
+	a := Compute(m, q.Roles)
+	a.LoadedAt = started
+	return a, TierSource, nil
 }
 
 // Compute turns a membership into an Access: the permission set is the

@@ -24,7 +24,14 @@
 //   JWKS_GRACE_PERIOD       seconds a rotated key stays in /jwks after it expired (2592000)
 //   ADMIN_EMAILS            comma-separated emails that sign up with users.role = "admin"
 //   ADMIN_USER_IDS          comma-separated user ids treated as global admins
+//   INVALIDATION_REDIS_URL  publish cache invalidations for the authz sidecar to this Redis
+//                           (redis://host:port/db; unset: no publishing)
+//   INVALIDATION_CHANNEL    pub/sub channel (authz:invalidate; the sidecar's --invalidation-channel)
+//   INVALIDATION_REDIS_PREFIX  key prefix of the sidecar's Redis tier (authz:; its --redis-prefix)
+//   INVALIDATION_MARKER_TTL seconds an invalidation marker lives (3600; > the sidecar's --l2-ttl)
+import { RedisClient } from "bun";
 import { betterAuth } from "better-auth";
+import { createAuthMiddleware, getSessionFromCtx, isAPIError } from "better-auth/api";
 import { getMigrations } from "better-auth/db/migration";
 import { admin, bearer, jwt, organization } from "better-auth/plugins";
 import { createAccessControl } from "better-auth/plugins/access";
@@ -118,6 +125,77 @@ const owner = ac.newRole(ownerPerms);
 
 const pool = new Pool({ connectionString: databaseURL });
 
+// ---------------------------------------------------------------------------
+// Cache invalidation for the authz sidecar (docs/consistency.md). Copy this
+// section and the hooks marked "invalidation" below into an application to
+// make a revoked role or a removed member take effect on every sidecar
+// replica within milliseconds instead of after the cache TTLs.
+//
+// For each change it (1) raises the sidecar's Redis markers, so that no
+// replica serves a shared (L2) cache entry loaded before the change, even
+// one that misses the message, then (2) publishes the message, on which
+// every replica drops its in-process (L1) entries. It runs after Better Auth
+// has committed the change. A failure is logged, not thrown: the change is
+// made; the sidecars then see it after their cache TTLs (or through the
+// PostgreSQL triggers, sql/invalidation-triggers.sql, if installed).
+const invalidationRedisURL = env("INVALIDATION_REDIS_URL");
+const invalidationChannel = env("INVALIDATION_CHANNEL", "authz:invalidate");
+const invalidationPrefix = env("INVALIDATION_REDIS_PREFIX", "authz:");
+const invalidationMarkerTTL = (seconds("INVALIDATION_MARKER_TTL") ?? 3600) * 1000;
+const invalidationRedis = invalidationRedisURL === "" ? null : new RedisClient(invalidationRedisURL);
+
+// The sidecar's marker update (internal/cache.MarkScript): set the marker to
+// ARGV[1] (unix nanoseconds) unless it holds a later time, for ARGV[2] ms.
+const MARK_SCRIPT = `local cur = redis.call('GET', KEYS[1])
+if cur and tonumber(cur) and tonumber(cur) >= tonumber(ARGV[1]) then
+	return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`;
+
+type Invalidation =
+  | { kind: "member"; user: string; org: string }
+  | { kind: "user"; user: string }
+  | { kind: "org"; org: string; slugs?: string[] }
+  | { kind: "role"; org: string; role?: string };
+
+async function invalidate(change: Invalidation): Promise<void> {
+  if (invalidationRedis === null) return;
+  const message = { v: 1, id: crypto.randomUUID(), ...change, src: "better-auth", at: Date.now() };
+  const markers =
+    change.kind === "member" || change.kind === "user"
+      ? [`${invalidationPrefix}inv:u:${change.user}`]
+      : [change.org, ...(change.kind === "org" ? (change.slugs ?? []) : [])].map(
+          (ref) => `${invalidationPrefix}inv:o:${ref}`,
+        );
+  const now = (BigInt(Date.now()) * 1_000_000n).toString();
+  try {
+    for (const key of markers) {
+      await invalidationRedis.send("EVAL", [MARK_SCRIPT, "1", key, now, String(invalidationMarkerTTL)]);
+    }
+    await invalidationRedis.publish(invalidationChannel, JSON.stringify(message));
+  } catch (err) {
+    console.error(`authz invalidation ${JSON.stringify(message)} not published: ${(err as Error).message}`);
+  }
+}
+
+// Custom roles have no organization hooks: they are caught after their
+// endpoints. A custom role change invalidates the whole organization.
+const ROLE_PATHS = new Set(["/organization/create-role", "/organization/update-role", "/organization/delete-role"]);
+const invalidateRoleChanges = createAuthMiddleware(async (ctx) => {
+  if (!ROLE_PATHS.has(ctx.path) || isAPIError(ctx.context.returned)) return;
+  const body = (ctx.body ?? {}) as { organizationId?: string; role?: string; roleName?: string };
+  const returned = ctx.context.returned as { roleData?: { organizationId?: string; role?: string } } | undefined;
+  const org =
+    body.organizationId ??
+    returned?.roleData?.organizationId ??
+    (await getSessionFromCtx(ctx))?.session.activeOrganizationId ??
+    undefined;
+  if (!org) return;
+  await invalidate({ kind: "role", org, role: returned?.roleData?.role ?? body.roleName ?? body.role });
+});
+// ---------------------------------------------------------------------------
+
 export const auth = betterAuth({
   appName: "authz-sidecar fixture",
   baseURL,
@@ -140,8 +218,22 @@ export const auth = betterAuth({
   session: { modelName: "sessions" },
   account: { modelName: "accounts" },
   verification: { modelName: "verifications" },
+  // invalidation: custom roles
+  hooks: { after: invalidateRoleChanges },
   databaseHooks: {
     user: {
+      // invalidation: bans, unbans, global role changes (the admin plugin
+      // updates the users row) and deletions.
+      update: {
+        async after(user) {
+          await invalidate({ kind: "user", user: user.id });
+        },
+      },
+      delete: {
+        async after(user) {
+          await invalidate({ kind: "user", user: user.id });
+        },
+      },
       create: {
         // Lets a test or the demo name its global admin before sign-up,
         // since user ids are random.
@@ -160,6 +252,24 @@ export const auth = betterAuth({
       ac,
       roles: { owner, admin: adminRole, member },
       dynamicAccessControl: { enabled: true },
+      // invalidation: memberships and organizations.
+      organizationHooks: {
+        afterAddMember: ({ member }) => invalidate({ kind: "member", user: member.userId, org: member.organizationId }),
+        afterAcceptInvitation: ({ member }) =>
+          invalidate({ kind: "member", user: member.userId, org: member.organizationId }),
+        afterUpdateMemberRole: ({ member }) =>
+          invalidate({ kind: "member", user: member.userId, org: member.organizationId }),
+        afterRemoveMember: ({ member }) =>
+          invalidate({ kind: "member", user: member.userId, org: member.organizationId }),
+        afterUpdateOrganization: ({ organization, member }) =>
+          invalidate({
+            kind: "org",
+            org: organization?.id ?? member.organizationId,
+            slugs: organization?.slug ? [organization.slug] : [],
+          }),
+        afterDeleteOrganization: ({ organization }) =>
+          invalidate({ kind: "org", org: organization.id, slugs: [organization.slug] }),
+      },
       schema: {
         organization: { modelName: "organizations" },
         member: { modelName: "members" },
@@ -205,6 +315,7 @@ async function migrate(): Promise<void> {
 if (env("MIGRATE_ONLY") === "1") {
   await migrate();
   await pool.end();
+  invalidationRedis?.close();
   process.exit(0);
 }
 if (env("MIGRATE") === "1") {
@@ -238,6 +349,7 @@ async function shutdown(signal: string): Promise<void> {
   console.log(`${signal}: shutting down`);
   await server.stop();
   await pool.end();
+  invalidationRedis?.close();
   process.exit(0);
 }
 process.on("SIGTERM", () => void shutdown("SIGTERM"));

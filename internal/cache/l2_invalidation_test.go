@@ -1,0 +1,221 @@
+package cache
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+
+	"github.com/authz-sidecar/authz-sidecar/internal/roles"
+)
+
+// newGuardedL2 is an L2 with invalidation on, in front of a stamped source.
+func newGuardedL2(t *testing.T, skew time.Duration) (*L2, *stampedSource, *Invalidations, string) {
+	t.Helper()
+	rdb, prefix := redisClient(t)
+	inv := NewInvalidations(InvalidationsConfig{Skew: skew})
+	src := &stampedSource{}
+	l2, err := NewL2(src, rdb, L2Config{Prefix: prefix, Invalidations: inv}, zap.NewNop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l2, src, inv, prefix
+}
+
+func l2Tier(t *testing.T, l2 *L2, user, org string) roles.Tier {
+	t.Helper()
+	_, tier, err := l2.Resolve(context.Background(), query(user, org))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tier
+}
+
+func TestL2Markers(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		user   string
+		org    string // the reference cached
+		users  []string
+		orgs   []string
+		all    bool
+		reload bool
+	}{
+		{name: "user marker", user: "u1", org: "org1", users: []string{"u1"}, reload: true},
+		{name: "organization marker by id", user: "u1", org: "org1", orgs: []string{"org1"}, reload: true},
+		{name: "organization marker by id, entry cached under the slug", user: "u1", org: "acme", orgs: []string{"org1"}, reload: true},
+		{name: "slug marker", user: "u1", org: "acme", orgs: []string{"acme"}, reload: true},
+		{name: "everything", user: "u1", org: "org1", all: true, reload: true},
+		{name: "another user", user: "u1", org: "org1", users: []string{"u2"}},
+		{name: "another organization", user: "u1", org: "acme", orgs: []string{"org2"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			l2, _, _, _ := newGuardedL2(t, 10*time.Millisecond)
+			if got := l2Tier(t, l2, tt.user, tt.org); got != roles.TierSource {
+				t.Fatalf("first lookup: %v", got)
+			}
+			if got := l2Tier(t, l2, tt.user, tt.org); got != roles.TierL2 {
+				t.Fatalf("second lookup: %v, want l2", got)
+			}
+			// Another replica received the message and marked.
+			if err := l2.Mark(context.Background(), tt.users, tt.orgs, tt.all); err != nil {
+				t.Fatal(err)
+			}
+			want := roles.TierL2
+			if tt.reload {
+				want = roles.TierSource
+			}
+			if got := l2Tier(t, l2, tt.user, tt.org); got != want {
+				t.Errorf("after the marker: tier %v, want %v", got, want)
+			}
+			if tt.reload {
+				// The reloaded entry, written after the marker (and the
+				// skew), is served again.
+				time.Sleep(20 * time.Millisecond)
+				l2Tier(t, l2, tt.user, tt.org)
+				if got := l2Tier(t, l2, tt.user, tt.org); got != roles.TierL2 {
+					t.Errorf("reloaded entry: tier %v, want l2", got)
+				}
+				if got := testutil.ToFloat64(l2.m.stale); got < 1 {
+					t.Errorf("stale metric = %v", got)
+				}
+			}
+		})
+	}
+}
+
+// An entry loaded within Skew after a marker may come from a replica whose
+// clock is behind: not served.
+func TestL2MarkerSkew(t *testing.T) {
+	t.Parallel()
+	l2, _, _, _ := newGuardedL2(t, time.Hour)
+	if err := l2.Mark(context.Background(), []string{"u1"}, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	l2Tier(t, l2, "u1", "org1")
+	if got := l2Tier(t, l2, "u1", "org1"); got != roles.TierSource {
+		t.Errorf("entry loaded within the skew of a marker: tier %v, want postgres", got)
+	}
+}
+
+// The invalidations this process received apply to L2 reads too, before
+// any marker is there (the marker write may be in flight).
+func TestL2LocalInvalidations(t *testing.T) {
+	t.Parallel()
+	l2, _, inv, _ := newGuardedL2(t, 10*time.Millisecond)
+	l2Tier(t, l2, "u1", "org1")
+	inv.User("u1")
+	if got := l2Tier(t, l2, "u1", "org1"); got != roles.TierSource {
+		t.Errorf("after a local invalidation: tier %v, want postgres", got)
+	}
+}
+
+// Markers only move forward: a late write of an older invalidation does not
+// hide a newer one.
+func TestMarkersOnlyMoveForward(t *testing.T) {
+	t.Parallel()
+	l2, _, _, prefix := newGuardedL2(t, 0)
+	ctx := context.Background()
+	now := time.Now()
+	l2.cfg.Now = func() time.Time { return now }
+	if err := l2.Mark(ctx, []string{"u1"}, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	l2.cfg.Now = func() time.Time { return now.Add(-time.Second) }
+	if err := l2.Mark(ctx, []string{"u1"}, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	got, err := l2.rdb.Get(ctx, prefix+"inv:u:u1").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != strconv.FormatInt(now.UnixNano(), 10) {
+		t.Errorf("marker = %s, want %d (the later time)", got, now.UnixNano())
+	}
+	ttl, err := l2.rdb.PTTL(ctx, prefix+"inv:u:u1").Result()
+	if err != nil || ttl <= 5*time.Minute {
+		t.Errorf("marker TTL = %v, %v; want more than the L2 TTL", ttl, err)
+	}
+}
+
+// Entries expire a TTL after they were loaded, not after they were written,
+// so they never outlive the markers written after their load.
+func TestL2TTLCountsFromLoad(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := redisClient(t)
+	src := &stampedSource{loadedAt: time.Now().Add(-4 * time.Minute)}
+	l2, err := NewL2(src, rdb, L2Config{Prefix: prefix, TTL: 5 * time.Minute}, zap.NewNop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2Tier(t, l2, "u1", "org1")
+	ttl, err := rdb.TTL(context.Background(), prefix+"perm:v1|u1|org1").Result()
+	if err != nil || ttl > 61*time.Second || ttl < 50*time.Second {
+		t.Errorf("TTL of an entry loaded 4 minutes ago = %v, %v; want ~1m", ttl, err)
+	}
+	// Loaded longer ago than the TTL: not written at all.
+	src.loadedAt = time.Now().Add(-6 * time.Minute)
+	l2Tier(t, l2, "u2", "org1")
+	if n, _ := rdb.Exists(context.Background(), prefix+"perm:v1|u2|org1").Result(); n != 0 {
+		t.Error("an answer older than the TTL was written")
+	}
+}
+
+// L1 over a guarded L2, as wired: an invalidation received here reloads
+// from the source, past both tiers, and the reloaded answer is then served
+// from L1 (no loop through L2).
+func TestTiersInvalidation(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := redisClient(t)
+	// A skew far above this test's run time, so its timing cannot matter.
+	const skew = 10 * time.Second
+	inv := NewInvalidations(InvalidationsConfig{Skew: skew})
+	src := &stampedSource{}
+	l2, err := NewL2(src, rdb, L2Config{Prefix: prefix, Invalidations: inv}, zap.NewNop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l1 := newInvL1(t, l2, inv, L1Config{})
+	// Another replica's L1 on the same Redis, which missed the message.
+	other := newInvL1(t, func() roles.Resolver {
+		l, _ := NewL2(src, rdb, L2Config{Prefix: prefix, Invalidations: NewInvalidations(InvalidationsConfig{Skew: skew})}, zap.NewNop(), prometheus.NewRegistry())
+		return l
+	}(), nil, L1Config{})
+	for _, want := range []roles.Tier{roles.TierSource, roles.TierL1} {
+		if got := tierOf(t, l1, "u1", "org1"); got != want {
+			t.Fatalf("warm-up: %v, want %v", got, want)
+		}
+	}
+	if got := tierOf(t, other, "u1", "org1"); got != roles.TierL2 {
+		t.Fatalf("other replica warm-up: %v, want l2", got)
+	}
+	// The message: applied here, marked in Redis.
+	inv.User("u1")
+	if err := l2.Mark(context.Background(), []string{"u1"}, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	calls := src.calls.Load()
+	for i, want := range []roles.Tier{roles.TierSource, roles.TierL1, roles.TierL1} {
+		if got := tierOf(t, l1, "u1", "org1"); got != want {
+			t.Errorf("lookup %d after the invalidation: %v, want %v", i, got, want)
+		}
+	}
+	if n := src.calls.Load() - calls; n != 1 {
+		t.Errorf("source calls after the invalidation = %d, want 1", n)
+	}
+	// The other replica's L2 read (after a flush of its L1) honours the
+	// marker even though it never heard the message: what L1 reloaded was
+	// loaded within the skew after the marker, so it reloads too.
+	other.Clear()
+	other.Wait()
+	if got := tierOf(t, other, "u1", "org1"); got != roles.TierSource {
+		t.Errorf("other replica after the marker: %v, want postgres", got)
+	}
+}

@@ -1,0 +1,344 @@
+package invalidate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+)
+
+func TestParse(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		in      string
+		wantErr bool
+		kind    Kind
+		users   []string
+		orgs    []string
+		all     bool
+	}{
+		{name: "member", in: `{"v":1,"id":"a","kind":"member","user":"u","org":"o"}`, kind: KindMember, users: []string{"u"}},
+		{name: "user", in: `{"v":1,"id":"a","kind":"user","user":"u"}`, kind: KindUser, users: []string{"u"}},
+		{name: "org with slugs", in: `{"v":1,"id":"a","kind":"org","org":"o","slugs":["s1","s2"]}`, kind: KindOrg, orgs: []string{"o", "s1", "s2"}},
+		{name: "role", in: `{"v":1,"id":"a","kind":"role","org":"o","role":"r"}`, kind: KindRole, orgs: []string{"o"}},
+		{name: "all", in: `{"v":1,"id":"a","kind":"all"}`, kind: KindAll, all: true},
+		{name: "unknown fields are ignored", in: `{"v":1,"id":"a","kind":"user","user":"u","extra":{"x":1}}`, kind: KindUser, users: []string{"u"}},
+		// Fail safe: a message we cannot fully act on invalidates everything.
+		{name: "newer version", in: `{"v":2,"id":"a","kind":"user","user":"u"}`, kind: KindAll, all: true},
+		{name: "unknown kind", in: `{"v":1,"id":"a","kind":"team","org":"o"}`, kind: KindAll, all: true},
+		{name: "member without org", in: `{"v":1,"id":"a","kind":"member","user":"u"}`, kind: KindAll, all: true},
+		{name: "user without id", in: `{"v":1,"id":"a","kind":"user"}`, kind: KindAll, all: true},
+		{name: "role without org", in: `{"v":1,"id":"a","kind":"role","role":"r"}`, kind: KindAll, all: true},
+		{name: "not JSON", in: `hello`, wantErr: true},
+		{name: "no version", in: `{"id":"a","kind":"all"}`, wantErr: true},
+		{name: "no id", in: `{"v":1,"kind":"all"}`, wantErr: true},
+		{name: "JSON array", in: `[1]`, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			m, err := Parse([]byte(tt.in))
+			if tt.wantErr {
+				if !errors.Is(err, ErrMalformed) {
+					t.Fatalf("err = %v, want ErrMalformed", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Kind != tt.kind {
+				t.Errorf("kind = %q, want %q", m.Kind, tt.kind)
+			}
+			users, orgs, all := m.Targets()
+			if !slices.Equal(users, tt.users) || !slices.Equal(orgs, tt.orgs) || all != tt.all {
+				t.Errorf("targets = %v %v %v, want %v %v %v", users, orgs, all, tt.users, tt.orgs, tt.all)
+			}
+		})
+	}
+}
+
+// fakes record what the Service does.
+type fakeLocal struct {
+	mu           sync.Mutex
+	users, orgs  []string
+	all, flushes int
+}
+
+func (f *fakeLocal) User(id string) { f.mu.Lock(); f.users = append(f.users, id); f.mu.Unlock() }
+func (f *fakeLocal) Org(ref string) { f.mu.Lock(); f.orgs = append(f.orgs, ref); f.mu.Unlock() }
+func (f *fakeLocal) All()           { f.mu.Lock(); f.all++; f.mu.Unlock() }
+func (f *fakeLocal) FlushLocal()    { f.mu.Lock(); f.flushes++; f.mu.Unlock() }
+func (f *fakeLocal) snapshot() fakeLocal {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return fakeLocal{users: slices.Clone(f.users), orgs: slices.Clone(f.orgs), all: f.all, flushes: f.flushes}
+}
+
+type fakeMarkers struct {
+	mu    sync.Mutex
+	fail  atomic.Bool
+	marks []string
+}
+
+func (f *fakeMarkers) Mark(_ context.Context, users, orgs []string, all bool) error {
+	if f.fail.Load() {
+		return errors.New("redis down")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, u := range users {
+		f.marks = append(f.marks, "u:"+u)
+	}
+	for _, o := range orgs {
+		f.marks = append(f.marks, "o:"+o)
+	}
+	if all {
+		f.marks = append(f.marks, "all")
+	}
+	return nil
+}
+
+func (f *fakeMarkers) list() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.marks)
+}
+
+// fakeBus echoes what is published back to the subscriber, like Redis.
+type fakeBus struct {
+	fail      atomic.Bool
+	in        chan []byte
+	mu        sync.Mutex
+	published []Message
+}
+
+func newFakeBus() *fakeBus { return &fakeBus{in: make(chan []byte, 100)} }
+
+func (f *fakeBus) Publish(_ context.Context, b []byte) error {
+	if f.fail.Load() {
+		return errors.New("redis down")
+	}
+	var m Message
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.published = append(f.published, m)
+	f.mu.Unlock()
+	f.in <- b
+	return nil
+}
+
+func (f *fakeBus) Subscribe(ctx context.Context, onSubscribed func(), onMessage func([]byte)) {
+	onSubscribed()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case b := <-f.in:
+			if b == nil {
+				onSubscribed() // a reconnection
+				continue
+			}
+			onMessage(b)
+		}
+	}
+}
+
+func (f *fakeBus) list() []Message {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.published)
+}
+
+// fakeFeed hands notifications and reconnections to the Service.
+type fakeFeed struct{ in chan string }
+
+func (f *fakeFeed) Listen(ctx context.Context, onConnected func(), onNotify func(string)) {
+	onConnected()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case p := <-f.in:
+			if p == "" {
+				onConnected()
+				continue
+			}
+			onNotify(p)
+		}
+	}
+}
+
+type harness struct {
+	svc     *Service
+	local   *fakeLocal
+	markers *fakeMarkers
+	bus     *fakeBus
+	feed    *fakeFeed
+	reg     *prometheus.Registry
+}
+
+func start(t *testing.T, withFeed bool) *harness {
+	t.Helper()
+	h := &harness{local: &fakeLocal{}, markers: &fakeMarkers{}, bus: newFakeBus(), reg: prometheus.NewRegistry()}
+	deps := Deps{Local: h.local, Markers: h.markers, Bus: h.bus}
+	if withFeed {
+		h.feed = &fakeFeed{in: make(chan string, 100)}
+		deps.Feed = h.feed
+	}
+	svc, err := New(Config{Source: "test", RetryEvery: 10 * time.Millisecond}, deps, zap.NewNop(), h.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.svc = svc
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { svc.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return h
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestServiceAppliesBusMessagesOnce(t *testing.T) {
+	t.Parallel()
+	h := start(t, false)
+	eventually(t, "the first subscription flush", func() bool { return h.local.snapshot().flushes == 1 })
+	msg := `{"v":1,"id":"m1","kind":"member","user":"u1","org":"o1"}`
+	h.bus.in <- []byte(msg)
+	h.bus.in <- []byte(msg) // a duplicate (two republishers, or our own echo)
+	h.bus.in <- []byte(`{"v":1,"id":"m2","kind":"role","org":"o1","role":"r"}`)
+	h.bus.in <- []byte(`garbage`)
+	h.bus.in <- nil // the subscription was re-established
+	eventually(t, "the messages", func() bool { return h.local.snapshot().flushes == 2 })
+	got := h.local.snapshot()
+	if !slices.Equal(got.users, []string{"u1"}) || !slices.Equal(got.orgs, []string{"o1"}) || got.all != 0 {
+		t.Errorf("applied users %v orgs %v all %d; want [u1] [o1] 0", got.users, got.orgs, got.all)
+	}
+	if m := h.markers.list(); !slices.Equal(m, []string{"u:u1", "o:o1"}) {
+		t.Errorf("markers = %v, want receivers to mark what they applied", m)
+	}
+	if n := len(h.bus.list()); n != 0 {
+		t.Errorf("a bus message was republished %d times; only feed messages are", n)
+	}
+	for kind, want := range map[string]float64{"member": 1, "role": 1, "invalid": 1} {
+		if got := testutil.ToFloat64(h.svc.m.messages.WithLabelValues(kind)); got != want {
+			t.Errorf("invalidations_total{kind=%s} = %v, want %v", kind, got, want)
+		}
+	}
+	if got := testutil.ToFloat64(h.svc.m.duplicates); got != 1 {
+		t.Errorf("duplicates = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(h.svc.m.flushes.WithLabelValues("redis_subscribe")); got != 2 {
+		t.Errorf("flushes{redis_subscribe} = %v, want 2", got)
+	}
+}
+
+// A database notification is applied here, marked, and republished once;
+// its echo from the bus is not applied again. Each (re)connection of the
+// feed invalidates everything, everywhere.
+func TestServiceRelaysFeed(t *testing.T) {
+	t.Parallel()
+	h := start(t, true)
+	eventually(t, "the first LISTEN's catch-up", func() bool { return len(h.bus.list()) == 1 })
+	if m := h.bus.list()[0]; m.Kind != KindAll || m.Src != "test" {
+		t.Errorf("on LISTEN published %+v, want an all message", m)
+	}
+	h.feed.in <- `{"v":1,"id":"n1","kind":"user","user":"u1","src":"pg"}`
+	eventually(t, "the republish", func() bool { return len(h.bus.list()) == 2 })
+	if m := h.bus.list()[1]; m.ID != "n1" || m.Kind != KindUser || m.User != "u1" {
+		t.Errorf("republished %+v", m)
+	}
+	// Let the echoes arrive, then check nothing was applied twice.
+	eventually(t, "the echoes", func() bool { return testutil.ToFloat64(h.svc.m.duplicates) == 2 })
+	got := h.local.snapshot()
+	if !slices.Equal(got.users, []string{"u1"}) || got.all != 1 {
+		t.Errorf("applied users %v all %d; want [u1] 1", got.users, got.all)
+	}
+	if m := h.markers.list(); !slices.Equal(m, []string{"all", "u:u1"}) {
+		t.Errorf("markers = %v", m)
+	}
+	if got := testutil.ToFloat64(h.svc.m.flushes.WithLabelValues("pg_listen")); got != 1 {
+		t.Errorf("flushes{pg_listen} = %v, want 1", got)
+	}
+	// An undecodable notification: our triggers wrote it, so it meant
+	// something: everything is invalidated.
+	h.feed.in <- `{"v":1,`
+	eventually(t, "the fail-safe", func() bool { return h.local.snapshot().all == 2 })
+}
+
+// When Redis is down, a notification is still applied locally; once Redis
+// is back, the others (who missed it, markers included) are told to forget
+// everything.
+func TestServiceCatchesUpAfterFailedRelay(t *testing.T) {
+	t.Parallel()
+	h := start(t, true)
+	eventually(t, "the first LISTEN's catch-up", func() bool { return len(h.bus.list()) == 1 })
+	h.bus.fail.Store(true)
+	h.markers.fail.Store(true)
+	h.feed.in <- `{"v":1,"id":"n1","kind":"member","user":"u1","org":"o1"}`
+	eventually(t, "the local application", func() bool { return len(h.local.snapshot().users) == 1 })
+	time.Sleep(30 * time.Millisecond) // retries fail meanwhile
+	if n := len(h.bus.list()); n != 1 {
+		t.Fatalf("published %d messages while Redis was down", n)
+	}
+	h.markers.fail.Store(false)
+	h.bus.fail.Store(false)
+	eventually(t, "the catch-up", func() bool { return len(h.bus.list()) == 2 })
+	if m := h.bus.list()[1]; m.Kind != KindAll {
+		t.Errorf("catch-up = %+v, want an all message", m)
+	}
+	if m := h.markers.list(); !slices.Contains(m[1:], "all") {
+		t.Errorf("markers = %v, want an all marker with the catch-up", m)
+	}
+	time.Sleep(30 * time.Millisecond)
+	if n := len(h.bus.list()); n != 2 {
+		t.Errorf("published %d messages; the catch-up must be sent once", n)
+	}
+	if got := testutil.ToFloat64(h.svc.m.errors.WithLabelValues("publish")); got < 1 {
+		t.Errorf("errors{publish} = %v", got)
+	}
+}
+
+func TestRememberForgetsOldest(t *testing.T) {
+	t.Parallel()
+	svc, err := New(Config{Remember: 2}, Deps{Local: &fakeLocal{}}, zap.NewNop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []struct {
+		id   string
+		want bool
+	}{{"a", true}, {"a", false}, {"b", true}, {"c", true}, {"a", true}, {"c", false}} {
+		if got := svc.remember(c.id); got != c.want {
+			t.Errorf("step %d remember(%s) = %v, want %v", i, c.id, got, c.want)
+		}
+	}
+}
+
+func TestNewNeedsLocal(t *testing.T) {
+	t.Parallel()
+	if _, err := New(Config{}, Deps{}, zap.NewNop(), prometheus.NewRegistry()); err == nil {
+		t.Error("New without a local store succeeded")
+	}
+}
