@@ -44,6 +44,8 @@ demo: services betterauth build
 bench: services
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 	@bash scripts/bench.sh
+	@bash scripts/betterauth.sh install >/dev/null
+	$(GO) run ./bench/revocation -sidecar bin/authz-sidecar
 
 fuzz:
 	@for t in $$($(GO) test -list '^Fuzz' ./internal/policy/ | grep ^Fuzz); do \

@@ -103,6 +103,15 @@ func TestL1Invalidation(t *testing.T) {
 			for _, k := range keys {
 				tierOf(t, l1, k[0], k[1])
 			}
+			// An unrelated invalidation, then hits: each entry is checked
+			// against the maps and remembered as fresh at this point, so the
+			// invalidation below must get past that memory too.
+			inv.User("unrelated")
+			for _, k := range keys {
+				if got := tierOf(t, l1, k[0], k[1]); got != roles.TierL1 {
+					t.Fatalf("%s/%s after an unrelated invalidation: tier %v, want l1", k[0], k[1], got)
+				}
+			}
 			tt.invalidate(inv)
 			for _, k := range keys {
 				want := roles.TierL1

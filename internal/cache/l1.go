@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -76,10 +77,20 @@ type L1 struct {
 	group     singleflight.Group
 	m         *tierMetrics
 	refreshes *prometheus.CounterVec
+	// coarse is the L1 clock, advanced every coarseTick by a goroutine:
+	// a hit reads it (one atomic load) rather than the system clock, to
+	// decide whether to refresh ahead, which needs no precision.
+	coarse    atomic.Int64
+	stop      chan struct{}
+	closeOnce sync.Once
 }
 
-// entry is what L1 holds for a key. It is immutable once stored except
-// for refreshing.
+// coarseTick is the resolution of L1's hot-path clock: far below any
+// refresh window (a share of a TTL of seconds).
+const coarseTick = 10 * time.Millisecond
+
+// entry is what L1 holds for a key. Once stored, only its two atomic
+// fields change.
 type entry struct {
 	access *roles.Access
 	// stored is when the load that made the entry started and loaded the
@@ -90,6 +101,9 @@ type entry struct {
 	// refreshAt is when, on the L1 clock, a hit starts a background reload.
 	refreshAt  int64
 	refreshing atomic.Bool
+	// checked is the Invalidations seq at which the entry was last found
+	// fresh (see Invalidations.freshL1).
+	checked atomic.Uint64
 }
 
 // NewL1 returns an L1 tier in front of next, registering its metrics on reg.
@@ -119,13 +133,34 @@ func NewL1(next roles.Resolver, cfg L1Config, reg prometheus.Registerer) (*L1, e
 	if err != nil {
 		return nil, fmt.Errorf("cache: new L1: %w", err)
 	}
-	return &L1{
+	l := &L1{
 		next: next, cfg: cfg, inv: cfg.Invalidations, base: time.Now(), cache: c, m: m, refreshes: refreshes,
-	}, nil
+		stop: make(chan struct{}),
+	}
+	go l.tick()
+	return l, nil
 }
 
-// Close stops ristretto's goroutines.
-func (l *L1) Close() { l.cache.Close() }
+func (l *L1) tick() {
+	t := time.NewTicker(coarseTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			l.coarse.Store(l.now())
+		}
+	}
+}
+
+// Close stops ristretto's goroutines and the clock's.
+func (l *L1) Close() {
+	l.closeOnce.Do(func() {
+		close(l.stop)
+		l.cache.Close()
+	})
+}
 
 // Wait blocks until pending writes are applied (ristretto buffers them);
 // tests and benchmarks use it to make a just-loaded entry visible.
@@ -153,7 +188,7 @@ func (l *L1) Resolve(ctx context.Context, q roles.Query) (*roles.Access, roles.T
 	if e, ok := l.cache.Get(key); ok {
 		if l.usable(e, q) {
 			l.m.hits.Inc()
-			if l.now() >= e.refreshAt && e.refreshing.CompareAndSwap(false, true) {
+			if l.coarse.Load() >= e.refreshAt && e.refreshing.CompareAndSwap(false, true) {
 				l.refresh(ctx, key, q)
 			}
 			return e.access, roles.TierL1, nil
@@ -240,7 +275,7 @@ func cacheKey(q roles.Query) string {
 func entryCost(key string, a *roles.Access) int64 {
 	const (
 		itemOverhead = 96 // ristretto item + map slot
-		entrySize    = 48 // *entry: pointer, four times, flag
+		entrySize    = 56 // entry: pointer, four times, flag, seq
 		accessSize   = 168
 		stringHeader = 16
 	)

@@ -117,10 +117,10 @@ type Service struct {
 	needAll atomic.Bool
 
 	mu   sync.Mutex
-	seen map[string]struct{} // guarded by mu
-	ring []string            // guarded by mu; ids in arrival order
-	next int                 // guarded by mu; ring slot to reuse
-	warn map[string]time.Time
+	seen map[string]struct{}  // guarded by mu
+	ring []string             // guarded by mu; ids in arrival order
+	next int                  // guarded by mu; ring slot to reuse
+	warn map[string]time.Time // guarded by mu; last warning per op
 }
 
 // New returns a Service; it does nothing until Run.
