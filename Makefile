@@ -4,7 +4,7 @@ BIN      := bin/authz-sidecar
 PKGS     := ./...
 FUZZTIME ?= 20s
 
-.PHONY: all build test e2e demo bench fuzz lint services betterauth clean compose-check image soak
+.PHONY: all build test e2e demo bench fuzz lint services betterauth clean compose-check image soak loadtest
 
 all: build
 
@@ -52,6 +52,15 @@ fuzz:
 	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/policy/ || exit 1; done
 	@for t in $$($(GO) test -list '^Fuzz' ./internal/authn/ | grep ^Fuzz); do \
 	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/authn/ || exit 1; done
+
+# The docker-compose stack run natively on loopback (no Docker engine or Envoy
+# here): Better Auth on Bun, the sidecar in HTTP mode, nginx with auth_request
+# in front of an echo upstream. A closed-loop load (80% allowed / 20% denied,
+# every answer checked) through nginx, then through the same nginx without
+# auth_request; prints both and their ratio. Fails on any wrong answer.
+# LOADTEST_DURATION (10s), LOADTEST_WARMUP (2s), LOADTEST_WORKERS (32) override.
+loadtest: services betterauth
+	@bash scripts/loadtest.sh
 
 # Fault-injection soak, not part of `make test`: the race-built sidecar at
 # 500 checks/s for 60 s while Redis is killed/restarted and Postgres stalls;
