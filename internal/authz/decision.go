@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 
@@ -37,6 +38,20 @@ func (c Code) HTTPStatus() int {
 		return 403
 	default:
 		return 503
+	}
+}
+
+// ErrorName is the "error" member of a deny body: unauthenticated,
+// forbidden or unavailable (anything unforeseen, CodeOK on a deny included,
+// is unavailable: fail closed).
+func (c Code) ErrorName() string {
+	switch c {
+	case CodeUnauthenticated:
+		return "unauthenticated"
+	case CodeForbidden:
+		return "forbidden"
+	default:
+		return "unavailable"
 	}
 }
 
@@ -118,6 +133,20 @@ func (d Decision) finish(r Reason, detail string) Decision {
 		d.Shadowed = true
 	}
 	return d
+}
+
+// DenyBody renders the small JSON body every transport sends with a deny,
+// e.g. {"error":"forbidden","reason":"missing permission leave:approve"}.
+// Detail never contains a token, so neither does the body.
+func (d *Decision) DenyBody() string {
+	b, err := json.Marshal(struct {
+		Error  string `json:"error"`
+		Reason string `json:"reason,omitempty"`
+	}{d.Code.ErrorName(), d.Detail})
+	if err != nil {
+		return `{"error":"` + d.Code.ErrorName() + `"}`
+	}
+	return string(b)
 }
 
 func quote(s string) string {

@@ -178,7 +178,7 @@ func Response(d *authz.Decision) *authv3.CheckResponse {
 		a.resp.HttpResponse = &a.wrap
 		return &a.resp
 	}
-	status, rpc, errName := denyCodes(d.Code)
+	status, rpc := denyCodes(d.Code)
 	headers := []*corev3.HeaderValueOption{
 		overwrite("content-type", "application/json"),
 		overwrite(HeaderReason, string(d.Reason)),
@@ -191,21 +191,21 @@ func Response(d *authz.Decision) *authv3.CheckResponse {
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
 			Status:  &typev3.HttpStatus{Code: status},
 			Headers: headers,
-			Body:    denyBody(errName, d.Detail),
+			Body:    d.DenyBody(),
 		}},
 	}
 }
 
 // denyCodes is the mapping table for denies.
-func denyCodes(c authz.Code) (typev3.StatusCode, rpccode.Code, string) {
+func denyCodes(c authz.Code) (typev3.StatusCode, rpccode.Code) {
 	switch c {
 	case authz.CodeUnauthenticated:
-		return typev3.StatusCode_Unauthorized, rpccode.Code_UNAUTHENTICATED, "unauthenticated"
+		return typev3.StatusCode_Unauthorized, rpccode.Code_UNAUTHENTICATED
 	case authz.CodeForbidden:
-		return typev3.StatusCode_Forbidden, rpccode.Code_PERMISSION_DENIED, "forbidden"
+		return typev3.StatusCode_Forbidden, rpccode.Code_PERMISSION_DENIED
 	default:
 		// Unavailable, and anything unforeseen: fail closed with 503.
-		return typev3.StatusCode_ServiceUnavailable, rpccode.Code_UNAVAILABLE, "unavailable"
+		return typev3.StatusCode_ServiceUnavailable, rpccode.Code_UNAVAILABLE
 	}
 }
 

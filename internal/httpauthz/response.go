@@ -1,7 +1,6 @@
 package httpauthz
 
 import (
-	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -66,7 +65,7 @@ func writeAnswer(w http.ResponseWriter, d *authz.Decision, envoy bool) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	status, errName := denyStatus(d.Code)
+	status := denyStatus(d.Code)
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set(HeaderReason, string(d.Reason))
@@ -75,33 +74,19 @@ func writeAnswer(w http.ResponseWriter, d *authz.Decision, envoy bool) {
 	}
 	w.WriteHeader(status)
 	// The body is best effort: the status already carries the decision.
-	_, _ = io.WriteString(w, denyBody(errName, d.Detail))
+	_, _ = io.WriteString(w, d.DenyBody())
 }
 
-// denyStatus maps a deny's code to its status and error name, as
-// internal/extauthz does. Anything unforeseen, CodeOK on a deny included,
-// is 503: a deny must never become a 2xx.
-func denyStatus(c authz.Code) (int, string) {
+// denyStatus maps a deny's code to its status, as internal/extauthz does.
+// Anything unforeseen, CodeOK on a deny included, is 503: a deny must never
+// become a 2xx.
+func denyStatus(c authz.Code) int {
 	switch c {
 	case authz.CodeUnauthenticated:
-		return http.StatusUnauthorized, "unauthenticated"
+		return http.StatusUnauthorized
 	case authz.CodeForbidden:
-		return http.StatusForbidden, "forbidden"
+		return http.StatusForbidden
 	default:
-		return http.StatusServiceUnavailable, "unavailable"
+		return http.StatusServiceUnavailable
 	}
-}
-
-// denyBody renders {"error":..., "reason":...}, byte for byte what
-// internal/extauthz sends. The detail comes from the engine or this
-// package, neither of which puts a token or a header value in it.
-func denyBody(errName, detail string) string {
-	b, err := json.Marshal(struct {
-		Error  string `json:"error"`
-		Reason string `json:"reason,omitempty"`
-	}{errName, detail})
-	if err != nil {
-		return `{"error":"` + errName + `"}`
-	}
-	return string(b)
 }
