@@ -15,6 +15,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/pgtest"
+	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 	"github.com/authz-sidecar/authz-sidecar/test/baclient"
 )
 
@@ -31,7 +32,7 @@ const staleness = 1500 * time.Millisecond
 // as issuer, audience and JWKS, and no clock leeway (for the expiry test).
 func writePolicy(t *testing.T, baURL string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot(t), "policies.yaml"))
+	b, err := os.ReadFile(filepath.Join(testproc.RepoRootT(t), "policies.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +134,7 @@ func TestE2EBetterAuth(t *testing.T) {
 
 	// The sidecar binary against the same database and Better Auth's JWKS.
 	sc := startSidecar(t, writePolicy(t, ba.URL), dbURL, ttlArgs...)
-	w.client = authv3.NewAuthorizationClient(sc.conn)
+	w.client = authv3.NewAuthorizationClient(sc.Conn)
 
 	org := "/api/orgs/" + orgID
 	approve, read, request, invite, del := "POST "+org+"/leave/l1/approve", "GET "+org+"/leave/l1", "POST "+org+"/leave", "POST "+org+"/members", "DELETE "+org

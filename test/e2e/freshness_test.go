@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/pgtest"
+	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 	"github.com/authz-sidecar/authz-sidecar/test/baclient"
 )
 
@@ -49,7 +50,7 @@ func freshRedis(t *testing.T) (string, string) {
 	defer cancel()
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
-		requireOrSkip(t, "redis at %s unreachable: %v", url, err)
+		testproc.RequireOrSkip(t, "redis at %s unreachable: %v", url, err)
 	}
 	b := make([]byte, 6)
 	rand.Read(b)
@@ -69,7 +70,7 @@ func freshRedis(t *testing.T) (string, string) {
 // DBA would once Better Auth's migrator has created the tables.
 func applyInvalidationTriggers(t *testing.T, dbURL string) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot(t), "sql", "invalidation-triggers.sql"))
+	b, err := os.ReadFile(filepath.Join(testproc.RepoRootT(t), "sql", "invalidation-triggers.sql"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +87,7 @@ func applyInvalidationTriggers(t *testing.T, dbURL string) {
 
 // metric reads one counter (or the sum of the matching series) from a
 // sidecar's /metrics: name, then label="value" pairs that must all match.
-func metric(t *testing.T, sc *sidecar, name string, labels ...string) float64 {
+func metric(t *testing.T, sc *testproc.Sidecar, name string, labels ...string) float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + sc.HTTP + "/metrics")
 	if err != nil {
@@ -120,7 +121,7 @@ func metric(t *testing.T, sc *sidecar, name string, labels ...string) float64 {
 }
 
 // l1Lookups returns a sidecar's L1 hits and misses so far.
-func l1Lookups(t *testing.T, sc *sidecar) (hits, misses float64) {
+func l1Lookups(t *testing.T, sc *testproc.Sidecar) (hits, misses float64) {
 	return metric(t, sc, "authz_cache_lookups_total", `tier="l1"`, `result="hit"`),
 		metric(t, sc, "authz_cache_lookups_total", `tier="l1"`, `result="miss"`)
 }
@@ -218,9 +219,9 @@ func TestFreshness(t *testing.T) {
 	common := append([]string{"--redis-url", redisURL, "--redis-prefix", prefix, "--invalidation-channel", channel}, longTTLs...)
 	listener := startSidecar(t, policy, dbURL, append([]string{"--pg-listen"}, common...)...)
 	plain := startSidecar(t, policy, dbURL, common...)
-	sidecars := []*sidecar{listener, plain}
+	sidecars := []*testproc.Sidecar{listener, plain}
 	clients := []authv3.AuthorizationClient{
-		authv3.NewAuthorizationClient(listener.conn), authv3.NewAuthorizationClient(plain.conn),
+		authv3.NewAuthorizationClient(listener.Conn), authv3.NewAuthorizationClient(plain.Conn),
 	}
 
 	org := "/api/orgs/" + orgID

@@ -7,10 +7,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/pgtest"
+	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 )
 
 // The routes of the repository's policies.yaml used here.
@@ -73,8 +75,8 @@ type envConfig struct {
 // the proxy), Postgres proxy, optional Redis and JWKS issuer.
 type env struct {
 	seed   *pgtest.Seeder
-	proxy  *pgProxy
-	redis  *redisServer
+	proxy  *testproc.PGProxy
+	redis  *testproc.Redis
 	iss    *issuer
 	sc     *sidecar
 	tokens map[string]string
@@ -96,8 +98,8 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.proxy = newPGProxy(t, u.Host)
-	u.Host = e.proxy.addr
+	e.proxy = testproc.NewPGProxyT(t, u.Host)
+	u.Host = e.proxy.Addr()
 
 	e.iss = newIssuer(t, cfg.jwks)
 	for _, name := range []string{"alice", "bob", "carol", "dave", "erin", "frank"} {
@@ -110,9 +112,11 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	args := []string{"--policies", writePolicy(t, e.iss.URL), "--database-url", u.String(),
 		"--log-allow-every", "0", "--check-timeout", "1s"}
 	if cfg.redis != noRedis {
-		e.redis = newRedis(t)
+		e.redis = testproc.NewRedisT(t)
 		if cfg.redis == redisRunning {
-			e.redis.start(t)
+			if err := e.redis.Start(); err != nil {
+				t.Fatal(err)
+			}
 		}
 		args = append(args, "--redis-url", e.redis.URL(), "--redis-prefix", "authz-faults:"+randID(6)+":")
 	}
@@ -124,7 +128,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 // issuer, audience and JWKS host.
 func writePolicy(t testing.TB, issuerURL string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot(t), "policies.yaml"))
+	b, err := os.ReadFile(filepath.Join(testproc.RepoRootT(t), "policies.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,6 +183,27 @@ func (e *env) l1Hits(t testing.TB) float64 {
 
 func (e *env) l2Errors(t testing.TB) float64 {
 	return e.sc.metric(t, "authz_cache_errors_total", map[string]string{"tier": "l2"})
+}
+
+// judgeUnderLoad judges traffic from workers goroutines, perWorker requests
+// each, one per tick of every; worker w starts stride*w into traffic so the
+// workers ask different things at once. Every wrong answer fails t.
+func (e *env) judgeUnderLoad(t *testing.T, workers, perWorker int, every time.Duration, stride int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			tick := time.NewTicker(every)
+			defer tick.Stop()
+			for i := range perWorker {
+				<-tick.C
+				if err := e.judge(traffic[(w*stride+i)%len(traffic)]); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // awaitL2Hits keeps traffic going (asserting every answer) until the L2

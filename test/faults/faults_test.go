@@ -4,12 +4,13 @@ import (
 	"context"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 )
 
 // Redis down when the sidecar starts: every decision comes from Postgres,
@@ -29,7 +30,9 @@ func TestRedisDownAtStart(t *testing.T) {
 		t.Errorf("%v L2 hits with no Redis", n)
 	}
 
-	e.redis.start(t)
+	if err := e.redis.Start(); err != nil {
+		t.Fatal(err)
+	}
 	// The breaker's cooldown (2s, not configurable) bounds the wait.
 	e.awaitL2Hits(t, 10*time.Second)
 }
@@ -52,29 +55,18 @@ func TestRedisKilledMidTraffic(t *testing.T) {
 	killed := make(chan struct{})
 	go func() {
 		time.Sleep(500 * time.Millisecond)
-		e.redis.kill(t)
+		e.redis.Kill()
 		close(killed)
 	}()
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			tick := time.NewTicker(every)
-			defer tick.Stop()
-			for i := range perWorker {
-				<-tick.C
-				if err := e.judge(traffic[(w*7+i)%len(traffic)]); err != nil {
-					t.Error(err)
-				}
-			}
-		})
-	}
-	wg.Wait()
+	e.judgeUnderLoad(t, workers, perWorker, every, 7)
 	<-killed
 	if e.l2Errors(t) == errsBefore {
 		t.Error("no L2 error counted after Redis was killed mid-traffic")
 	}
 
-	e.redis.start(t) // same port, empty
+	if err := e.redis.Start(); err != nil { // same port, empty
+		t.Fatal(err)
+	}
 	e.awaitL2Hits(t, 10*time.Second)
 }
 
@@ -90,28 +82,19 @@ func TestRedisPaused(t *testing.T) {
 	e.expectAll(t, traffic)
 	errsBefore := e.l2Errors(t)
 
-	e.redis.pause(t)
-	const workers, perWorker, every = 4, 30, 50 * time.Millisecond
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			tick := time.NewTicker(every)
-			defer tick.Stop()
-			for i := range perWorker {
-				<-tick.C
-				// judge counts a 503 as wrong: all of these resolve from Postgres.
-				if err := e.judge(traffic[(w*3+i)%len(traffic)]); err != nil {
-					t.Error(err)
-				}
-			}
-		})
+	if err := e.redis.Pause(); err != nil {
+		t.Fatal(err)
 	}
-	wg.Wait()
+	const workers, perWorker, every = 4, 30, 50 * time.Millisecond
+	// judge counts a 503 as wrong: all of these resolve from Postgres.
+	e.judgeUnderLoad(t, workers, perWorker, every, 3)
 	if e.l2Errors(t) == errsBefore {
 		t.Error("no L2 error (timeout) counted while Redis was paused")
 	}
 
-	e.redis.resume(t)
+	if err := e.redis.Resume(); err != nil {
+		t.Fatal(err)
+	}
 	e.awaitL2Hits(t, 10*time.Second)
 }
 
@@ -122,10 +105,10 @@ func TestPostgresFaults(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name  string
-		fault func(t *testing.T, p *pgProxy)
+		fault func(*testproc.PGProxy)
 	}{
-		{"stalled", func(_ *testing.T, p *pgProxy) { p.stall() }},
-		{"cut", func(t *testing.T, p *pgProxy) { p.cut(t) }},
+		{"stalled", (*testproc.PGProxy).Stall},
+		{"cut", (*testproc.PGProxy).Cut},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -139,7 +122,7 @@ func TestPostgresFaults(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 			e.expectAll(t, primed)
 
-			tt.fault(t, e.proxy)
+			tt.fault(e.proxy)
 
 			l1 := e.l1Hits(t)
 			e.expectAll(t, primed)
@@ -163,7 +146,9 @@ func TestPostgresFaults(t *testing.T) {
 				}
 			}
 
-			e.proxy.resume(t)
+			if err := e.proxy.Resume(); err != nil {
+				t.Fatal(err)
+			}
 			e.awaitAnswer(t, expectation{"dave", readLeave, 200}, 10*time.Second)
 			e.awaitAnswer(t, expectation{"frank", approve, 403}, 10*time.Second)
 			e.expectAll(t, traffic)
@@ -180,7 +165,7 @@ func TestJWKSClosedAfterStart(t *testing.T) {
 
 	e.iss.close()
 	time.Sleep(700 * time.Millisecond) // several failed background refreshes
-	if !strings.Contains(readFile(e.sc.proc.log), "JWKS fetch failed; keeping the last good key set") {
+	if !strings.Contains(e.sc.Proc.Log(), "JWKS fetch failed; keeping the last good key set") {
 		t.Fatal("no failed JWKS refresh logged after the endpoint closed; the test proves nothing")
 	}
 	for _, name := range []string{"alice", "bob", "carol", "erin"} {
@@ -192,10 +177,10 @@ func TestJWKSClosedAfterStart(t *testing.T) {
 	if a := e.sc.check(t, method, path, e.iss.tokenWithKid("alice", "k-unknown")); a.status != 401 {
 		t.Errorf("unknown kid with the JWKS down: got %v, want 401", a)
 	}
-	if s := e.sc.healthStatus(t); s != healthpb.HealthCheckResponse_SERVING {
+	if s := e.sc.Health(); s != healthpb.HealthCheckResponse_SERVING {
 		t.Errorf("gRPC health %v after the JWKS closed, want SERVING", s)
 	}
-	if c := e.sc.httpStatus(t, "/readyz"); c != 200 {
+	if c := e.sc.HTTPStatus("/readyz"); c != 200 {
 		t.Errorf("/readyz %d after the JWKS closed, want 200", c)
 	}
 }
@@ -217,10 +202,10 @@ func TestJWKSUnreachableAtStart(t *testing.T) {
 				"--jwks-refresh", "300ms", "--jwks-min-refresh", "50ms", "--check-timeout", "300ms",
 			}})
 
-			if s := e.sc.healthStatus(t); s != healthpb.HealthCheckResponse_NOT_SERVING {
+			if s := e.sc.Health(); s != healthpb.HealthCheckResponse_NOT_SERVING {
 				t.Errorf("gRPC health %v without keys, want NOT_SERVING", s)
 			}
-			if c := e.sc.httpStatus(t, "/readyz"); c != 503 {
+			if c := e.sc.HTTPStatus("/readyz"); c != 503 {
 				t.Errorf("/readyz %d without keys, want 503", c)
 			}
 			tests := []struct {
@@ -245,13 +230,13 @@ func TestJWKSUnreachableAtStart(t *testing.T) {
 
 			e.iss.up()
 			deadline := time.Now().Add(10 * time.Second)
-			for e.sc.healthStatus(t) != healthpb.HealthCheckResponse_SERVING {
+			for e.sc.Health() != healthpb.HealthCheckResponse_SERVING {
 				if time.Now().After(deadline) {
 					t.Fatal("not SERVING 10s after the JWKS became reachable")
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
-			if c := e.sc.httpStatus(t, "/readyz"); c != 200 {
+			if c := e.sc.HTTPStatus("/readyz"); c != 200 {
 				t.Errorf("/readyz %d once keys loaded, want 200", c)
 			}
 			e.expectAll(t, traffic)
@@ -280,7 +265,7 @@ func TestSIGTERMDrainsInFlightCheck(t *testing.T) {
 		t.Fatalf("health watch: %v %v", r, err)
 	}
 
-	e.proxy.stall()
+	e.proxy.Stall()
 	type result struct {
 		a   answer
 		err error
@@ -297,7 +282,9 @@ func TestSIGTERMDrainsInFlightCheck(t *testing.T) {
 	default:
 	}
 	sigterm := time.Now()
-	e.sc.proc.signal(t, syscall.SIGTERM)
+	if err := e.sc.Proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 
 	statusc := make(chan healthpb.HealthCheckResponse_ServingStatus, 1)
 	go func() {
@@ -325,7 +312,7 @@ func TestSIGTERMDrainsInFlightCheck(t *testing.T) {
 		t.Errorf("in-flight check during drain: got %v, want 200 or 503", r.a)
 	}
 
-	state, exited := e.sc.proc.wait(drain + 3*time.Second)
+	state, exited := e.sc.Proc.Wait(drain + 3*time.Second)
 	if !exited {
 		t.Fatalf("sidecar still running %v after SIGTERM (--drain-timeout %v)", time.Since(sigterm), drain)
 	}

@@ -29,7 +29,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -38,6 +37,8 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 )
 
 type config struct {
@@ -155,16 +156,10 @@ func soak(ctx context.Context, c config, work string, stdout, stderr io.Writer) 
 
 	bin := c.bin
 	if bin == "" {
-		bin = filepath.Join(work, "authz-sidecar")
-		args := []string{"build", "-o", bin}
-		if c.race {
-			args = append(args, "-race")
-		}
-		build := exec.CommandContext(ctx, "go", append(args, "./cmd/authz-sidecar")...)
-		build.Dir, build.Stdout, build.Stderr = c.repo, stderr, stderr
 		say("building the sidecar (race %v)", c.race)
-		if err := build.Run(); err != nil {
-			return fail("build: %v", err)
+		var err error
+		if bin, err = testproc.BuildSidecar(ctx, c.repo, work, c.race, stderr); err != nil {
+			return fail("%v", err)
 		}
 	}
 
@@ -182,22 +177,21 @@ func soak(ctx context.Context, c config, work string, stdout, stderr io.Writer) 
 	if err != nil {
 		return fail("%v", err)
 	}
-	proxy, err := newPGProxy(u.Host)
+	proxy, err := testproc.NewPGProxy(u.Host)
 	if err != nil {
-		return fail("pg proxy: %v", err)
+		return fail("%v", err)
 	}
-	defer proxy.close()
-	u.Host = proxy.addr()
+	defer proxy.Close()
+	u.Host = proxy.Addr()
 
-	port, err := freePort()
+	rds, err := testproc.NewRedis(work)
 	if err != nil {
 		return fail("%v", err)
 	}
-	rds := &redisServer{port: port, dir: work, logDir: work}
-	if err := rds.start(); err != nil {
+	if err := rds.Start(); err != nil {
 		return fail("%v", err)
 	}
-	defer rds.kill()
+	defer rds.Kill()
 
 	iss, err := newIssuer()
 	if err != nil {
@@ -214,9 +208,9 @@ func soak(ctx context.Context, c config, work string, stdout, stderr io.Writer) 
 		return fail("%v", err)
 	}
 
-	sc, err := startSidecar(bin, c.repo, work,
+	sc, err := testproc.StartSidecar(bin, c.repo, work, "--log-format", "json",
 		"--policies", policyPath, "--database-url", u.String(),
-		"--redis-url", rds.url(), "--redis-prefix", "authz-soak:"+randID(4)+":",
+		"--redis-url", rds.URL(), "--redis-prefix", "authz-soak:"+randID(4)+":",
 		"--check-timeout", c.checkTimeout.String(),
 		"--l1-ttl", c.l1TTL.String(), "--l1-negative-ttl", c.l1TTL.String(),
 		"--l2-ttl", c.l2TTL.String(), "--l2-negative-ttl", c.l2TTL.String(),
@@ -227,9 +221,12 @@ func soak(ctx context.Context, c config, work string, stdout, stderr io.Writer) 
 	stopped := false
 	defer func() {
 		if !stopped {
-			sc.close()
+			sc.Stop(sidecarGrace)
 		}
 	}()
+	if err := sc.WaitReady(testproc.Serving, 20*time.Second); err != nil {
+		return fail("%v", err)
+	}
 
 	phases := []phase{
 		{"baseline", 0, c.redisKillAt},
@@ -246,13 +243,13 @@ func soak(ctx context.Context, c config, work string, stdout, stderr io.Writer) 
 	faultErr := make(chan error, 1)
 	go func() {
 		faultErr <- runFaults(ctx, start, []fault{
-			{c.redisKillAt, "SIGKILL redis", func() error { rds.kill(); return nil }},
-			{c.redisRestartAt, "restart redis (same port, empty)", rds.start},
-			{c.pgStallAt, "stall postgres", func() error { proxy.stall(); return nil }},
-			{c.pgStallAt + c.pgStallFor, "resume postgres", func() error { proxy.resume(); return nil }},
+			{c.redisKillAt, "SIGKILL redis", func() error { rds.Kill(); return nil }},
+			{c.redisRestartAt, "restart redis (same port, empty)", rds.Start},
+			{c.pgStallAt, "stall postgres", func() error { proxy.Stall(); return nil }},
+			{c.pgStallAt + c.pgStallFor, "resume postgres", proxy.Resume},
 		}, stdout)
 	}()
-	runLoad(ctx, authv3.NewAuthorizationClient(sc.conn), w, st, start, c.rate, c.duration, c.clientDeadline, c.seed)
+	runLoad(ctx, authv3.NewAuthorizationClient(sc.Conn), w, st, start, c.rate, c.duration, c.clientDeadline, c.seed)
 	if err := <-faultErr; err != nil {
 		return fail("fault: %v", err)
 	}
@@ -263,12 +260,11 @@ func soak(ctx context.Context, c config, work string, stdout, stderr io.Writer) 
 	say("\nresults (%v of load):", time.Since(start).Round(time.Millisecond))
 	wrong, timeouts, grpcErrors := st.print(stdout)
 	say("\nsidecar counters:")
-	printMetrics(stdout, sc.httpAddr)
+	printMetrics(stdout, sc.HTTP)
 
-	sc.close()
+	sc.Stop(sidecarGrace)
 	stopped = true
-	log, _ := os.ReadFile(sc.proc.log)
-	races := strings.Count(string(log), "WARNING: DATA RACE")
+	races := sc.Proc.DataRaces()
 	say("\nwrong decisions: %d, gRPC errors: %d, data races: %d (client timeouts: %d, 503s: fail-closed, not failures)",
 		wrong, grpcErrors, races, timeouts)
 	if wrong > 0 || grpcErrors > 0 || races > 0 {
@@ -278,6 +274,10 @@ func soak(ctx context.Context, c config, work string, stdout, stderr io.Writer) 
 	say("PASS")
 	return 0
 }
+
+// sidecarGrace is how long the sidecar may take to drain after SIGTERM
+// before it is killed.
+const sidecarGrace = 15 * time.Second
 
 type fault struct {
 	at   time.Duration

@@ -1,7 +1,8 @@
-package faults
+package testproc
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"syscall"
@@ -9,15 +10,17 @@ import (
 	"time"
 )
 
-// pgProxy is a TCP proxy between the sidecar and PostgreSQL that can make
-// the network misbehave:
+// PGProxy is a TCP proxy between a client (the sidecar) and PostgreSQL
+// that can make the network misbehave:
 //
 //   - pass: forward bytes both ways;
-//   - stall: keep every connection (and accept new ones) but forward
+//   - Stall: keep every connection (and accept new ones) but forward
 //     nothing, as a partition or a frozen server looks to a client;
-//   - cut: reset every connection and refuse new ones (listener closed);
-//   - resume: back to pass, listening again on the same address.
-type pgProxy struct {
+//   - Cut: reset every connection and refuse new ones (listener closed);
+//   - Resume: back to pass, listening again on the same address.
+//
+// Nothing in it is specific to PostgreSQL's protocol.
+type PGProxy struct {
 	target string
 	addr   string // fixed for the proxy's life
 
@@ -26,7 +29,7 @@ type pgProxy struct {
 	gen     int                    // guarded by mu; bumped by every cut
 	gate    chan struct{}          // guarded by mu; closed while passing, open while stalled
 	pairs   map[*pipePair]struct{} // guarded by mu
-	stopped bool                   // guarded by mu; set at cleanup
+	stopped bool                   // guarded by mu; set by Close
 }
 
 // pipePair is one client connection and its upstream connection.
@@ -48,27 +51,36 @@ func (pp *pipePair) close(reset bool) {
 	})
 }
 
-func newPGProxy(t testing.TB, target string) *pgProxy {
-	t.Helper()
+// NewPGProxy listens on a free loopback port and forwards every connection
+// to target (host:port). The caller must Close it.
+func NewPGProxy(target string) (*PGProxy, error) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("pg proxy: %w", err)
 	}
 	gate := make(chan struct{})
 	close(gate)
-	p := &pgProxy{target: target, addr: lis.Addr().String(), gate: gate, pairs: map[*pipePair]struct{}{}}
+	p := &PGProxy{target: target, addr: lis.Addr().String(), gate: gate, pairs: map[*pipePair]struct{}{}}
 	p.serve(lis)
-	t.Cleanup(func() {
-		p.mu.Lock()
-		p.stopped = true
-		p.mu.Unlock()
-		p.cut(t)
-	})
+	return p, nil
+}
+
+// NewPGProxyT is NewPGProxy for a test: closed at cleanup.
+func NewPGProxyT(t testing.TB, target string) *PGProxy {
+	t.Helper()
+	p, err := NewPGProxy(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
 	return p
 }
 
+// Addr is the proxy's host:port, the same for its whole life.
+func (p *PGProxy) Addr() string { return p.addr }
+
 // serve installs lis and accepts on it; the caller must not hold mu.
-func (p *pgProxy) serve(lis net.Listener) {
+func (p *PGProxy) serve(lis net.Listener) {
 	p.mu.Lock()
 	p.lis = lis
 	gen := p.gen
@@ -84,7 +96,7 @@ func (p *pgProxy) serve(lis net.Listener) {
 	}()
 }
 
-func (p *pgProxy) handle(c net.Conn, gen int) {
+func (p *PGProxy) handle(c net.Conn, gen int) {
 	s, err := net.DialTimeout("tcp", p.target, 5*time.Second)
 	if err != nil {
 		c.Close()
@@ -105,7 +117,7 @@ func (p *pgProxy) handle(c net.Conn, gen int) {
 }
 
 // pipe copies src to dst, holding each chunk while the proxy is stalled.
-func (p *pgProxy) pipe(pp *pipePair, dst, src net.Conn) {
+func (p *PGProxy) pipe(pp *pipePair, dst, src net.Conn) {
 	defer func() {
 		pp.close(false)
 		p.mu.Lock()
@@ -134,8 +146,8 @@ func (p *pgProxy) pipe(pp *pipePair, dst, src net.Conn) {
 	}
 }
 
-// stall stops forwarding; connections stay open.
-func (p *pgProxy) stall() {
+// Stall stops forwarding; connections stay open.
+func (p *PGProxy) Stall() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	select {
@@ -145,10 +157,9 @@ func (p *pgProxy) stall() {
 	}
 }
 
-// cut resets every connection and closes the listener: new connections are
-// refused until resume.
-func (p *pgProxy) cut(t testing.TB) {
-	t.Helper()
+// Cut resets every connection and closes the listener: new connections
+// are refused until Resume.
+func (p *PGProxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.lis != nil {
@@ -162,9 +173,9 @@ func (p *pgProxy) cut(t testing.TB) {
 	}
 }
 
-// resume forwards again, listening again on the same address after a cut.
-func (p *pgProxy) resume(t testing.TB) {
-	t.Helper()
+// Resume forwards again, listening again on the same address after a Cut.
+// It fails if another process took the address meanwhile.
+func (p *PGProxy) Resume() error {
 	p.mu.Lock()
 	select {
 	case <-p.gate:
@@ -174,7 +185,7 @@ func (p *pgProxy) resume(t testing.TB) {
 	relisten := p.lis == nil && !p.stopped
 	p.mu.Unlock()
 	if !relisten {
-		return
+		return nil
 	}
 	var lis net.Listener
 	var err error
@@ -185,7 +196,16 @@ func (p *pgProxy) resume(t testing.TB) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if err != nil {
-		t.Fatalf("pg proxy: listen again on %s: %v", p.addr, err)
+		return fmt.Errorf("pg proxy: listen again on %s: %w", p.addr, err)
 	}
 	p.serve(lis)
+	return nil
+}
+
+// Close resets every connection and stops listening for good.
+func (p *PGProxy) Close() {
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
+	p.Cut()
 }

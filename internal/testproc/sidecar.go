@@ -1,0 +1,174 @@
+package testproc
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// BuildSidecar builds ./cmd/authz-sidecar of the repository at repo into
+// dir/authz-sidecar, with the race detector when race is set, writing the
+// compiler's output to out, and returns the binary's path.
+func BuildSidecar(ctx context.Context, repo, dir string, race bool, out io.Writer) (string, error) {
+	bin := filepath.Join(dir, "authz-sidecar")
+	args := []string{"build", "-o", bin}
+	if race {
+		args = append(args, "-race")
+	}
+	build := exec.CommandContext(ctx, "go", append(args, "./cmd/authz-sidecar")...)
+	build.Dir, build.Stdout, build.Stderr = repo, out, out
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("build authz-sidecar: %w", err)
+	}
+	return bin, nil
+}
+
+// RunWithSidecar is a TestMain body: it builds the race-enabled sidecar
+// once for the test binary, sets *bin to its path, runs the tests, removes
+// the binary and returns the exit code for os.Exit.
+func RunWithSidecar(m *testing.M, bin *string) int {
+	repo, err := RepoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	dir, err := os.MkdirTemp("", "authz-sidecar-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if *bin, err = BuildSidecar(context.Background(), repo, dir, true, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
+
+// Sidecar is a running authz-sidecar binary and a gRPC connection to it.
+type Sidecar struct {
+	GRPC string // the gRPC listener (ext_authz, health)
+	HTTP string // the ops listener (/healthz, /readyz, /metrics)
+	Proc *Process
+	Conn *grpc.ClientConn
+}
+
+// StartSidecar runs `bin serve --grpc-addr A --http-addr B args...` in dir
+// on free loopback ports, its log in logDir, and connects to it; it does
+// not wait for it to be ready (see WaitReady). The caller must Stop it.
+func StartSidecar(bin, dir, logDir string, args ...string) (*Sidecar, error) {
+	grpcPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	httpPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	s := &Sidecar{GRPC: fmt.Sprintf("127.0.0.1:%d", grpcPort), HTTP: fmt.Sprintf("127.0.0.1:%d", httpPort)}
+	s.Proc, err = Start(Spec{
+		Name: fmt.Sprintf("sidecar-%d", grpcPort),
+		Dir:  dir,
+		// The race runtime sleeps 1s at exit by default (atexit_sleep_ms),
+		// which would count against a measured drain and slow every stop.
+		Env:  []string{"GORACE=" + strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0")},
+		Bin:  bin,
+		Args: append([]string{"serve", "--grpc-addr", s.GRPC, "--http-addr", s.HTTP}, args...),
+	}, logDir)
+	if err != nil {
+		return nil, err
+	}
+	s.Conn, err = grpc.NewClient(s.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		s.Proc.Kill()
+		return nil, fmt.Errorf("sidecar: grpc client: %w", err)
+	}
+	return s, nil
+}
+
+// StartSidecarT is StartSidecar for a test: logs in t.TempDir(), and at
+// cleanup the connection is closed and the process killed (see
+// KillAtCleanup).
+func StartSidecarT(t testing.TB, bin, dir string, args ...string) *Sidecar {
+	t.Helper()
+	s, err := StartSidecar(bin, dir, t.TempDir(), args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Proc.KillAtCleanup(t)
+	t.Cleanup(func() { s.Conn.Close() })
+	return s
+}
+
+// Readiness is what WaitReady waits for.
+type Readiness int
+
+const (
+	// Live: /healthz answers 200 (the process serves, perhaps without
+	// signing keys yet).
+	Live Readiness = iota
+	// Serving: live, and gRPC health is SERVING (signing keys loaded).
+	Serving
+)
+
+// WaitReady polls the sidecar until it is as ready as want, for up to
+// timeout; it returns an error at once if the process exits.
+func (s *Sidecar) WaitReady(want Readiness, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if state, exited := s.Proc.exited(); exited {
+			return fmt.Errorf("sidecar exited at start (%v):\n%s", state, s.Proc.Tail(20))
+		}
+		live := s.HTTPStatus("/healthz") == http.StatusOK
+		if live && (want == Live || s.Health() == healthpb.HealthCheckResponse_SERVING) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("sidecar not live/serving after %v (live %v, health %v):\n%s",
+				timeout, live, s.Health(), s.Proc.Tail(20))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Health is the gRPC health of the whole server, or UNKNOWN when the
+// health RPC fails.
+func (s *Sidecar) Health() healthpb.HealthCheckResponse_ServingStatus {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(s.Conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		return healthpb.HealthCheckResponse_UNKNOWN
+	}
+	return resp.GetStatus()
+}
+
+// HTTPStatus GETs path on the ops listener; 0 when it does not answer.
+func (s *Sidecar) HTTPStatus(path string) int {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + s.HTTP + path)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+// Stop closes the connection and stops the process: SIGTERM (the sidecar
+// drains), then SIGKILL to its group after grace.
+func (s *Sidecar) Stop(grace time.Duration) {
+	s.Conn.Close()
+	s.Proc.Stop(grace)
+}

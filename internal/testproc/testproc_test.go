@@ -1,0 +1,294 @@
+package testproc
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// alive reports whether pid names a live process: a zombie waiting for
+// its (new) parent to reap it counts as dead.
+func alive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		if _, noProc := os.Stat("/proc/self"); noProc != nil {
+			return syscall.Kill(pid, 0) == nil // no procfs (macOS)
+		}
+		return false
+	}
+	// pid (comm) state ...; comm may hold spaces and parentheses.
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	return len(fields) > 0 && fields[0] != "Z"
+}
+
+// eventually polls cond for up to 5 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after 5s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestKillTakesTheProcessGroup(t *testing.T) {
+	dir := t.TempDir()
+	p := StartT(t, Spec{Name: "sh", Dir: dir, Env: []string{"TESTPROC_X=42"}, Bin: "sh",
+		Args: []string{"-c", `sleep 60 & echo $! > child.pid; echo "x=$TESTPROC_X"; wait`}})
+	var child int
+	eventually(t, "child.pid written", func() bool {
+		b, err := os.ReadFile(filepath.Join(dir, "child.pid"))
+		child, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil && child > 0
+	})
+	eventually(t, "output logged", func() bool { return strings.Contains(p.Log(), "x=42") })
+
+	p.Kill()
+	if _, exited := p.Wait(0); !exited {
+		t.Fatal("Kill returned before the process exited")
+	}
+	// The grandchild was in the group: gone too (reaped by init).
+	eventually(t, "grandchild gone", func() bool { return !alive(child) })
+	p.Kill() // a no-op once exited
+}
+
+func TestStopKillsAfterGrace(t *testing.T) {
+	p := StartT(t, Spec{Name: "stubborn", Bin: "sh", Args: []string{"-c", `trap "" TERM; echo ready; sleep 60`}})
+	eventually(t, "trap installed", func() bool { return strings.Contains(p.Log(), "ready") })
+	start := time.Now()
+	p.Stop(100 * time.Millisecond)
+	state, exited := p.Wait(0)
+	if !exited {
+		t.Fatal("Stop returned before the process exited")
+	}
+	if ws, ok := state.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+		t.Errorf("state %v, want killed by SIGKILL after ignoring SIGTERM", state)
+	}
+	if took := time.Since(start); took < 100*time.Millisecond {
+		t.Errorf("killed after %v, before the grace", took)
+	}
+}
+
+func TestSignalAfterExitFails(t *testing.T) {
+	p := StartT(t, Spec{Name: "true", Bin: "true"})
+	if _, exited := p.Wait(5 * time.Second); !exited {
+		t.Fatal("true did not exit")
+	}
+	if err := p.Signal(syscall.SIGCONT); err == nil {
+		t.Error("Signal to an exited process: no error")
+	}
+}
+
+func TestStartFailsForMissingBinary(t *testing.T) {
+	if _, err := Start(Spec{Name: "nope", Bin: "/nonexistent/testproc-nope"}, t.TempDir()); err == nil {
+		t.Error("Start of a missing binary: no error")
+	}
+}
+
+func TestTail(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log")
+	if err := os.WriteFile(path, []byte("a\nb\nc\nd\ne\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		n    int
+		want string
+	}{{2, "d\ne"}, {5, "a\nb\nc\nd\ne"}, {9, "a\nb\nc\nd\ne"}} {
+		if got := Tail(path, tt.n); got != tt.want {
+			t.Errorf("Tail(%d) = %q, want %q", tt.n, got, tt.want)
+		}
+	}
+}
+
+// fakeTB records how RequireOrSkip stopped a test; both stops end the
+// goroutine, as testing's do.
+type fakeTB struct {
+	testing.TB
+	failed, skipped bool
+}
+
+func (f *fakeTB) Helper()               {}
+func (f *fakeTB) Fatalf(string, ...any) { f.failed = true; runtime.Goexit() }
+func (f *fakeTB) Skipf(string, ...any)  { f.skipped = true; runtime.Goexit() }
+
+func TestRequireOrSkip(t *testing.T) {
+	for _, tt := range []struct {
+		ci         string
+		fail, skip bool
+	}{{"true", true, false}, {"", false, true}, {"1", false, true}} {
+		t.Run("CI="+tt.ci, func(t *testing.T) {
+			t.Setenv("CI", tt.ci)
+			f := &fakeTB{}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				RequireOrSkip(f, "no %s", "thing")
+			}()
+			<-done
+			if f.failed != tt.fail || f.skipped != tt.skip {
+				t.Errorf("failed %v skipped %v, want %v %v", f.failed, f.skipped, tt.fail, tt.skip)
+			}
+		})
+	}
+}
+
+func TestWaitHTTP(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/ok" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	if err := WaitHTTP(srv.URL+"/ok", time.Second); err != nil {
+		t.Errorf("200 endpoint: %v", err)
+	}
+	if err := WaitHTTP(srv.URL+"/down", 200*time.Millisecond); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("503 endpoint: got %v, want an error naming the status", err)
+	}
+}
+
+// echoServer echoes every connection back, until the test ends.
+func echoServer(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lis.Close() })
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	return lis.Addr().String()
+}
+
+// roundTrip writes msg on c and reads it back within wait.
+func roundTrip(c net.Conn, msg string, wait time.Duration) (string, error) {
+	if _, err := c.Write([]byte(msg)); err != nil {
+		return "", err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	buf := make([]byte, len(msg))
+	_, err := io.ReadFull(c, buf)
+	return string(buf), err
+}
+
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestPGProxyStallResume(t *testing.T) {
+	p := NewPGProxyT(t, echoServer(t))
+	c := dial(t, p.Addr())
+	if got, err := roundTrip(c, "a", time.Second); err != nil || got != "a" {
+		t.Fatalf("passing: %q %v", got, err)
+	}
+	p.Stall()
+	if got, err := roundTrip(c, "b", 200*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("stalled: got %q %v, want a read timeout", got, err)
+	}
+	if err := p.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	// The held byte arrives now.
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 1)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "b" {
+		t.Fatalf("resumed: %q %v", buf, err)
+	}
+}
+
+func TestPGProxyCutResumeClose(t *testing.T) {
+	p := NewPGProxyT(t, echoServer(t))
+	c := dial(t, p.Addr())
+	if _, err := roundTrip(c, "a", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	p.Cut()
+	if _, err := roundTrip(c, "b", time.Second); !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, io.EOF) {
+		t.Errorf("cut connection: %v, want reset", err)
+	}
+	if c, err := net.DialTimeout("tcp", p.Addr(), time.Second); err == nil {
+		c.Close()
+		t.Error("cut: new connection accepted")
+	}
+	if err := p.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := roundTrip(dial(t, p.Addr()), "c", time.Second); err != nil || got != "c" {
+		t.Fatalf("resumed on the same address: %q %v", got, err)
+	}
+	p.Close()
+	if err := p.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.DialTimeout("tcp", p.Addr(), time.Second); err == nil {
+		c.Close()
+		t.Error("closed: Resume listened again")
+	}
+}
+
+func TestRedisLifecycle(t *testing.T) {
+	r := NewRedisT(t)
+	if r.ping() {
+		t.Fatal("answers PING before Start")
+	}
+	if err := r.Pause(); err == nil {
+		t.Error("Pause before Start: no error")
+	}
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(r.URL(), "redis://"+r.Addr()) {
+		t.Errorf("URL %s does not name %s", r.URL(), r.Addr())
+	}
+	if err := r.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	if r.ping() {
+		t.Error("answers PING while paused")
+	}
+	if err := r.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if !r.ping() {
+		t.Error("no PING answer after Resume")
+	}
+	r.Kill()
+	if r.ping() {
+		t.Error("answers PING after Kill")
+	}
+	if err := r.Start(); err != nil { // same port again
+		t.Fatal(err)
+	}
+}
+
+func TestRepoRoot(t *testing.T) {
+	root := RepoRootT(t)
+	if _, err := os.Stat(filepath.Join(root, "internal", "testproc", "doc.go")); err != nil {
+		t.Errorf("RepoRoot %s: %v", root, err)
+	}
+}
