@@ -2,10 +2,7 @@ package cache
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/roles"
+	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 )
 
 // countingResolver is the next tier in these unit tests: it answers from a
@@ -203,41 +201,8 @@ func TestEntryCostCountsContent(t *testing.T) {
 	}
 }
 
-// redisClient connects to the test Redis and returns a unique key prefix.
-// Unreachable Redis fails the test under CI and skips it elsewhere.
-func redisClient(t *testing.T) (*redis.Client, string) {
-	t.Helper()
-	url := os.Getenv("AUTHZ_TEST_REDIS_URL")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		rdb.Close()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis at %s unreachable: %v", url, err)
-		}
-		t.Skipf("redis at %s unreachable (set CI=true to fail instead): %v", url, err)
-	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	prefix := "authztest:" + hex.EncodeToString(b) + ":"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := rdb.Scan(ctx, 0, prefix+"*", 100).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
-		}
-		rdb.Close()
-	})
-	return rdb, prefix
-}
+// redisClient is the shared test Redis with a key prefix of t's own.
+func redisClient(t *testing.T) (*redis.Client, string) { return testproc.RedisDB(t) }
 
 func TestL2StoresAndServes(t *testing.T) {
 	t.Parallel()

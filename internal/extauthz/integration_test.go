@@ -2,11 +2,8 @@ package extauthz_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,6 +27,7 @@ import (
 	"github.com/authz-sidecar/authz-sidecar/internal/pgtest"
 	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 	"github.com/authz-sidecar/authz-sidecar/internal/roles"
+	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 )
 
 const issuer = jwttest.Issuer
@@ -81,13 +79,6 @@ type env struct {
 	redisOK bool
 }
 
-func redisURL() string {
-	if u := os.Getenv("AUTHZ_TEST_REDIS_URL"); u != "" {
-		return u
-	}
-	return "redis://127.0.0.1:6379/0"
-}
-
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
@@ -118,24 +109,7 @@ func newEnv(t *testing.T) *env {
 	t.Cleanup(e.db.Close)
 	e.source = &countingSource{Source: pg.NewMemberRepository(e.db)}
 
-	opts, _ := redis.ParseURL(redisURL())
-	e.rdb = redis.NewClient(opts)
-	t.Cleanup(func() { e.rdb.Close() })
-	if err := e.rdb.Ping(ctx).Err(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis unreachable: %v", err)
-		}
-		t.Skipf("redis unreachable (CI=true fails instead): %v", err)
-	}
-	rb := make([]byte, 6)
-	rand.Read(rb)
-	e.prefix = "authztest:" + hex.EncodeToString(rb) + ":"
-	t.Cleanup(func() {
-		iter := e.rdb.Scan(ctx, 0, e.prefix+"*", 100).Iterator()
-		for iter.Next(ctx) {
-			e.rdb.Del(ctx, iter.Val())
-		}
-	})
+	e.rdb, e.prefix = testproc.RedisDB(t)
 	e.l1 = e.resolver(t, e.rdb)
 
 	engine := authz.New(pol, verifier, e.l1, authz.Config{})

@@ -3,8 +3,6 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"os"
@@ -17,7 +15,6 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/jackc/pgx/v5"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/pgtest"
 	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
@@ -37,37 +34,10 @@ var longTTLs = []string{"--l1-ttl", "5m", "--l1-negative-ttl", "5m", "--l2-ttl",
 // removing its keys afterwards.
 func freshRedis(t *testing.T) (string, string) {
 	t.Helper()
-	url := os.Getenv("AUTHZ_TEST_REDIS_URL")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		rdb.Close()
-		testproc.RequireOrSkip(t, "redis at %s unreachable: %v", url, err)
-	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	prefix := "authze2e:" + hex.EncodeToString(b) + ":"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := rdb.Scan(ctx, 0, prefix+"*", 100).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
-		}
-		rdb.Close()
-	})
-	return url, prefix
+	_, prefix := testproc.RedisDB(t)
+	return testproc.RedisURL(), prefix
 }
 
-// applyInvalidationTriggers installs sql/invalidation-triggers.sql, as a
-// DBA would once Better Auth's migrator has created the tables.
 func applyInvalidationTriggers(t *testing.T, dbURL string) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(testproc.RepoRootT(t), "sql", "invalidation-triggers.sql"))
