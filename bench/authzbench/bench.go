@@ -139,6 +139,9 @@ func (b *bench) setup(ctx context.Context) error {
 		Warmup: b.cfg.Warmup.String(), Duration: b.cfg.Duration.String(), Conns: b.cfg.Conns,
 		Concurrency: b.cfg.Concurrency, FreshTokens: b.cfg.FreshTokens, Fill: b.cfg.Fill,
 	}
+	if len(b.cfg.Rates) > 0 {
+		r.Config.Rates, r.Config.RateDuration, r.Config.MaxInFlight = b.cfg.Rates, b.cfg.RateDuration.String(), b.cfg.MaxInFlight
+	}
 
 	opts, err := redis.ParseURL(b.cfg.RedisURL)
 	if err != nil {
@@ -197,6 +200,21 @@ func (b *bench) setup(ctx context.Context) error {
 }
 
 func (b *bench) wants(id string) bool { return strings.Contains(b.cfg.Scenarios, id) }
+
+// loads are the loads scenario sc runs at, in order: the closed-loop
+// concurrencies, then the fixed rates.
+func (b *bench) loads(sc scenario) []load {
+	var out []load
+	for _, c := range b.cfg.Concurrency {
+		out = append(out, load{Conc: c})
+	}
+	if sc.FixedRate {
+		for _, r := range b.cfg.Rates {
+			out = append(out, load{Rate: r})
+		}
+	}
+	return out
+}
 
 // dial opens cfg.Conns gRPC connections to addr.
 func (b *bench) dial(addr string) ([]grpc.ClientConnInterface, func(), error) {
@@ -361,13 +379,13 @@ func (b *bench) sidecarStep(ctx context.Context, st sidecarStep) error {
 		if !strings.Contains(st.ids, sc.ID) || !b.wants(sc.ID) {
 			continue
 		}
-		for _, c := range b.cfg.Concurrency {
+		for n, l := range b.loads(sc) {
 			var src loadgen.Source
 			switch sc.ID {
 			case "a":
 				src = b.req.fewKeys()
 			case "b":
-				if c == b.cfg.Concurrency[0] {
+				if n == 0 {
 					if err := prefill(); err != nil {
 						return err
 					}
@@ -376,7 +394,7 @@ func (b *bench) sidecarStep(ctx context.Context, st sidecarStep) error {
 			case "c":
 				// Puts every user's token in the token cache, so that c
 				// measures Postgres rather than signature checks.
-				if c == b.cfg.Concurrency[0] {
+				if n == 0 {
 					if err := prefill(); err != nil {
 						return err
 					}
@@ -390,10 +408,10 @@ func (b *bench) sidecarStep(ctx context.Context, st sidecarStep) error {
 				}
 				src = b.fresh.source(false)
 			}
-			if _, err := b.measure(ctx, b.noop, sc, "noop", c, noopSources[sc.ID]()); err != nil {
+			if _, err := b.measure(ctx, b.noop, sc, "noop", l, noopSources[sc.ID]()); err != nil {
 				return err
 			}
-			res, err := b.measure(ctx, sidecar, sc, "sidecar", c, src)
+			res, err := b.measure(ctx, sidecar, sc, "sidecar", l, src)
 			if err != nil {
 				return err
 			}
@@ -517,9 +535,10 @@ func (b *bench) fillStep(ctx context.Context) error {
 	return b.noteWarnings(s)
 }
 
-// measure runs one (scenario, server, concurrency) and records it. It fails
-// on any answer that is not the expected allow.
-func (b *bench) measure(ctx context.Context, t target, sc scenario, kind string, conc int, src loadgen.Source) (*loadgen.Result, error) {
+// measure runs one (scenario, server, load) and records it. It fails on
+// any answer that is not the expected allow, and on a fixed-rate run that
+// could not keep its schedule (loadgen.ErrBehind).
+func (b *bench) measure(ctx context.Context, t target, sc scenario, kind string, l load, src loadgen.Source) (*loadgen.Result, error) {
 	s := t.srv
 	sidecar := kind == "sidecar"
 	var before metrics
@@ -533,13 +552,20 @@ func (b *bench) measure(ctx context.Context, t target, sc scenario, kind string,
 	if err != nil {
 		return nil, err
 	}
-	stall := watchStalls(5 * time.Millisecond)
-	res, err := loadgen.Run(ctx, loadgen.Config{
-		Conns: t.conns, Workers: conc, Warmup: b.cfg.Warmup, Duration: b.cfg.Duration,
+	lc := loadgen.Config{
+		Conns: t.conns, Workers: l.Conc, Warmup: b.cfg.Warmup, Duration: b.cfg.Duration,
 		Source: src, CheckIdentity: sidecar,
-	})
+	}
+	if l.Rate > 0 {
+		lc.Workers, lc.Rate, lc.MaxInFlight, lc.Duration = 0, float64(l.Rate), b.cfg.MaxInFlight, b.cfg.RateDuration
+	}
+	stall := watchStalls(5 * time.Millisecond)
+	res, err := loadgen.Run(ctx, lc)
 	maxStall := stall()
-	if err != nil {
+	// A run that fell behind its schedule is still recorded and logged
+	// below, for the diagnosis, and then fails the benchmark.
+	behind := err
+	if err != nil && !errors.Is(err, loadgen.ErrBehind) {
 		return nil, err
 	}
 	cpu1, err := cpuTime(s.pid())
@@ -547,10 +573,17 @@ func (b *bench) measure(ctx context.Context, t target, sc scenario, kind string,
 		return nil, err
 	}
 	row := runRow{
-		Scenario: sc.ID, Name: sc.Name, Server: kind, Concurrency: conc,
+		Scenario: sc.ID, Name: sc.Name, Server: kind, Concurrency: l.Conc,
 		Summary: loadgen.Summarize(res.Latencies, res.Elapsed), Sent: res.Sent,
 		Failures: res.Failures(), Unavailable: res.Unavailable, Exhausted: res.Exhausted,
 		DriverStall: maxStall,
+	}
+	if l.Rate > 0 {
+		lag := loadgen.Summarize(res.SendLags, 0)
+		row.FixedRate = &fixedRateRow{
+			Rate: l.Rate, MaxInFlight: lc.MaxInFlight, Late: res.Late,
+			SendLagP50: lag.P50, SendLagP99: lag.P99, SendLagMax: lag.Max,
+		}
 	}
 	if res.Sent > 0 {
 		row.CPUPerRequest = (cpu1 - cpu0) / time.Duration(res.Sent)
@@ -564,32 +597,41 @@ func (b *bench) measure(ctx context.Context, t target, sc scenario, kind string,
 		row.Tiers = &t
 		tok := tokenDelta(before, after)
 		row.TokenHits = &tok
-		if floor := b.report.find(sc.ID, "noop", conc); floor != nil {
+		if floor := b.report.find(sc.ID, "noop", l); floor != nil {
 			r := loadgen.Compare(row.Summary, floor.Summary)
 			row.Ratio = &r
 		}
 	}
 	b.report.Runs = append(b.report.Runs, row)
-	b.logf("%-12s %-7s c=%-3d %8.0f req/s  p50 %-8s p99 %-8s p99.9 %-8s CPU/req %-6s stall %-6s 503s %d  %s  tok %s",
-		sc.Name, kind, conc, row.Summary.Throughput, fmtDur(row.Summary.P50), fmtDur(row.Summary.P99),
-		fmtDur(row.Summary.P999), fmtDur(row.CPUPerRequest), fmtDur(maxStall), res.Unavailable, row.tierText(), row.tokenText())
+	sched := ""
+	if f := row.FixedRate; f != nil {
+		sched = fmt.Sprintf("  late %d  send lag p99 %s max %s", f.Late, fmtDur(f.SendLagP99), fmtDur(f.SendLagMax))
+	}
+	b.logf("%-12s %-7s c=%-7s %8.0f req/s  p50 %-8s p99 %-8s p99.9 %-8s CPU/req %-6s stall %-6s 503s %d  %s  tok %s%s",
+		sc.Name, kind, l, row.Summary.Throughput, fmtDur(row.Summary.P50), fmtDur(row.Summary.P99),
+		fmtDur(row.Summary.P999), fmtDur(row.CPUPerRequest), fmtDur(maxStall), res.Unavailable, row.tierText(), row.tokenText(), sched)
 	// A deny, an error or a wrong identity is a wrong answer: the run is
 	// void. A 503 (the sidecar's --check-timeout expired) is a slow answer,
 	// not a wrong one: it is counted and shown, since on a shared 2-core
 	// machine a stall of the whole host can cause a few.
 	if res.Failures() > res.Unavailable {
-		return nil, fmt.Errorf("%s against %s at concurrency %d: %d of %d answers were not the expected allow "+
+		return nil, fmt.Errorf("%s against %s at load %s: %d of %d answers were not the expected allow "+
 			"(%d denied, of which %d were 503s; %d errors; %d wrong identity); first: %s — a benchmark of wrong answers is worthless",
-			sc.Name, kind, conc, res.Failures(), res.Sent, res.Denied, res.Unavailable, res.Errors, res.WrongIdentity, res.FirstFailure)
+			sc.Name, kind, l, res.Failures(), res.Sent, res.Denied, res.Unavailable, res.Errors, res.WrongIdentity, res.FirstFailure)
+	}
+	if behind != nil {
+		// The server (or this machine) could not carry the rate: its
+		// latencies are those of an overload, not of that rate.
+		return nil, fmt.Errorf("%s against %s at %s: %w (lower BENCH_RATE or raise BENCH_RATE_INFLIGHT)", sc.Name, kind, l, behind)
 	}
 	if res.Unavailable > 0 {
-		b.report.Notes = append(b.report.Notes, fmt.Sprintf("%s %s c=%d: %d of %d answers were 503 (timeouts); first: %s",
-			sc.Name, kind, conc, res.Unavailable, res.Sent, res.FirstFailure))
+		b.report.Notes = append(b.report.Notes, fmt.Sprintf("%s %s c=%s: %d of %d answers were 503 (timeouts); first: %s",
+			sc.Name, kind, l, res.Unavailable, res.Sent, res.FirstFailure))
 	}
-	if res.Exhausted && sc.ID == "d" {
+	if res.Exhausted {
 		b.report.Notes = append(b.report.Notes, fmt.Sprintf(
-			"fresh tokens ran out during %s c=%d: its window was %v instead of %v (raise BENCH_FRESH_TOKENS)",
-			kind, conc, res.Elapsed.Round(time.Millisecond), b.cfg.Duration))
+			"the requests of %s ran out during %s c=%s: its window was %v instead of %v (for d, raise BENCH_FRESH_TOKENS)",
+			sc.Name, kind, l, res.Elapsed.Round(time.Millisecond), lc.Duration))
 	}
 	return res, nil
 }

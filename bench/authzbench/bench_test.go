@@ -1,10 +1,13 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/protobuf/proto"
@@ -118,5 +121,97 @@ func TestWritePolicy(t *testing.T) {
 	}
 	if err := writePolicy(out+".missing", out, k); err == nil {
 		t.Error("writePolicy of a missing file succeeded")
+	}
+}
+
+// TestParseConfigLoads: the closed-loop and fixed-rate loads come from the
+// environment, and bad values are refused rather than ignored.
+func TestParseConfigLoads(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		env      map[string]string
+		conc     []int
+		rates    []int
+		rateDur  time.Duration
+		inflight int
+		wantErr  bool
+	}{
+		{name: "defaults", conc: []int{16, 64}, rates: []int{2000}, rateDur: 4 * time.Second, inflight: 256},
+		{
+			name: "lists", env: map[string]string{
+				"BENCH_CONCURRENCY": "8", "BENCH_RATE": "2000, 5000", "BENCH_RATE_DURATION": "2s", "BENCH_RATE_INFLIGHT": "64",
+			},
+			conc: []int{8}, rates: []int{2000, 5000}, rateDur: 2 * time.Second, inflight: 64,
+		},
+		{name: "rate 0 skips fixed-rate runs", env: map[string]string{"BENCH_RATE": "0"},
+			conc: []int{16, 64}, rates: nil, rateDur: 4 * time.Second, inflight: 256},
+		{name: "negative rate", env: map[string]string{"BENCH_RATE": "-5"}, wantErr: true},
+		{name: "0 inside a list", env: map[string]string{"BENCH_RATE": "2000,0"}, wantErr: true},
+		{name: "not a number", env: map[string]string{"BENCH_RATE": "2k"}, wantErr: true},
+		{name: "bad rate duration", env: map[string]string{"BENCH_RATE_DURATION": "0s"}, wantErr: true},
+		{name: "no slots", env: map[string]string{"BENCH_RATE_INFLIGHT": "0"}, wantErr: true},
+		{name: "bad concurrency", env: map[string]string{"BENCH_CONCURRENCY": "16,x"}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := parseConfig(nil, func(k string) string { return tt.env[k] }, io.Discard)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("parseConfig succeeded, want an error (rates %v)", c.Rates)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(c.Concurrency, tt.conc) || !slices.Equal(c.Rates, tt.rates) ||
+				c.RateDuration != tt.rateDur || c.MaxInFlight != tt.inflight {
+				t.Errorf("concurrency %v, rates %v, rate duration %v, in flight %d; want %v, %v, %v, %d",
+					c.Concurrency, c.Rates, c.RateDuration, c.MaxInFlight, tt.conc, tt.rates, tt.rateDur, tt.inflight)
+			}
+		})
+	}
+}
+
+// TestLoads: fixed-rate rows come after the closed-loop ones, only for the
+// scenarios that have them, and a row is found by its own load only, so a
+// sidecar row is never compared with the noop row of another load.
+func TestLoads(t *testing.T) {
+	t.Parallel()
+	b := &bench{cfg: config{Concurrency: []int{16, 64}, Rates: []int{2000}}}
+	byID := map[string]scenario{}
+	for _, sc := range scenarios {
+		byID[sc.ID] = sc
+	}
+	label := func(ls []load) []string {
+		var out []string
+		for _, l := range ls {
+			out = append(out, l.String())
+		}
+		return out
+	}
+	for id, want := range map[string][]string{
+		"a": {"16", "64", "@2000/s"}, "b": {"16", "64", "@2000/s"}, "c": {"16", "64", "@2000/s"}, "d": {"16", "64"},
+	} {
+		if got := label(b.loads(byID[id])); !slices.Equal(got, want) {
+			t.Errorf("scenario %s loads %v, want %v", id, got, want)
+		}
+	}
+	r := &report{Runs: []runRow{
+		{Scenario: "b", Server: "noop", Concurrency: 16},
+		{Scenario: "b", Server: "noop", FixedRate: &fixedRateRow{Rate: 2000}},
+	}}
+	if x := r.find("b", "noop", load{Rate: 2000}); x == nil || x.FixedRate == nil {
+		t.Errorf("find @2000/s = %+v, want the fixed-rate row", x)
+	}
+	if x := r.find("b", "noop", load{Conc: 16}); x == nil || x.FixedRate != nil {
+		t.Errorf("find 16 = %+v, want the closed-loop row", x)
+	}
+	for _, l := range []load{{Rate: 5000}, {Conc: 64}, {Conc: 2000}} {
+		if x := r.find("b", "noop", l); x != nil {
+			t.Errorf("find %s = %+v, want none", l, x)
+		}
 	}
 }

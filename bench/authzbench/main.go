@@ -6,7 +6,10 @@
 // It creates the database authz_bench with Better Auth's schema and 10 000
 // users in 100 organizations (10 memberships each), serves a JWKS on
 // loopback, signs Better Auth-shaped EdDSA tokens, and runs four scenarios
-// at each concurrency against noop and then the sidecar:
+// at each closed-loop concurrency (which saturates the machine) and, for a,
+// b and c, at each fixed rate (a load the machine carries, latency counted
+// from each request's intended send time), against noop and then the
+// sidecar:
 //
 //	a  L1 hits        a few users, tokens reused
 //	b  L2 hits        10 000 users, L1 TTL 1ms, Redis prefilled
@@ -22,7 +25,9 @@
 // Everything runs on loopback; every child process is stopped at the end
 // (and killed if this process dies). Tunables are environment variables:
 // BENCH_DURATION (5s), BENCH_WARMUP (1s), BENCH_CONNS (2),
-// BENCH_CONCURRENCY (16,64), BENCH_SCENARIOS (abcd), BENCH_FRESH_TOKENS
+// BENCH_CONCURRENCY (16,64), BENCH_RATE (fixed rates in req/s, 2000;
+// comma list, 0 skips), BENCH_RATE_DURATION (4s), BENCH_RATE_INFLIGHT
+// (256), BENCH_SCENARIOS (abcd), BENCH_FRESH_TOKENS
 // (300000), BENCH_L1_FILL (100000; 0 skips), BENCH_TIMEOUT (8m),
 // BENCH_DATABASE_URL and BENCH_REDIS_URL (else the AUTHZ_TEST_* ones),
 // BENCH_CPUPROFILE (a file for this process's CPU profile: the generator's

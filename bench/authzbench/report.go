@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,19 +33,38 @@ type reportConfig struct {
 	Duration    string `json:"duration"`
 	Conns       int    `json:"grpc_connections"`
 	Concurrency []int  `json:"concurrency"`
-	FreshTokens int    `json:"fresh_tokens"`
-	Fill        int    `json:"l1_fill"`
+	// Rates, RateDuration and MaxInFlight describe the fixed-rate runs.
+	Rates        []int  `json:"rates_rps,omitempty"`
+	RateDuration string `json:"rate_duration,omitempty"`
+	MaxInFlight  int    `json:"rate_max_in_flight,omitempty"`
+	FreshTokens  int    `json:"fresh_tokens"`
+	Fill         int    `json:"l1_fill"`
 }
 
-// runRow is one (scenario, server, concurrency).
+// load is what a run offers a server: Conc closed-loop workers, or, when
+// Rate is set, Rate requests per second on a fixed schedule.
+type load struct{ Conc, Rate int }
+
+// String is the table's conc column: "16", or "@2000/s" for a fixed rate.
+func (l load) String() string {
+	if l.Rate > 0 {
+		return fmt.Sprintf("@%d/s", l.Rate)
+	}
+	return strconv.Itoa(l.Conc)
+}
+
+// runRow is one (scenario, server, load).
 type runRow struct {
-	Scenario    string          `json:"scenario"`
-	Name        string          `json:"name"`
-	Server      string          `json:"server"`
-	Concurrency int             `json:"concurrency"`
+	Scenario string `json:"scenario"`
+	Name     string `json:"name"`
+	Server   string `json:"server"`
+	// Concurrency is the number of closed-loop workers (closed-loop rows
+	// only; fixed-rate rows have FixedRate instead).
+	Concurrency int             `json:"concurrency,omitempty"`
+	FixedRate   *fixedRateRow   `json:"fixed_rate,omitempty"`
 	Summary     loadgen.Summary `json:"summary"`
-	// Ratio is to the noop server's run of the same scenario and
-	// concurrency (sidecar rows only).
+	// Ratio is to the noop server's run of the same scenario and load
+	// (sidecar rows only).
 	Ratio *loadgen.Ratio `json:"ratio_to_noop,omitempty"`
 	// CPUPerRequest is the server process's user+system CPU per request
 	// (warm-up included), from /proc/PID/stat.
@@ -62,6 +82,29 @@ type runRow struct {
 	Exhausted bool     `json:"source_exhausted,omitempty"`
 	// Tiers counts which cache tier answered (sidecar rows only).
 	Tiers *tiers `json:"tiers,omitempty"`
+}
+
+// fixedRateRow is what a fixed-rate run adds to its row.
+type fixedRateRow struct {
+	Rate        int `json:"rate_rps"`
+	MaxInFlight int `json:"max_in_flight"`
+	// Late counts requests that could not leave on time because
+	// MaxInFlight were in flight (warm-up included); over 1% of them
+	// fails the run.
+	Late uint64 `json:"late"`
+	// SendLag* summarise how long after its due time each measured
+	// request really left: the generator's own scheduling error, which
+	// the latencies include.
+	SendLagP50 time.Duration `json:"send_lag_p50_ns"`
+	SendLagP99 time.Duration `json:"send_lag_p99_ns"`
+	SendLagMax time.Duration `json:"send_lag_max_ns"`
+}
+
+func (r *runRow) load() load {
+	if r.FixedRate != nil {
+		return load{Rate: r.FixedRate.Rate}
+	}
+	return load{Conc: r.Concurrency}
 }
 
 func (r *runRow) tierText() string {
@@ -104,10 +147,10 @@ type fillRow struct {
 	LiveBytesPerEntry float64 `json:"live_heap_bytes_per_entry"`
 }
 
-func (r *report) find(scenario, server string, conc int) *runRow {
+func (r *report) find(scenario, server string, l load) *runRow {
 	for i := range r.Runs {
 		x := &r.Runs[i]
-		if x.Scenario == scenario && x.Server == server && x.Concurrency == conc {
+		if x.Scenario == scenario && x.Server == server && x.load() == l {
 			return x
 		}
 	}
@@ -140,19 +183,29 @@ func (b *bench) text() string {
 	p("authz-sidecar load benchmark  %s  commit %s", r.Start.Format(time.RFC3339), r.Commit)
 	p("machine: %d CPUs (%s), %s, PostgreSQL %s, Redis %s; everything on loopback",
 		r.CPUs, r.CPUModel, r.GoVersion, r.PGVersion, r.RedisVersion)
-	p("load: one closed-loop generator for both servers: conc = workers = requests in flight, spread over %d gRPC (HTTP/2)",
+	p("load: one generator for both servers, over %d gRPC (HTTP/2) connections; closed loop (conc 16 = 16 workers = requests",
 		r.Config.Conns)
-	p("      connections; warm-up %s then %s measured per run; GET /api/orgs/{org}/leave/{id} (route read-leave), 14 headers,",
-		r.Config.Warmup, r.Config.Duration)
-	p("      Better Auth EdDSA JWT; every answer checked: must be OK (and name the right user, sidecar)")
+	if len(r.Config.Rates) > 0 {
+		p("      in flight): warm-up %s then %s measured per run; fixed rate (conc @2000/s): warm-up %s then %s measured, at most",
+			r.Config.Warmup, r.Config.Duration, r.Config.Warmup, r.Config.RateDuration)
+		p("      %d in flight; GET /api/orgs/{org}/leave/{id} (route read-leave), 14 headers, Better Auth EdDSA JWT; every answer",
+			r.Config.MaxInFlight)
+		p("      checked: must be OK (and name the right user, sidecar)")
+	} else {
+		p("      in flight): warm-up %s then %s measured per run; no fixed-rate runs (BENCH_RATE=0); GET /api/orgs/{org}/leave/{id}",
+			r.Config.Warmup, r.Config.Duration)
+		p("      (route read-leave), 14 headers, Better Auth EdDSA JWT; every answer checked: must be OK (and name the right")
+		p("      user, sidecar)")
+	}
 	p("")
-	p("%-16s %-7s %4s %8s %7s %7s %7s %8s %8s %7s %5s %6s  %-11s %s",
-		"scenario", "server", "conc", "req/s", "p50", "p99", "p99.9", "thr/noop", "p99/noop", "CPU/req", "503s", "stall", "L1/L2/PG %", "tok %")
+	p("%-16s %-7s %7s %8s %7s %7s %7s %8s %8s %7s %5s %6s %4s %6s  %-11s %s",
+		"scenario", "server", "conc", "req/s", "p50", "p99", "p99.9", "thr/noop", "p99/noop", "CPU/req", "503s", "stall",
+		"late", "lag99", "L1/L2/PG %", "tok %")
 	var checked, unavailable uint64
 	for _, sc := range scenarios {
-		for _, c := range r.Config.Concurrency {
+		for _, l := range b.loads(sc) {
 			for _, kind := range []string{"noop", "sidecar"} {
-				x := r.find(sc.ID, kind, c)
+				x := r.find(sc.ID, kind, l)
 				if x == nil {
 					continue
 				}
@@ -164,15 +217,29 @@ func (b *bench) text() string {
 						thr, p99 = fmt.Sprintf("%.2f", x.Ratio.Throughput), fmt.Sprintf("%.2f", x.Ratio.P99)
 					}
 				}
-				p("%-16s %-7s %4d %8.0f %7s %7s %7s %8s %8s %7s %5d %6s  %-11s %s",
-					sc.ID+" "+sc.Name, kind, c, x.Summary.Throughput, fmtDur(x.Summary.P50), fmtDur(x.Summary.P99),
+				late, lag := "-", "-"
+				if f := x.FixedRate; f != nil {
+					late, lag = strconv.FormatUint(f.Late, 10), fmtDur(f.SendLagP99)
+				}
+				p("%-16s %-7s %7s %8.0f %7s %7s %7s %8s %8s %7s %5d %6s %4s %6s  %-11s %s",
+					sc.ID+" "+sc.Name, kind, l, x.Summary.Throughput, fmtDur(x.Summary.P50), fmtDur(x.Summary.P99),
 					fmtDur(x.Summary.P999), thr, p99, fmtDur(x.CPUPerRequest), x.Unavailable, fmtDur(x.DriverStall),
-					x.tierText(), x.tokenText())
+					late, lag, x.tierText(), x.tokenText())
 				unavailable += x.Unavailable
 			}
 		}
 	}
 	p("")
+	p("closed loop (conc 16, 64): each worker sends its next request when the answer arrives, so the run saturates the 2")
+	if len(r.Config.Rates) > 0 {
+		p("CPUs that generator, server, Redis and Postgres share, and p99 is mostly queueing. fixed rate (conc @N/s): requests")
+		p("leave every 1/N s whatever the answers, latency counted from each one's intended send time (no coordinated")
+		p("omission): the latency at a load the machine carries. late = fixed-rate requests held back because all %d slots",
+			r.Config.MaxInFlight)
+		p("were in flight (over 1%% fails the run); lag99 = p99 of how late requests left their schedule (included in p50..p99.9).")
+	} else {
+		p("CPUs that generator, server, Redis and Postgres share, and p99 is mostly queueing.")
+	}
 	p("thr/noop = sidecar req/s ÷ noop req/s; p99/noop = sidecar p99 ÷ noop p99 (same scenario, same conc).")
 	p("CPU/req = server process user+sys CPU per request; 503s = answers that timed out (--check-timeout);")
 	p("stall = worst lateness of a 5ms ticker in the load generator (host stalls); L1/L2/PG = L1 hits, L2 hits")
@@ -237,8 +304,8 @@ func (b *bench) tierWarnings() {
 		share := map[string]float64{"L1": l1, "L2": l2, "PG": pg}[want]
 		if share < 0.9 {
 			b.report.Notes = append(b.report.Notes, fmt.Sprintf(
-				"%s c=%d: only %.1f%% of lookups answered by %s (L1/L2/PG %s)",
-				x.Name, x.Concurrency, 100*share, want, x.tierText()))
+				"%s c=%s: only %.1f%% of lookups answered by %s (L1/L2/PG %s)",
+				x.Name, x.load(), 100*share, want, x.tierText()))
 		}
 	}
 }

@@ -231,15 +231,19 @@ type scenario struct {
 	Setup string
 	// Want is the tier that should answer ("L1", "L2" or "PG").
 	Want string
+	// FixedRate: the scenario also runs at each of config.Rates. Not d:
+	// each of its runs uses up single-use tokens from a pool sized for the
+	// closed-loop runs.
+	FixedRate bool
 }
 
 var scenarios = []scenario{
-	{ID: "a", Name: "L1 hits", Want: "L1",
+	{ID: "a", Name: "L1 hits", Want: "L1", FixedRate: true,
 		Setup: fmt.Sprintf("%d users, one org each, tokens reused (token-cache hits); default L1 (30s TTL), Redis L2 on", fewUsers)},
-	{ID: "b", Name: "L2 hits", Want: "L2",
+	{ID: "b", Name: "L2 hits", Want: "L2", FixedRate: true,
 		Setup: fmt.Sprintf("%d users, one org each, tokens reused; --l1-ttl 1ms so L1 always misses; Redis (and token cache) "+
 			"prefilled by one pass over all %d users before the runs", numUsers, numUsers)},
-	{ID: "c", Name: "Postgres", Want: "PG",
+	{ID: "c", Name: "Postgres", Want: "PG", FixedRate: true,
 		Setup: fmt.Sprintf("%d distinct (user, org) keys in turn, tokens reused (token cache prefilled); no Redis, --l1-ttl 1ms",
 			numKeys)},
 	{ID: "d", Name: "fresh tokens", Want: "L1",

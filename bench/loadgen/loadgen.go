@@ -1,14 +1,23 @@
-// Package loadgen drives an Envoy ext_authz Check server with closed-loop
-// workers and summarises what it saw: exact latency percentiles, throughput
-// and every answer that was not the expected allow. The benchmark driver
-// (bench/authzbench) runs the same generator, with the same requests,
-// against the do-nothing server and the real sidecar, so their ratio is the
-// sidecar's own cost.
+// Package loadgen drives an Envoy ext_authz Check server and summarises
+// what it saw: exact latency percentiles, throughput and every answer that
+// was not the expected allow. The benchmark driver (bench/authzbench) runs
+// the same generator, with the same requests, against the do-nothing server
+// and the real sidecar, so their ratio is the sidecar's own cost.
+//
+// It has two modes. Closed loop (Config.Workers): each worker sends its next
+// request when the previous answer arrives, so the load follows the server
+// and, with enough workers, saturates the machine; latency is then mostly
+// queueing. Fixed rate (Config.Rate): requests leave on a fixed schedule
+// whatever the answers, and each latency is counted from the request's
+// intended send time, so a stall of the server shows in every request it
+// delayed rather than in one (no coordinated omission).
 package loadgen
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -34,8 +43,21 @@ type Request struct {
 }
 
 // Source returns request i of a run (i counts from 0 across all workers),
-// or false when it has no more; a run ends early when its source does.
+// or false when it has no more; a run ends early when its source does. It
+// must be safe for concurrent use (closed-loop workers call it at once).
 type Source func(i uint64) (Request, bool)
+
+// DefaultMaxInFlight is Config.MaxInFlight when unset.
+const DefaultMaxInFlight = 256
+
+// MaxLateShare is the share of late requests (Result.Late) above which a
+// fixed-rate run fails: past it the server was not offered the asked rate,
+// and its latencies are those of an overload.
+const MaxLateShare = 0.01
+
+// ErrBehind is wrapped by Run's error when a fixed-rate run had more than
+// MaxLateShare of its requests late.
+var ErrBehind = errors.New("loadgen: fixed-rate run fell behind its schedule")
 
 // Config describes one run.
 type Config struct {
@@ -43,12 +65,22 @@ type Config struct {
 	Conns []grpc.ClientConnInterface
 	// Workers is the number of closed-loop workers: each sends its next
 	// request as soon as the previous answer arrives, so it is also the
-	// number of requests in flight.
+	// number of requests in flight. Unused when Rate is set.
 	Workers int
+	// Rate, when above 0, makes the run fixed-rate (open loop): request i
+	// is due i/Rate seconds after the start, sent then whatever the answers
+	// to earlier ones, and its latency is counted from that due time.
+	Rate float64
+	// MaxInFlight bounds the requests of a fixed-rate run that are sent
+	// and not yet answered (default DefaultMaxInFlight). A request due
+	// while all are in flight waits for one to end and is counted in
+	// Result.Late; its wait is part of its latency.
+	MaxInFlight int
 	// Warmup runs before the measured window; its requests are checked
 	// but not timed.
 	Warmup time.Duration
-	// Duration is the measured window. Workers start no request after it.
+	// Duration is the measured window. No request starts (closed loop) or
+	// is due (fixed rate) after it.
 	Duration time.Duration
 	// Source makes the requests.
 	Source Source
@@ -61,13 +93,25 @@ type Config struct {
 
 // Result is what one run saw.
 type Result struct {
-	// Latencies of the requests started in the measured window, sorted.
+	// Latencies of the requests started (closed loop) or due (fixed rate)
+	// in the measured window, sorted. At a fixed rate each is counted from
+	// the request's due time, not from when it really left.
 	Latencies []time.Duration
+	// SendLags (fixed rate only) are, for the same requests, how long
+	// after its due time each really left, sorted: the generator's own
+	// scheduling error (timer wake-up, host stalls), plus any wait for a
+	// free slot. It is included in Latencies.
+	SendLags []time.Duration
 	// Elapsed is the measured window as it really was: from the end of the
-	// warm-up until the last worker stopped.
+	// warm-up until the last request ended.
 	Elapsed time.Duration
 	// Sent counts every request, warm-up included.
 	Sent uint64
+	// Late (fixed rate only) counts requests that could not leave at their
+	// due time because MaxInFlight requests were in flight then: the one
+	// that found no free slot and every one due before a slot came free.
+	// Warm-up included.
+	Late uint64
 	// Denied counts answers that were not OK; Errors gRPC errors;
 	// WrongIdentity allows naming another user (or none). All in every
 	// phase.
@@ -107,104 +151,235 @@ func (c frameCodec) Unmarshal(data mem.BufferSlice, v any) error { return c.prot
 // Name is "proto": the server must see the ordinary content-type.
 func (frameCodec) Name() string { return "proto" }
 
+// generator is one run's shared state: the counters every worker adds to.
+type generator struct {
+	cfg                            Config
+	codec                          frameCodec
+	next, sent, late               atomic.Uint64
+	denied, errs, wrong, exhausted atomic.Uint64
+	unavailable                    atomic.Uint64
+	first                          atomic.Pointer[string]
+
+	start, measureFrom, end time.Time
+}
+
 // Run runs cfg until its window ends, its source runs out or ctx ends.
+// When a fixed-rate run had more than MaxLateShare of its requests late,
+// Run returns its result together with an error wrapping ErrBehind; on
+// any other error the result is nil.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
-	if len(cfg.Conns) == 0 || cfg.Workers <= 0 || cfg.Source == nil || cfg.Duration <= 0 {
-		return nil, fmt.Errorf("loadgen: incomplete config (conns %d, workers %d, duration %v)",
-			len(cfg.Conns), cfg.Workers, cfg.Duration)
+	if len(cfg.Conns) == 0 || cfg.Source == nil || cfg.Duration <= 0 || cfg.Warmup < 0 {
+		return nil, fmt.Errorf("loadgen: incomplete config (conns %d, duration %v, warm-up %v)",
+			len(cfg.Conns), cfg.Duration, cfg.Warmup)
 	}
-	codec := frameCodec{proto: encoding.GetCodecV2("proto")}
+	switch {
+	case math.IsNaN(cfg.Rate) || math.IsInf(cfg.Rate, 0) || cfg.Rate < 0:
+		return nil, fmt.Errorf("loadgen: rate %v: want a finite rate >= 0", cfg.Rate)
+	case cfg.Rate == 0 && cfg.Workers <= 0:
+		return nil, fmt.Errorf("loadgen: closed loop needs workers, have %d", cfg.Workers)
+	case cfg.Rate > 0 && cfg.MaxInFlight < 0:
+		return nil, fmt.Errorf("loadgen: max in flight %d: want >= 0", cfg.MaxInFlight)
+	}
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = 5 * time.Second
 	}
-	var (
-		next, sent                     atomic.Uint64
-		denied, errs, wrong, exhausted atomic.Uint64
-		unavailable                    atomic.Uint64
-		first                          atomic.Pointer[string]
-		wg                             sync.WaitGroup
-	)
-	fail := func(counter *atomic.Uint64, msg string) {
-		counter.Add(1)
-		first.CompareAndSwap(nil, &msg)
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
 	}
-	start := time.Now()
-	measureFrom := start.Add(cfg.Warmup)
-	end := measureFrom.Add(cfg.Duration)
-	perWorker := make([][]time.Duration, cfg.Workers)
-	for w := range cfg.Workers {
-		conn := cfg.Conns[w%len(cfg.Conns)]
+	g := &generator{cfg: cfg, codec: frameCodec{proto: encoding.GetCodecV2("proto")}}
+	g.start = time.Now()
+	g.measureFrom = g.start.Add(cfg.Warmup)
+	g.end = g.measureFrom.Add(cfg.Duration)
+	var lats, lags [][]time.Duration
+	if cfg.Rate > 0 {
+		lats, lags = g.fixedRate(ctx)
+	} else {
+		lats = g.closedLoop(ctx)
+	}
+	stopped := time.Now()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("loadgen: run interrupted: %w", err)
+	}
+	r := &Result{
+		Latencies:     merge(lats),
+		Elapsed:       max(stopped.Sub(g.measureFrom), 0),
+		Sent:          g.sent.Load(),
+		Late:          g.late.Load(),
+		Denied:        g.denied.Load(),
+		Errors:        g.errs.Load(),
+		WrongIdentity: g.wrong.Load(),
+		Unavailable:   g.unavailable.Load(),
+		Exhausted:     g.exhausted.Load() == 1,
+	}
+	if lags != nil {
+		r.SendLags = merge(lags)
+	}
+	if p := g.first.Load(); p != nil {
+		r.FirstFailure = *p
+	}
+	if float64(r.Late) > MaxLateShare*float64(r.Sent) {
+		return r, fmt.Errorf("%w: %d of %d requests late at %.0f req/s (all %d slots in flight; at most %.0f%% allowed)",
+			ErrBehind, r.Late, r.Sent, cfg.Rate, cfg.MaxInFlight, 100*MaxLateShare)
+	}
+	return r, nil
+}
+
+// closedLoop runs cfg.Workers workers, each sending its next request when
+// the previous answer arrives, and returns each worker's latencies.
+func (g *generator) closedLoop(ctx context.Context) [][]time.Duration {
+	var wg sync.WaitGroup
+	perWorker := make([][]time.Duration, g.cfg.Workers)
+	for w := range g.cfg.Workers {
+		conn := g.cfg.Conns[w%len(g.cfg.Conns)]
 		wg.Go(func() {
 			lats := make([]time.Duration, 0, 4096)
-			for ctx.Err() == nil {
-				if !time.Now().Before(end) {
-					break
-				}
-				i := next.Add(1) - 1
-				req, ok := cfg.Source(i)
+			for ctx.Err() == nil && time.Now().Before(g.end) {
+				i := g.next.Add(1) - 1
+				req, ok := g.cfg.Source(i)
 				if !ok {
-					exhausted.Store(1)
+					g.exhausted.Store(1)
 					break
 				}
-				sent.Add(1)
-				cctx, cancel := context.WithTimeout(ctx, cfg.CallTimeout)
-				resp := new(authv3.CheckResponse)
 				t0 := time.Now()
-				err := conn.Invoke(cctx, checkMethod, frame(req.Frame), resp, grpc.ForceCodecV2(codec))
-				lat := time.Since(t0)
-				cancel()
-				if !t0.Before(measureFrom) {
-					lats = append(lats, lat)
-				}
-				switch {
-				case err != nil:
-					if ctx.Err() != nil {
-						break
-					}
-					fail(&errs, fmt.Sprintf("request %d: gRPC error: %v", i, err))
-				case resp.GetStatus().GetCode() != int32(rpccode.Code_OK):
-					if resp.GetStatus().GetCode() == int32(rpccode.Code_UNAVAILABLE) {
-						unavailable.Add(1)
-					}
-					fail(&denied, fmt.Sprintf("request %d: %s", i, describeDenial(resp)))
-				case cfg.CheckIdentity && req.UserID != "" && okHeader(resp, headerUserID) != req.UserID:
-					fail(&wrong, fmt.Sprintf("request %d: allowed with %s %q, want %q",
-						i, headerUserID, okHeader(resp, headerUserID), req.UserID))
+				done := g.call(ctx, conn, i, req)
+				if !t0.Before(g.measureFrom) {
+					lats = append(lats, done.Sub(t0))
 				}
 			}
 			perWorker[w] = lats
 		})
 	}
 	wg.Wait()
-	stopped := time.Now()
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("loadgen: run interrupted: %w", err)
+	return perWorker
+}
+
+// job is a request of a fixed-rate run, handed to a worker when due.
+type job struct {
+	i   uint64
+	due time.Time
+	req Request
+}
+
+// fixedRate sends request i at g.start + i/Rate from one scheduler, on
+// cfg.MaxInFlight workers, and returns each worker's latencies and send
+// lags.
+//
+// A slot (a token in slots) is taken before a request leaves and given
+// back when its answer arrives, so at most MaxInFlight are in flight
+// whatever the goroutine scheduling. When none is free the scheduler waits
+// for one; that request, and every later one already due when the wait
+// ended, are late.
+func (g *generator) fixedRate(ctx context.Context) (lats, lags [][]time.Duration) {
+	n := g.cfg.MaxInFlight
+	slots := make(chan struct{}, n)
+	jobs := make(chan job, n) // never full: a job holds a slot
+	lats, lags = make([][]time.Duration, n), make([][]time.Duration, n)
+	var wg sync.WaitGroup
+	for w := range n {
+		conn := g.cfg.Conns[w%len(g.cfg.Conns)]
+		wg.Go(func() {
+			for j := range jobs {
+				t0 := time.Now()
+				done := g.call(ctx, conn, j.i, j.req)
+				<-slots
+				if !j.due.Before(g.measureFrom) {
+					lats[w] = append(lats[w], done.Sub(j.due))
+					lags[w] = append(lags[w], t0.Sub(j.due))
+				}
+			}
+		})
 	}
-	r := &Result{
-		Elapsed:       stopped.Sub(measureFrom),
-		Sent:          sent.Load(),
-		Denied:        denied.Load(),
-		Errors:        errs.Load(),
-		WrongIdentity: wrong.Load(),
-		Unavailable:   unavailable.Load(),
-		Exhausted:     exhausted.Load() == 1,
+	// The scheduler runs on its own goroutine: schedule may lock it to an
+	// OS thread it alters (see sleeper), which then ends with it.
+	wg.Go(func() {
+		defer close(jobs)
+		g.schedule(ctx, slots, jobs)
+	})
+	wg.Wait()
+	return lats, lags
+}
+
+// schedule hands each request to the workers at its due time.
+func (g *generator) schedule(ctx context.Context, slots chan struct{}, jobs chan<- job) {
+	sleep := newSleeper()
+	interval := float64(time.Second) / g.cfg.Rate
+	var behindUntil time.Time // requests due before it waited for a slot
+	for i := uint64(0); ctx.Err() == nil; i++ {
+		due := g.start.Add(time.Duration(float64(i) * interval))
+		if !due.Before(g.end) {
+			return
+		}
+		// Made before its due time, so making it delays nothing.
+		req, ok := g.cfg.Source(i)
+		if !ok {
+			g.exhausted.Store(1)
+			return
+		}
+		if !sleep(ctx, due) {
+			return
+		}
+		late := due.Before(behindUntil)
+		select {
+		case slots <- struct{}{}:
+		default:
+			late = true
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			behindUntil = time.Now()
+		}
+		if late {
+			g.late.Add(1)
+		}
+		jobs <- job{i: i, due: due, req: req}
 	}
+}
+
+// call sends request i on conn, counts what its answer says, and returns
+// when the answer arrived.
+func (g *generator) call(ctx context.Context, conn grpc.ClientConnInterface, i uint64, req Request) time.Time {
+	g.sent.Add(1)
+	cctx, cancel := context.WithTimeout(ctx, g.cfg.CallTimeout)
+	defer cancel()
+	resp := new(authv3.CheckResponse)
+	err := conn.Invoke(cctx, checkMethod, frame(req.Frame), resp, grpc.ForceCodecV2(g.codec))
+	done := time.Now()
+	switch {
+	case err != nil:
+		if ctx.Err() == nil {
+			g.fail(&g.errs, fmt.Sprintf("request %d: gRPC error: %v", i, err))
+		}
+	case resp.GetStatus().GetCode() != int32(rpccode.Code_OK):
+		if resp.GetStatus().GetCode() == int32(rpccode.Code_UNAVAILABLE) {
+			g.unavailable.Add(1)
+		}
+		g.fail(&g.denied, fmt.Sprintf("request %d: %s", i, describeDenial(resp)))
+	case g.cfg.CheckIdentity && req.UserID != "" && okHeader(resp, headerUserID) != req.UserID:
+		g.fail(&g.wrong, fmt.Sprintf("request %d: allowed with %s %q, want %q",
+			i, headerUserID, okHeader(resp, headerUserID), req.UserID))
+	}
+	return done
+}
+
+func (g *generator) fail(counter *atomic.Uint64, msg string) {
+	counter.Add(1)
+	g.first.CompareAndSwap(nil, &msg)
+}
+
+// merge concatenates and sorts per-worker samples.
+func merge(parts [][]time.Duration) []time.Duration {
 	n := 0
-	for _, l := range perWorker {
-		n += len(l)
+	for _, p := range parts {
+		n += len(p)
 	}
-	r.Latencies = make([]time.Duration, 0, n)
-	for _, l := range perWorker {
-		r.Latencies = append(r.Latencies, l...)
+	out := make([]time.Duration, 0, n)
+	for _, p := range parts {
+		out = append(out, p...)
 	}
-	slices.Sort(r.Latencies)
-	if p := first.Load(); p != nil {
-		r.FirstFailure = *p
-	}
-	if r.Elapsed < 0 {
-		r.Elapsed = 0
-	}
-	return r, nil
+	slices.Sort(out)
+	return out
 }
 
 func describeDenial(resp *authv3.CheckResponse) string {
