@@ -605,11 +605,11 @@ func (b *bench) measure(ctx context.Context, t target, sc scenario, kind string,
 	b.report.Runs = append(b.report.Runs, row)
 	sched := ""
 	if f := row.FixedRate; f != nil {
-		sched = fmt.Sprintf("  late %d  send lag p99 %s max %s", f.Late, fmtDur(f.SendLagP99), fmtDur(f.SendLagMax))
+		sched = fmt.Sprintf("  late %d  send lag p99 %s max %s", f.Late, loadgen.FormatDuration(f.SendLagP99), loadgen.FormatDuration(f.SendLagMax))
 	}
 	b.logf("%-12s %-7s c=%-7s %8.0f req/s  p50 %-8s p99 %-8s p99.9 %-8s CPU/req %-6s stall %-6s 503s %d  %s  tok %s%s",
-		sc.Name, kind, l, row.Summary.Throughput, fmtDur(row.Summary.P50), fmtDur(row.Summary.P99),
-		fmtDur(row.Summary.P999), fmtDur(row.CPUPerRequest), fmtDur(maxStall), res.Unavailable, row.tierText(), row.tokenText(), sched)
+		sc.Name, kind, l, row.Summary.Throughput, loadgen.FormatDuration(row.Summary.P50), loadgen.FormatDuration(row.Summary.P99),
+		loadgen.FormatDuration(row.Summary.P999), loadgen.FormatDuration(row.CPUPerRequest), loadgen.FormatDuration(maxStall), res.Unavailable, row.tierText(), row.tokenText(), sched)
 	// A deny, an error or a wrong identity is a wrong answer: the run is
 	// void. A 503 (the sidecar's --check-timeout expired) is a slow answer,
 	// not a wrong one: it is counted and shown, since on a shared 2-core

@@ -157,20 +157,6 @@ func (r *report) find(scenario, server string, l load) *runRow {
 	return nil
 }
 
-// fmtDur prints a latency with three significant digits.
-func fmtDur(d time.Duration) string {
-	switch {
-	case d < time.Millisecond:
-		return fmt.Sprintf("%dµs", d.Microseconds())
-	case d < 10*time.Millisecond:
-		return fmt.Sprintf("%.2fms", float64(d)/1e6)
-	case d < 100*time.Millisecond:
-		return fmt.Sprintf("%.1fms", float64(d)/1e6)
-	default:
-		return fmt.Sprintf("%.0fms", float64(d)/1e6)
-	}
-}
-
 func mib(kib int64) string { return fmt.Sprintf("%.1f MiB", float64(kib)/1024) }
 
 func mibBytes(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
@@ -219,11 +205,11 @@ func (b *bench) text() string {
 				}
 				late, lag := "-", "-"
 				if f := x.FixedRate; f != nil {
-					late, lag = strconv.FormatUint(f.Late, 10), fmtDur(f.SendLagP99)
+					late, lag = strconv.FormatUint(f.Late, 10), loadgen.FormatDuration(f.SendLagP99)
 				}
 				p("%-16s %-7s %7s %8.0f %7s %7s %7s %8s %8s %7s %5d %6s %4s %6s  %-11s %s",
-					sc.ID+" "+sc.Name, kind, l, x.Summary.Throughput, fmtDur(x.Summary.P50), fmtDur(x.Summary.P99),
-					fmtDur(x.Summary.P999), thr, p99, fmtDur(x.CPUPerRequest), x.Unavailable, fmtDur(x.DriverStall),
+					sc.ID+" "+sc.Name, kind, l, x.Summary.Throughput, loadgen.FormatDuration(x.Summary.P50), loadgen.FormatDuration(x.Summary.P99),
+					loadgen.FormatDuration(x.Summary.P999), thr, p99, loadgen.FormatDuration(x.CPUPerRequest), x.Unavailable, loadgen.FormatDuration(x.DriverStall),
 					late, lag, x.tierText(), x.tokenText())
 				unavailable += x.Unavailable
 			}

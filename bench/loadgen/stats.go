@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"fmt"
 	"math"
 	"time"
 )
@@ -70,5 +71,20 @@ func Compare(s, floor Summary) Ratio {
 		Throughput: div(s.Throughput, floor.Throughput),
 		P99:        div(float64(s.P99), float64(floor.P99)),
 		P999:       div(float64(s.P999), float64(floor.P999)),
+	}
+}
+
+// FormatDuration prints a latency with three significant digits; both load
+// benchmarks print their tables with it.
+func FormatDuration(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return fmt.Sprintf("%dµs", d.Microseconds())
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.2fms", float64(d)/1e6)
+	case d < 100*time.Millisecond:
+		return fmt.Sprintf("%.1fms", float64(d)/1e6)
+	default:
+		return fmt.Sprintf("%.0fms", float64(d)/1e6)
 	}
 }

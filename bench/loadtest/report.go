@@ -45,7 +45,7 @@ func (r *report) write(out io.Writer) {
 	fmt.Fprintln(tw, "server\trequests\treq/s\tp50\tp99\tp99.9\tmax\twrong\t")
 	row := func(name string, s loadgen.Summary, p phase) {
 		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%d\t\n", name, s.Requests, s.Throughput,
-			fmtDur(s.P50), fmtDur(s.P99), fmtDur(s.P999), fmtDur(s.Max), p.out.wrong+p.warmupWrong)
+			loadgen.FormatDuration(s.P50), loadgen.FormatDuration(s.P99), loadgen.FormatDuration(s.P999), loadgen.FormatDuration(s.Max), p.out.wrong+p.warmupWrong)
 	}
 	row("nginx + sidecar", g, r.guarded)
 	row("nginx baseline", b, r.baseline)
@@ -173,25 +173,11 @@ func div(a, b float64) float64 {
 	return a / b
 }
 
-// fmtDur prints three significant digits, as bench/authzbench does.
-func fmtDur(d time.Duration) string {
-	switch {
-	case d < time.Millisecond:
-		return fmt.Sprintf("%dµs", d.Microseconds())
-	case d < 10*time.Millisecond:
-		return fmt.Sprintf("%.2fms", float64(d)/1e6)
-	case d < 100*time.Millisecond:
-		return fmt.Sprintf("%.1fms", float64(d)/1e6)
-	default:
-		return fmt.Sprintf("%.0fms", float64(d)/1e6)
-	}
-}
-
 func signedDur(d time.Duration) string {
 	if d < 0 {
-		return "-" + fmtDur(-d)
+		return "-" + loadgen.FormatDuration(-d)
 	}
-	return "+" + fmtDur(d)
+	return "+" + loadgen.FormatDuration(d)
 }
 
 // fmtSeconds prints a histogram value in seconds.
@@ -202,5 +188,5 @@ func fmtSeconds(s float64) string {
 	case math.IsInf(s, 1):
 		return "inf"
 	}
-	return fmtDur(time.Duration(s * float64(time.Second)))
+	return loadgen.FormatDuration(time.Duration(s * float64(time.Second)))
 }

@@ -166,7 +166,7 @@ func (e *Engine) Decide(ctx context.Context, r *Request) Decision {
 	})
 	d.Tier = tier
 	if err != nil {
-		return d.unavailable(err)
+		return d.unavailable(err, "permission lookup")
 	}
 	if !acc.UserFound {
 		return d.deny(ReasonUnknownUser, "user no longer exists")
@@ -237,11 +237,7 @@ func header(h Headers, name string) string {
 func (d Decision) tokenError(err error) Decision {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		// Waiting for a key refresh ran out of time: unknown, not invalid.
-		d.Code = CodeUnavailable
-		if errors.Is(err, context.Canceled) {
-			return d.finish(ReasonCanceled, "request canceled")
-		}
-		return d.finish(ReasonDeadline, "signing key lookup timed out")
+		return d.unavailable(err, "signing key lookup")
 	}
 	if errors.Is(err, authn.ErrNoKeys) {
 		// Without keys no token can be judged: the answer is unknown, not no.
@@ -255,11 +251,13 @@ func (d Decision) tokenError(err error) Decision {
 	return d.finish(ReasonInvalidToken, "invalid token: "+err.Error())
 }
 
-func (d Decision) unavailable(err error) Decision {
+// unavailable answers 503 for what could not be looked up, telling a
+// deadline apart from a caller's cancel.
+func (d Decision) unavailable(err error, what string) Decision {
 	d.Code = CodeUnavailable
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
-		return d.finish(ReasonDeadline, "permission lookup timed out")
+		return d.finish(ReasonDeadline, what+" timed out")
 	case errors.Is(err, context.Canceled):
 		return d.finish(ReasonCanceled, "request canceled")
 	default:

@@ -30,7 +30,10 @@ type Recorder struct {
 	cfg       Config
 	decisions *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
-	allows    atomic.Uint64
+	// byResult holds latency's three series, resolved once: Observe runs
+	// on every request.
+	byResult map[string]prometheus.Observer
+	allows   atomic.Uint64
 }
 
 // NewRecorder registers the decision metrics on reg and logs on log.
@@ -54,6 +57,10 @@ func NewRecorder(log *zap.Logger, reg prometheus.Registerer, cfg Config) (*Recor
 			return nil, fmt.Errorf("observe: register metrics: %w", err)
 		}
 	}
+	r.byResult = map[string]prometheus.Observer{}
+	for _, res := range []string{"allow", "deny", "shadow_deny"} {
+		r.byResult[res] = r.latency.WithLabelValues(res)
+	}
 	return r, nil
 }
 
@@ -68,7 +75,7 @@ func (r *Recorder) Observe(_ context.Context, req *authz.Request, d *authz.Decis
 	}
 	status := statusLabel(d.Code)
 	r.decisions.WithLabelValues(result, status, string(d.Reason), d.Route).Inc()
-	r.latency.WithLabelValues(result).Observe(elapsed.Seconds())
+	r.byResult[result].Observe(elapsed.Seconds())
 
 	// At debug level every decision is logged with its full trace (what
 	// "authz-sidecar explain" prints); at info, denies and sampled allows.
