@@ -44,6 +44,8 @@ type serveConfig struct {
 	Reflection          bool
 	DrainTimeout        time.Duration
 
+	SecretFile string
+
 	HTTPAuthzAddr        string
 	HTTPAuthzTrusted     string
 	HTTPAuthzEnvoyPrefix string
@@ -166,6 +168,7 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	boolean(&c.Reflection, "grpc-reflection", "AUTHZ_GRPC_REFLECTION", "enable gRPC server reflection")
 	dur(&c.DrainTimeout, "drain-timeout", "AUTHZ_DRAIN_TIMEOUT", "on SIGTERM, how long in-flight checks may take to finish")
 
+	str(&c.SecretFile, "better-auth-secret-file", "AUTHZ_BETTER_AUTH_SECRET_FILE", "file holding Better Auth's secret, which signs session cookies (default: $BETTER_AUTH_SECRETS' first entry, else $BETTER_AUTH_SECRET, as Better Auth reads them)")
 	str(&c.HTTPAuthzAddr, "http-authz-addr", "AUTHZ_HTTP_AUTHZ_ADDR", "listen address of the plain-HTTP decision endpoint for nginx auth_request, Traefik/Caddy forward auth and Envoy's HTTP ext_authz (empty: off)")
 	str(&c.HTTPAuthzTrusted, "http-authz-trusted", "AUTHZ_HTTP_AUTHZ_TRUSTED", "comma-separated CIDRs of the proxies allowed to ask over HTTP (empty: loopback only)")
 	str(&c.HTTPAuthzEnvoyPrefix, "http-authz-envoy-prefix", "AUTHZ_HTTP_AUTHZ_ENVOY_PREFIX", "Envoy http_service.path_prefix for Envoy-style HTTP checks, e.g. /envoy (empty: off)")

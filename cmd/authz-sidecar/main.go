@@ -65,7 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return err
 		}
-		return serve(ctx, cfg, stderr)
+		return serve(ctx, cfg, getenv, stderr)
 	case "validate":
 		return validate(args[1:], getenv, stdout, stderr)
 	case "test":

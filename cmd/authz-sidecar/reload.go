@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"time"
 
@@ -13,9 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/authz-sidecar/authz-sidecar/internal/authn"
 	"github.com/authz-sidecar/authz-sidecar/internal/authz"
-	"github.com/authz-sidecar/authz-sidecar/internal/cache"
 	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 )
 
@@ -24,8 +23,7 @@ import (
 // with every file:line problem, counted, and shown on /readyz.
 type reloader struct {
 	path   string
-	keys   *authn.KeySet
-	tokens *cache.Tokens
+	states stateBuilder
 	engine *authz.Engine
 	log    *zap.Logger
 
@@ -36,9 +34,9 @@ type reloader struct {
 	lastErr error // guarded by mu; nil after a successful (re)load
 }
 
-func newReloader(path string, keys *authn.KeySet, tokens *cache.Tokens, engine *authz.Engine, log *zap.Logger, reg prometheus.Registerer) (*reloader, error) {
+func newReloader(path string, states stateBuilder, engine *authz.Engine, log *zap.Logger, reg prometheus.Registerer) (*reloader, error) {
 	r := &reloader{
-		path: path, keys: keys, tokens: tokens, engine: engine, log: log.Named("policy"),
+		path: path, states: states, engine: engine, log: log.Named("policy"),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authz_policy_reloads_total",
 			Help: "Policy reload attempts by result (success, failure, unchanged).",
@@ -61,14 +59,15 @@ func newReloader(path string, keys *authn.KeySet, tokens *cache.Tokens, engine *
 func (r *reloader) reload() error {
 	cur := r.engine.Policy()
 	pol, err := policy.Load(r.path)
-	if err == nil && pol.JWT.JWKSURL != cur.JWT.JWKSURL {
-		// The key set is bound to its URL for the life of the process so
-		// that a bad edit can never leave the sidecar without keys.
-		err = fmt.Errorf("%s: jwt.jwks_url changed from %q to %q; restart the sidecar to change key source", r.path, cur.JWT.JWKSURL, pol.JWT.JWKSURL)
-	}
-	var v *authn.Verifier
+	var st authz.State
 	if err == nil {
-		v, err = newVerifier(pol, r.keys)
+		err = restartNeeded(cur, pol)
+	}
+	if err == nil {
+		st, err = r.states.state(pol)
+	}
+	if err == nil && pol.Version != cur.Version {
+		err = r.engine.SetState(st)
 	}
 	if err != nil {
 		r.setErr(err)
@@ -82,9 +81,6 @@ func (r *reloader) reload() error {
 		r.reloads.WithLabelValues("unchanged").Inc()
 		return nil
 	}
-	// A new token-cache generation: tokens verified under the old jwt
-	// settings are verified again under the new ones.
-	r.engine.SetPolicy(pol, r.tokens.For(v))
 	r.info.WithLabelValues(cur.Version).Set(0)
 	r.info.WithLabelValues(pol.Version).Set(1)
 	r.reloads.WithLabelValues("success").Inc()
@@ -93,6 +89,24 @@ func (r *reloader) reload() error {
 	}
 	r.log.Info("policy reloaded", zap.String("from", cur.Version), zap.String("to", pol.Version),
 		zap.Int("routes", len(pol.Routes)))
+	return nil
+}
+
+// restartNeeded refuses changes that the running process was built for:
+// the key set is bound to its URL (so a bad edit can never leave the
+// sidecar without keys), and the database queries and session storage to
+// the schema the process checked at start.
+func restartNeeded(cur, pol *policy.Policy) error {
+	switch {
+	case pol.JWT.Enabled != cur.JWT.Enabled:
+		return errors.New("the jwt section was added or removed; restart the sidecar to change key source")
+	case pol.JWT.JWKSURL != cur.JWT.JWKSURL:
+		return fmt.Errorf("jwt.jwks_url changed from %q to %q; restart the sidecar to change key source", cur.JWT.JWKSURL, pol.JWT.JWKSURL)
+	case pol.Session.Storage != cur.Session.Storage:
+		return errors.New("session.storage changed; restart the sidecar")
+	case !reflect.DeepEqual(pol.Schema, cur.Schema):
+		return errors.New("the schema section changed; restart the sidecar (its queries are checked and prepared at start)")
+	}
 	return nil
 }
 
@@ -168,6 +182,14 @@ func (r *reloader) concerns(ev fsnotify.Event) bool {
 	}
 	if filepath.Clean(ev.Name) == filepath.Clean(r.path) {
 		return true
+	}
+	if app := r.engine.Policy().AppRoles; app != "" {
+		if !filepath.IsAbs(app) {
+			app = filepath.Join(filepath.Dir(r.path), app)
+		}
+		if filepath.Clean(ev.Name) == filepath.Clean(app) {
+			return true
+		}
 	}
 	fi, err := os.Lstat(r.path)
 	return err == nil && fi.Mode()&os.ModeSymlink != 0

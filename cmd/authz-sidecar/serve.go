@@ -60,60 +60,239 @@ func newLogger(level, format string, out io.Writer) (*zap.Logger, error) {
 	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(out)), lvl)), nil
 }
 
-// serve runs the sidecar until ctx ends, then drains and returns nil.
-func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
+// listeners are the sockets the sidecar serves on. Tests pass their own.
+type listeners struct {
+	grpc, ops net.Listener
+	// httpAuthz is nil when the HTTP decision endpoint is off.
+	httpAuthz net.Listener
+}
+
+func (l listeners) close() {
+	for _, lis := range []net.Listener{l.grpc, l.ops, l.httpAuthz} {
+		if lis != nil {
+			lis.Close()
+		}
+	}
+}
+
+// listen opens the configured addresses.
+func listen(c serveConfig) (listeners, error) {
+	var l listeners
+	var err error
+	if l.grpc, err = net.Listen("tcp", c.GRPCAddr); err != nil {
+		return l, fmt.Errorf("listen grpc: %w", err)
+	}
+	if l.ops, err = net.Listen("tcp", c.HTTPAddr); err != nil {
+		l.close()
+		return l, fmt.Errorf("listen http: %w", err)
+	}
+	if c.HTTPAuthzAddr != "" {
+		if l.httpAuthz, err = net.Listen("tcp", c.HTTPAuthzAddr); err != nil {
+			l.close()
+			return l, fmt.Errorf("listen http authz: %w", err)
+		}
+	}
+	return l, nil
+}
+
+// serve runs the sidecar on the configured addresses until ctx ends, then
+// drains and returns nil.
+func serve(ctx context.Context, c serveConfig, getenv func(string) string, logOut io.Writer) error {
+	lis, err := listen(c)
+	if err != nil {
+		return err
+	}
+	return runSidecar(ctx, c, getenv, lis, logOut)
+}
+
+// runSidecar builds the sidecar and serves on lis (which it closes) until
+// ctx ends.
+func runSidecar(ctx context.Context, c serveConfig, getenv func(string) string, lis listeners, logOut io.Writer) error {
+	defer lis.close()
 	log, err := newLogger(c.LogLevel, c.LogFormat, logOut)
 	if err != nil {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck // nothing to do about a failed flush at exit
-
-	pol, err := policy.Load(c.Policies)
+	s, err := build(ctx, c, getenv, log)
+	if s != nil {
+		defer s.close()
+	}
 	if err != nil {
-		return fmt.Errorf("load policy: %w", err)
+		return err
+	}
+	return s.run(ctx, lis)
+}
+
+// sidecar is the built process: every part, constructed in order by build.
+type sidecar struct {
+	cfg      serveConfig
+	log      *zap.Logger
+	reg      *prometheus.Registry
+	pol      *policy.Policy
+	keys     *authn.KeySet // nil when the policy accepts no JWT
+	db       *pg.DB
+	tiers    *tiers
+	engine   *authz.Engine
+	recorder *observe.Recorder
+	reload   *reloader
+	health   *health.Server
+	ready    *readiness
+	closers  []func()
+}
+
+func (s *sidecar) close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+}
+
+// build constructs the sidecar in named steps; each step's resources are
+// released by close, in reverse order.
+func build(ctx context.Context, c serveConfig, getenv func(string) string, log *zap.Logger) (*sidecar, error) {
+	s := &sidecar{cfg: c, log: log}
+	var err error
+	if s.pol, err = policy.Load(c.Policies); err != nil {
+		return s, fmt.Errorf("load policy: %w", err)
+	}
+	for _, w := range s.pol.Warnings {
+		log.Warn("policy warning", zap.String("at", w.String()))
 	}
 	setMemoryLimit(c, log)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.reg = prometheus.NewRegistry()
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	secret, err := sessionSecret(c, getenv)
+	if err != nil {
+		return s, err
+	}
+	if s.keys, err = newKeySet(s.pol, c, log, s.reg); err != nil {
+		return s, err
+	}
+	if s.db, err = pg.Open(ctx, c.DatabaseURL, pg.Config{MaxConns: int32(c.PGMaxConns)}); err != nil {
+		return s, fmt.Errorf("open database: %w", err)
+	}
+	s.closers = append(s.closers, func() { closeBounded(s.db.Close, time.Second, log, "postgres pool") })
+	if s.tiers, err = newTiers(c, s.db, log, s.reg); err != nil {
+		return s, err
+	}
+	s.closers = append(s.closers, s.tiers.close)
+	states := stateBuilder{keys: s.keys, tokens: s.tiers.tokens}
+	st, err := states.state(s.pol)
+	if err != nil {
+		return s, err
+	}
+	if s.engine, err = authz.New(st, s.tiers.deps(), authz.Config{Secret: secret}); err != nil {
+		return s, err
+	}
+	if s.recorder, err = observe.NewRecorder(log, s.reg, observe.Config{AllowSampleRate: c.LogAllowEvery}); err != nil {
+		return s, err
+	}
+	if s.reload, err = newReloader(c.Policies, states, s.engine, log, s.reg); err != nil {
+		return s, err
+	}
+	s.health = health.NewServer()
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	s.ready = &readiness{keys: s.keys, db: s.db}
+	return s, nil
+}
 
-	// Keys: fetched in the background; until the first fetch succeeds the
-	// sidecar is not ready and answers 503.
-	grpcHealth := health.NewServer()
-	grpcHealth.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	jwksRefreshes := prometheus.NewCounterVec(prometheus.CounterOpts{
+// sessionSecret reads Better Auth's secret from --better-auth-secret-file,
+// else from the environment as Better Auth does. It is zero when none is
+// set; the engine refuses a policy that accepts sessions without one.
+func sessionSecret(c serveConfig, getenv func(string) string) (authn.Secret, error) {
+	if c.SecretFile != "" {
+		b, err := os.ReadFile(c.SecretFile)
+		if err != nil {
+			return authn.Secret{}, fmt.Errorf("--better-auth-secret-file: %w", err)
+		}
+		return authn.NewSecret(strings.TrimRight(string(b), "\r\n"))
+	}
+	s, _, err := authn.SecretFromEnv(getenv)
+	return s, err
+}
+
+// newKeySet returns the JWKS key set of the policy's jwt section, fetched
+// in the background (nil when the policy accepts no JWT).
+func newKeySet(pol *policy.Policy, c serveConfig, log *zap.Logger, reg prometheus.Registerer) (*authn.KeySet, error) {
+	if !pol.JWT.Enabled {
+		return nil, nil
+	}
+	refreshes := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "authz_jwks_refreshes_total",
 		Help: "JWKS fetches by result (success, failure).",
 	}, []string{"result"})
-	reg.MustRegister(jwksRefreshes)
+	if err := reg.Register(refreshes); err != nil {
+		return nil, err
+	}
 	keys, err := authn.NewKeySet(authn.KeySetConfig{
 		URL: pol.JWT.JWKSURL, RefreshInterval: c.JWKSRefresh, MinRefreshInterval: c.JWKSMinRefresh,
 		OnRefresh: func(err error) {
 			if err != nil {
-				jwksRefreshes.WithLabelValues("failure").Inc()
+				refreshes.WithLabelValues("failure").Inc()
 				return
 			}
-			jwksRefreshes.WithLabelValues("success").Inc()
+			refreshes.WithLabelValues("success").Inc()
 		},
 	}, log)
 	if err != nil {
-		return fmt.Errorf("key set: %w", err)
+		return nil, fmt.Errorf("key set: %w", err)
 	}
-	verifier, err := newVerifier(pol, keys)
-	if err != nil {
-		return err
-	}
+	return keys, nil
+}
 
-	db, err := pg.Open(ctx, c.DatabaseURL, pg.Config{MaxConns: int32(c.PGMaxConns)})
-	if err != nil {
-		return fmt.Errorf("open database: %w", err)
-	}
-	defer closeBounded(db.Close, time.Second, log, "postgres pool")
+// stateBuilder makes the engine state for a policy: the policy and a
+// verifier of its jwt section, behind a new generation of the token cache
+// (tokens verified under old jwt settings are verified again).
+type stateBuilder struct {
+	keys   *authn.KeySet
+	tokens *cache.Tokens
+}
 
+func (b stateBuilder) state(pol *policy.Policy) (authz.State, error) {
+	st := authz.State{Policy: pol}
+	if !pol.JWT.Enabled {
+		return st, nil
+	}
+	v, err := newVerifier(pol, b.keys)
+	if err != nil {
+		return st, err
+	}
+	st.Verifier = b.tokens.For(v)
+	return st, nil
+}
+
+// tiers are the lookups behind decisions, built once in their order:
+// ristretto (L1) → Redis (L2, when configured) → PostgreSQL.
+type tiers struct {
+	access   roles.Resolver
+	sessions authz.SessionResolver
+	apiKeys  authz.APIKeyResolver
+	tokens   *cache.Tokens
+	inv      *invalidate.Service // nil when invalidation is off
+	closers  []func()
+}
+
+func (t *tiers) deps() authz.Deps {
+	return authz.Deps{Access: t.access, Sessions: t.sessions, APIKeys: t.apiKeys}
+}
+
+func (t *tiers) close() {
+	for i := len(t.closers) - 1; i >= 0; i-- {
+		t.closers[i]()
+	}
+}
+
+// newTiers states the tier order once; serve and explain both use it.
+func newTiers(c serveConfig, db *pg.DB, log *zap.Logger, reg prometheus.Registerer) (*tiers, error) {
+	t := &tiers{}
 	source, err := observe.NewSource(pg.NewMemberRepository(db), reg)
 	if err != nil {
-		return err
+		return t, err
 	}
-	var resolver roles.Resolver = roles.NewSourceResolver(source)
+	var resolver roles.Resolver = roles.NewSourceResolver(source, nil)
+	t.sessions = sourceSessions{pg.NewSessionRepository(db)}
+	t.apiKeys = sourceAPIKeys{pg.NewAPIKeyRepository(db)}
+
 	// Invalidation is on when a channel (with Redis) or --pg-listen is set;
 	// inv is nil otherwise, and the tiers then skip every check.
 	var inv *cache.Invalidations
@@ -130,18 +309,18 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	if c.RedisURL != "" {
 		rdb, err := newRedis(c.RedisURL, c.RedisTimeout)
 		if err != nil {
-			return err
+			return t, err
 		}
 		// go-redis logs through a process-wide logger of its own; route it
 		// into the JSON log stream instead of plain text on stderr.
 		redis.SetLogger(redisLogger{log.Named("redis")})
-		defer rdb.Close()
+		t.closers = append(t.closers, func() { rdb.Close() })
 		l2, err := cache.NewL2(resolver, rdb, cache.L2Config{
 			Prefix: c.RedisPrefix, TTL: c.L2TTL, NegativeTTL: c.L2NegativeTTL, Timeout: c.RedisTimeout,
 			Invalidations: inv,
 		}, log, reg)
 		if err != nil {
-			return err
+			return t, err
 		}
 		resolver = l2
 		if inv != nil {
@@ -151,10 +330,10 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 				// connection and must not share the L2 call deadlines.
 				sub, err := redis.ParseURL(c.RedisURL)
 				if err != nil {
-					return fmt.Errorf("redis url: %w", err)
+					return t, fmt.Errorf("redis url: %w", err)
 				}
 				subClient := redis.NewClient(sub)
-				defer subClient.Close()
+				t.closers = append(t.closers, func() { subClient.Close() })
 				deps.Bus = cache.NewRedisBus(subClient, c.InvalidationChannel, log)
 			}
 		}
@@ -162,7 +341,7 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	if c.PGListen {
 		listener, err := pg.NewListener(cmp.Or(c.PGListenURL, c.DatabaseURL), pg.ListenerConfig{}, log)
 		if err != nil {
-			return fmt.Errorf("pg listen: %w", err)
+			return t, fmt.Errorf("pg listen: %w", err)
 		}
 		deps.Feed = listener
 	}
@@ -171,65 +350,67 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 		Invalidations: inv,
 	}, reg)
 	if err != nil {
-		return err
+		return t, err
 	}
-	defer l1.Close()
-	var invalidations *invalidate.Service
+	t.closers = append(t.closers, l1.Close)
+	t.access = l1
 	if inv != nil {
-		if invalidations, err = invalidate.New(invalidate.Config{}, deps, log, reg); err != nil {
-			return err
+		if t.inv, err = invalidate.New(invalidate.Config{}, deps, log, reg); err != nil {
+			return t, err
 		}
 	}
+	if t.tokens, err = cache.NewTokens(cache.TokensConfig{MaxBytes: c.TokenCacheBytes, MaxTTL: c.TokenCacheTTL}, reg); err != nil {
+		return t, err
+	}
+	t.closers = append(t.closers, t.tokens.Close)
+	return t, nil
+}
 
-	tokens, err := cache.NewTokens(cache.TokensConfig{MaxBytes: c.TokenCacheBytes, MaxTTL: c.TokenCacheTTL}, reg)
-	if err != nil {
-		return err
-	}
-	defer tokens.Close()
-	engine := authz.New(pol, tokens.For(verifier), l1, authz.Config{})
-	recorder, err := observe.NewRecorder(log, reg, observe.Config{AllowSampleRate: c.LogAllowEvery})
-	if err != nil {
-		return err
-	}
-	reload, err := newReloader(c.Policies, keys, tokens, engine, log, reg)
-	if err != nil {
-		return err
-	}
+// sourceSessions and sourceAPIKeys ask PostgreSQL directly.
+type sourceSessions struct{ repo *pg.SessionRepository }
+
+func (s sourceSessions) SessionByToken(ctx context.Context, token string) (*authn.Session, roles.Tier, error) {
+	started := time.Now()
+	v, err := s.repo.SessionByToken(ctx, token)
+	v.LoadedAt = started
+	return &v, roles.TierSource, err
+}
+
+func (s sourceSessions) SessionByID(ctx context.Context, id string) (*authn.Session, roles.Tier, error) {
+	started := time.Now()
+	v, err := s.repo.SessionByID(ctx, id)
+	v.LoadedAt = started
+	return &v, roles.TierSource, err
+}
+
+type sourceAPIKeys struct{ repo *pg.APIKeyRepository }
+
+func (s sourceAPIKeys) APIKeyByHash(ctx context.Context, hash string) (*authn.APIKey, roles.Tier, error) {
+	started := time.Now()
+	v, err := s.repo.APIKeyByHash(ctx, hash)
+	v.LoadedAt = started
+	return &v, roles.TierSource, err
+}
+
+// run serves until ctx ends or a server fails, then drains.
+func (s *sidecar) run(ctx context.Context, lis listeners) error {
+	c, log := s.cfg, s.log
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
 	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, extauthz.New(engine, recorder, extauthz.Config{Timeout: c.CheckTimeout}))
-	healthpb.RegisterHealthServer(gs, grpcHealth)
+	authv3.RegisterAuthorizationServer(gs, extauthz.New(s.engine, s.recorder, extauthz.Config{Timeout: c.CheckTimeout}))
+	healthpb.RegisterHealthServer(gs, s.health)
 	if c.Reflection {
 		reflection.Register(gs)
 	}
-
-	grpcLis, err := net.Listen("tcp", c.GRPCAddr)
-	if err != nil {
-		return fmt.Errorf("listen grpc: %w", err)
-	}
-	httpLis, err := net.Listen("tcp", c.HTTPAddr)
-	if err != nil {
-		grpcLis.Close()
-		return fmt.Errorf("listen http: %w", err)
-	}
-	hs := &http.Server{Handler: opsHandler(keys, reload, reg), ReadHeaderTimeout: 5 * time.Second}
-
+	hs := &http.Server{Handler: opsHandler(s.ready, s.reload, s.reg), ReadHeaderTimeout: 5 * time.Second}
 	var authzHTTP *http.Server
-	var authzLis net.Listener
-	if c.HTTPAuthzAddr != "" {
-		h, err := newHTTPAuthz(c, engine, recorder)
+	if lis.httpAuthz != nil {
+		h, err := newHTTPAuthz(c, s.engine, s.recorder)
 		if err != nil {
-			grpcLis.Close()
-			httpLis.Close()
 			return err
-		}
-		if authzLis, err = net.Listen("tcp", c.HTTPAuthzAddr); err != nil {
-			grpcLis.Close()
-			httpLis.Close()
-			return fmt.Errorf("listen http authz: %w", err)
 		}
 		authzHTTP = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 64 << 10}
 	}
@@ -238,34 +419,37 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)
-	wg.Go(func() { keys.Run(runCtx) })
-	wg.Go(func() { watchReady(runCtx, keys, grpcHealth, log) })
-	wg.Go(func() { reload.run(runCtx, hup) })
-	if invalidations != nil {
-		wg.Go(func() { invalidations.Run(runCtx) })
+	if s.keys != nil {
+		wg.Go(func() { s.keys.Run(runCtx) })
+	}
+	wg.Go(func() { s.ready.watch(runCtx, s.health, log) })
+	wg.Go(func() { s.reload.run(runCtx, hup) })
+	if s.tiers.inv != nil {
+		wg.Go(func() { s.tiers.inv.Run(runCtx) })
 	}
 	wg.Go(func() {
-		if err := gs.Serve(grpcLis); err != nil {
+		if err := gs.Serve(lis.grpc); err != nil {
 			errc <- fmt.Errorf("grpc server: %w", err)
 		}
 	})
 	wg.Go(func() {
-		if err := hs.Serve(httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := hs.Serve(lis.ops); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("http server: %w", err)
 		}
 	})
 	if authzHTTP != nil {
 		wg.Go(func() {
-			if err := authzHTTP.Serve(authzLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := authzHTTP.Serve(lis.httpAuthz); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("http authz server: %w", err)
 			}
 		})
-		log.Info("serving HTTP decisions (nginx auth_request, forward auth, Envoy HTTP service)", zap.String("addr", authzLis.Addr().String()))
+		log.Info("serving HTTP decisions (nginx auth_request, forward auth, Envoy HTTP service)", zap.String("addr", lis.httpAuthz.Addr().String()))
 	}
 	log.Info("serving",
-		zap.String("grpc", grpcLis.Addr().String()), zap.String("http", httpLis.Addr().String()),
-		zap.String("policy", c.Policies), zap.String("policy_version", pol.Version),
-		zap.Bool("redis", c.RedisURL != ""), zap.Bool("invalidation", invalidations != nil))
+		zap.String("grpc", lis.grpc.Addr().String()), zap.String("http", lis.ops.Addr().String()),
+		zap.String("policy", c.Policies), zap.String("policy_version", s.pol.Version),
+		zap.Stringer("credentials", s.pol.Enabled()),
+		zap.Bool("redis", c.RedisURL != ""), zap.Bool("invalidation", s.tiers.inv != nil))
 
 	var runErr error
 	select {
@@ -274,7 +458,7 @@ func serve(ctx context.Context, c serveConfig, logOut io.Writer) error {
 	}
 
 	// Drain: tell health checkers first, then let in-flight checks finish.
-	grpcHealth.Shutdown()
+	s.health.Shutdown()
 	log.Info("draining", zap.Duration("timeout", c.DrainTimeout))
 	stopped := make(chan struct{})
 	go func() { gs.GracefulStop(); close(stopped) }()
@@ -303,7 +487,7 @@ func newVerifier(pol *policy.Policy, keys *authn.KeySet) (*authn.Verifier, error
 		Algorithms:    pol.JWT.Algorithms,
 		Leeway:        pol.JWT.Leeway,
 		MaxTokenBytes: pol.JWT.MaxTokenBytes,
-		KeepClaims:    claimSources(pol),
+		KeepClaims:    claimsRead(pol),
 	}, keys)
 	if err != nil {
 		return nil, fmt.Errorf("token verifier: %w", err)
@@ -311,28 +495,84 @@ func newVerifier(pol *policy.Policy, keys *authn.KeySet) (*authn.Verifier, error
 	return v, nil
 }
 
-// watchReady flips gRPC health to SERVING once keys are known.
-func watchReady(ctx context.Context, keys *authn.KeySet, h *health.Server, log *zap.Logger) {
-	t := time.NewTicker(100 * time.Millisecond)
+// readiness says whether the sidecar can answer: signing keys loaded (when
+// the policy accepts JWTs) and the database reachable. Each failure names
+// its cause.
+type readiness struct {
+	keys *authn.KeySet
+	db   *pg.DB
+
+	mu    sync.Mutex
+	dbErr error // guarded by mu: the last database check's failure
+}
+
+// check returns why the sidecar is not ready, or nil.
+func (r *readiness) check() error {
+	var errs []error
+	if r.keys != nil && !r.keys.Ready() {
+		errs = append(errs, errors.New("signing keys not loaded"))
+	}
+	r.mu.Lock()
+	if r.dbErr != nil {
+		errs = append(errs, r.dbErr)
+	}
+	r.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// probe checks the database now.
+func (r *readiness) probe(ctx context.Context) {
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err := r.db.Ping(pctx)
+	if err != nil {
+		err = fmt.Errorf("database: %w", err)
+	}
+	r.mu.Lock()
+	r.dbErr = err
+	r.mu.Unlock()
+}
+
+// watch keeps gRPC health in step with readiness: SERVING once everything
+// is ready, NOT_SERVING while something is not. It checks every 100ms
+// until ready, then every 5s (a fleet of sidecars must not ping the
+// database often).
+func (r *readiness) watch(ctx context.Context, h *health.Server, log *zap.Logger) {
+	const fast, slow = 100 * time.Millisecond, 5 * time.Second
+	t := time.NewTimer(0)
 	defer t.Stop()
+	serving := false
+	var lastCause string
 	for {
-		if keys.Ready() {
-			h.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-			log.Info("ready: signing keys loaded")
-			return
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		r.probe(ctx)
+		err := r.check()
+		switch {
+		case err == nil && !serving:
+			h.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+			log.Info("ready")
+			serving, lastCause = true, ""
+		case err != nil && (serving || err.Error() != lastCause):
+			h.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+			log.Warn("not ready", zap.Error(err))
+			serving, lastCause = false, err.Error()
+		}
+		if serving {
+			t.Reset(slow)
+		} else {
+			t.Reset(fast)
+		}
 	}
 }
 
-// opsHandler serves liveness, readiness and metrics. Readiness needs
-// signing keys; a rejected policy reload does not make the sidecar unready
-// (the previous policy keeps serving) but is shown in the body.
-func opsHandler(keys *authn.KeySet, reload *reloader, reg *prometheus.Registry) http.Handler {
+// opsHandler serves liveness, readiness and metrics. Readiness names every
+// cause of not being ready; a rejected policy reload does not make the
+// sidecar unready (the previous policy keeps serving) but is shown.
+func opsHandler(ready *readiness, reload *reloader, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
@@ -340,8 +580,8 @@ func opsHandler(keys *authn.KeySet, reload *reloader, reg *prometheus.Registry) 
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		version, reloadErr := reload.status()
 		status, body := http.StatusOK, "ready\n"
-		if !keys.Ready() {
-			status, body = http.StatusServiceUnavailable, "not ready: signing keys not loaded\n"
+		if err := ready.check(); err != nil {
+			status, body = http.StatusServiceUnavailable, "not ready: "+strings.ReplaceAll(err.Error(), "\n", "; ")+"\n"
 		}
 		body += "policy version: " + version + "\n"
 		if reloadErr != nil {
@@ -411,14 +651,17 @@ func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
 	l.log.Warn(fmt.Sprintf(format, v...))
 }
 
-// claimSources lists the claims decisions read (claim: organization
-// sources); cached identities keep only these.
-func claimSources(pol *policy.Policy) []string {
+// claimsRead lists the claims decisions read (claim: organization and team
+// sources, the session claim); cached identities keep only these.
+func claimsRead(pol *policy.Policy) []string {
 	names := []string{}
-	for _, s := range pol.OrgSources {
-		if s.Kind == policy.OrgFromClaim {
+	for _, s := range append(pol.OrgSources[:len(pol.OrgSources):len(pol.OrgSources)], pol.TeamSources...) {
+		if s.Kind == policy.FromClaim {
 			names = append(names, s.Name)
 		}
+	}
+	if pol.JWT.SessionClaim != "" {
+		names = append(names, pol.JWT.SessionClaim)
 	}
 	return names
 }

@@ -6,7 +6,10 @@
 // and nothing about what the caller may do.
 package authn
 
-import "errors"
+import (
+	"errors"
+	"strings"
+)
 
 // Sentinel errors. Every error returned by BearerToken and Verifier.Verify
 // wraps exactly one of these (Verify may instead return a context error when
@@ -52,25 +55,22 @@ var (
 	ErrNoSubject = errors.New("authn: no subject")
 )
 
-// unauthenticated lists the errors that mean "this request's credentials are
-// not acceptable", i.e. HTTP 401 with a WWW-Authenticate challenge.
-var unauthenticated = [...]error{
+// sentinels are the token errors Describe knows, most specific first.
+var sentinels = [...]error{
 	ErrNoToken, ErrMalformedHeader, ErrTooLarge, ErrMalformed, ErrAlgorithm,
 	ErrForbiddenHeader, ErrUnknownKey, ErrSignature, ErrExpired,
 	ErrNotYetValid, ErrIssuedInFuture, ErrIssuer, ErrAudience, ErrNoSubject,
 }
 
-// IsUnauthenticated reports whether err is a problem with the caller's token
-// (answer 401). It is false for nil, for ErrNoKeys (we cannot judge any
-// token: answer 503 and fail closed) and for context errors.
-func IsUnauthenticated(err error) bool {
-	if err == nil || errors.Is(err, ErrNoKeys) {
-		return false
-	}
-	for _, target := range unauthenticated {
-		if errors.Is(err, target) {
-			return true
+// Describe names what is wrong with a token in a fixed phrase ("token
+// expired"), taken from the sentinel err wraps: unlike err.Error(), it never
+// holds anything from the token (a kid, an issuer), so it may be returned to
+// the client. "invalid token" when err wraps none of them.
+func Describe(err error) string {
+	for _, s := range sentinels {
+		if errors.Is(err, s) {
+			return strings.TrimPrefix(s.Error(), "authn: ")
 		}
 	}
-	return false
+	return "invalid token"
 }

@@ -435,7 +435,7 @@ func keyAlgorithms(key jwk.Key) ([]string, error) {
 	}
 }
 
-var ecAlgByCurve = map[string]string{"P-256": "ES256", "P-384": "ES384"}
+var ecAlgByCurve = map[string]string{"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
 
 // ed25519Key returns the Ed25519 public key of an OKP JWK. The slice aliases
 // the JWK's own bytes (no copy; both are read-only).
@@ -454,14 +454,15 @@ func ed25519Key(key jwk.Key) (ed25519.PublicKey, error) {
 	return nil, errors.New("Ed25519 key has wrong length")
 }
 
-// ecdsaKey returns the ECDSA public key of an EC JWK on P-256 or P-384; if
+// ecdsaKey returns the ECDSA public key of an EC JWK on P-256, P-384 or
+// P-521; if
 // crv is set, the key must be on that curve.
 func ecdsaKey(key jwk.Key, crv jwa.EllipticCurveAlgorithm) (*ecdsa.PublicKey, error) {
 	ec, ok := key.(jwk.ECDSAPublicKey)
 	if !ok {
 		return nil, fmt.Errorf("kty %q is not EC", key.KeyType())
 	}
-	if c := ec.Crv(); (c != jwa.P256 && c != jwa.P384) || (crv != "" && c != crv) {
+	if c := ec.Crv(); (c != jwa.P256 && c != jwa.P384 && c != jwa.P521) || (crv != "" && c != crv) {
 		return nil, fmt.Errorf("EC curve %q not accepted here", c)
 	}
 	var pub *ecdsa.PublicKey

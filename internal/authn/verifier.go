@@ -29,7 +29,7 @@ var DefaultAlgorithms = []string{"EdDSA"}
 // acceptable are the only algorithms a Verifier can ever be configured for:
 // asymmetric, with keys we can check. "none" and HMAC are excluded so that a
 // public key can never be used as a shared secret.
-var acceptable = []string{"EdDSA", "ES256", "ES384", "RS256", "PS256"}
+var acceptable = []string{"EdDSA", "ES256", "ES384", "ES512", "RS256", "PS256"}
 
 // forbiddenHeaders are header parameters we never honour. jku, x5u, jwk and
 // x5c would let the token choose its own verification key; crit demands
@@ -60,7 +60,7 @@ type VerifierConfig struct {
 	// them. Required.
 	Audiences []string
 	// Algorithms allowlist; default DefaultAlgorithms. Only EdDSA, ES256,
-	// ES384, RS256 and PS256 are accepted here; anything else, notably
+	// ES384, ES512, RS256 and PS256 are accepted here; anything else, notably
 	// "none" and HS*, makes NewVerifier fail.
 	Algorithms []string
 	// Leeway for clock skew on exp, nbf and iat. Zero means none (unlike
@@ -107,6 +107,11 @@ func newAlgorithm(name string) (algorithm, error) {
 	case "ES384":
 		a.sigLenOK = func(n int) bool { return n == 96 }
 		a.publicKey = func(k jwk.Key) (any, error) { return ecdsaKey(k, jwa.P384) }
+	case "ES512":
+		// P-521: two 66-byte integers (Better Auth's jwt plugin with
+		// keyPairConfig alg ES512).
+		a.sigLenOK = func(n int) bool { return n == 132 }
+		a.publicKey = func(k jwk.Key) (any, error) { return ecdsaKey(k, jwa.P521) }
 	case "RS256", "PS256":
 		a.sigLenOK = func(n int) bool { return n >= minRSABits/8 && n <= 1024 }
 		a.publicKey = func(k jwk.Key) (any, error) { return rsaKey(k) }

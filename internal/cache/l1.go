@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -267,7 +268,7 @@ type loaded struct {
 // cacheKey builds the key shared by L1 and L2: the policy version first, so
 // a policy change moves every lookup to fresh keys.
 func cacheKey(q roles.Query) string {
-	return q.Version + "|" + q.UserID + "|" + q.OrgRef
+	return q.Version + "|" + q.UserID + "|" + q.OrgRef + "|" + q.TeamRef
 }
 
 // entryCost approximates the bytes an entry holds, so MaxBytes is a real
@@ -276,13 +277,22 @@ func entryCost(key string, a *roles.Access) int64 {
 	const (
 		itemOverhead = 96 // ristretto item + map slot
 		entrySize    = 56 // entry: pointer, four times, flag, seq
-		accessSize   = 168
+		accessSize   = int(unsafe.Sizeof(roles.Access{}))
 		stringHeader = 16
+		grantSize    = 40 // Grant: string header + slice header
 	)
-	n := int64(itemOverhead + entrySize + accessSize + len(key) + len(a.OrgID))
-	for _, ss := range [][]string{a.Roles, a.Permissions, a.UnknownRoles} {
+	n := int64(itemOverhead + entrySize + accessSize + len(key) + len(a.OrgID) + len(a.TeamID) + len(a.InvalidRoles))
+	for _, ss := range [][]string{a.Roles, a.UnknownRoles, a.PlatformRoles} {
 		for _, s := range ss {
 			n += stringHeader + int64(len(s))
+		}
+	}
+	for _, gs := range []roles.Grants{a.Grants, a.Platform} {
+		for _, g := range gs {
+			n += grantSize + int64(len(g.Role))
+			for _, p := range g.Perms {
+				n += stringHeader + int64(len(p))
+			}
 		}
 	}
 	return n

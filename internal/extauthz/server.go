@@ -21,25 +21,6 @@ import (
 	"github.com/authz-sidecar/authz-sidecar/internal/authz"
 )
 
-// The identity headers set for the upstream on allow. A client-sent copy is
-// removed on every answer so a client can never pose as someone else.
-const (
-	HeaderUserID = "x-auth-user-id"
-	HeaderOrgID  = "x-auth-org-id"
-	HeaderRoles  = "x-auth-roles"
-	// HeaderOrgSource says which organization source of the policy
-	// ("path:org", "header:x-organization-id", ...) named the organization.
-	HeaderOrgSource = "x-auth-org-source"
-	// HeaderShadowDeny tells the operator that a deny was let through by a
-	// route in shadow mode; its value is the reason.
-	HeaderShadowDeny = "x-authz-shadow-deny"
-	// HeaderReason carries the deny reason label to the client.
-	HeaderReason = "x-authz-reason"
-)
-
-// identityHeaders is shared, read-only, by every response.
-var identityHeaders = []string{HeaderUserID, HeaderOrgID, HeaderRoles, HeaderOrgSource, HeaderShadowDeny}
-
 // Decider makes decisions; *authz.Engine satisfies it.
 type Decider interface {
 	Decide(ctx context.Context, r *authz.Request) authz.Decision
@@ -100,20 +81,15 @@ func requestID(h *authv3.AttributeContext_HttpRequest) string {
 	return h.GetHeaders()["x-request-id"]
 }
 
-// mapHeaders adapts Envoy's lower-cased header map.
-type mapHeaders map[string]string
-
-func (m mapHeaders) Get(name string) string { return m[name] }
-
 // requestHeaders returns the request's headers whichever way Envoy sent
 // them: the string map, or header_map when encode_raw_headers is on. Raw
 // values of a repeated header are joined with "," as Envoy does for the
 // map, so both forms are judged alike.
 func requestHeaders(h *authv3.AttributeContext_HttpRequest) authz.Headers {
 	if m := h.GetHeaders(); len(m) > 0 || h.GetHeaderMap() == nil {
-		return mapHeaders(m)
+		return authz.HeaderMap(m)
 	}
-	m := make(mapHeaders, len(h.GetHeaderMap().GetHeaders()))
+	m := make(authz.HeaderMap, len(h.GetHeaderMap().GetHeaders()))
 	for _, hv := range h.GetHeaderMap().GetHeaders() {
 		v := hv.GetValue()
 		if v == "" {
@@ -134,43 +110,42 @@ type okAnswer struct {
 	status rpcstatus.Status
 	wrap   authv3.CheckResponse_OkResponse
 	ok     authv3.OkHttpResponse
-	opts   [5]corev3.HeaderValueOption
-	vals   [5]corev3.HeaderValue
-	ptrs   [5]*corev3.HeaderValueOption
+	opts   [maxIdentity]corev3.HeaderValueOption
+	vals   [maxIdentity]corev3.HeaderValue
+	ptrs   [maxIdentity]*corev3.HeaderValueOption
 	shadow [1]*corev3.HeaderValueOption
 }
 
-func (a *okAnswer) set(k, v string) {
+// maxIdentity is the number of identity headers.
+const maxIdentity = len(authz.IdentityHeaders)
+
+func (a *okAnswer) set(k, v string) bool {
 	i := len(a.ok.Headers)
+	if i == maxIdentity {
+		return false
+	}
 	a.vals[i] = corev3.HeaderValue{Key: k, Value: v}
 	a.opts[i].Header = &a.vals[i]
 	a.opts[i].AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
 	a.ptrs[i] = &a.opts[i]
 	a.ok.Headers = a.ptrs[:i+1]
+	if k == authz.HeaderShadowDeny {
+		// The client learns of the shadowed deny too.
+		a.shadow[0] = a.ptrs[i]
+		a.ok.ResponseHeadersToAdd = a.shadow[:]
+	}
+	return true
 }
 
-// Response maps a decision to Envoy's answer. It is the one table from
-// decision codes to statuses.
+// Response translates a decision into Envoy's answer. Statuses come from
+// authz (Code.HTTPStatus), headers from authz.IdentityHeaders and
+// Decision.Identity; nothing is decided here.
 func Response(d *authz.Decision) *authv3.CheckResponse {
 	if d.Allow {
 		a := &okAnswer{}
-		a.ok.HeadersToRemove = identityHeaders
+		a.ok.HeadersToRemove = authz.IdentityHeaders[:]
 		a.ok.Headers = a.ptrs[:0]
-		if d.UserID != "" {
-			a.set(HeaderUserID, d.UserID)
-		}
-		if d.OrgID != "" {
-			a.set(HeaderOrgID, d.OrgID)
-			a.set(HeaderOrgSource, d.OrgSource.String())
-		}
-		if len(d.Roles) > 0 {
-			a.set(HeaderRoles, joinRoles(d.Roles))
-		}
-		if d.Shadowed {
-			a.set(HeaderShadowDeny, string(d.Reason))
-			a.shadow[0] = a.ptrs[len(a.ok.Headers)-1]
-			a.ok.ResponseHeadersToAdd = a.shadow[:]
-		}
+		d.Identity(a.set)
 		a.status.Code = int32(rpccode.Code_OK)
 		a.status.Message = string(d.Reason)
 		a.wrap.OkResponse = &a.ok
@@ -178,34 +153,33 @@ func Response(d *authz.Decision) *authv3.CheckResponse {
 		a.resp.HttpResponse = &a.wrap
 		return &a.resp
 	}
-	status, rpc := denyCodes(d.Code)
 	headers := []*corev3.HeaderValueOption{
 		overwrite("content-type", "application/json"),
-		overwrite(HeaderReason, string(d.Reason)),
+		overwrite(authz.HeaderReason, string(d.Reason)),
 	}
 	if d.Code == authz.CodeUnauthenticated {
-		headers = append(headers, overwrite("www-authenticate", `Bearer error="invalid_token"`))
+		headers = append(headers, overwrite("www-authenticate", authz.Challenge))
 	}
 	return &authv3.CheckResponse{
-		Status: &rpcstatus.Status{Code: int32(rpc), Message: string(d.Reason)},
+		Status: &rpcstatus.Status{Code: int32(rpcCode(d.Code)), Message: string(d.Reason)},
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-			Status:  &typev3.HttpStatus{Code: status},
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Code.HTTPStatus())},
 			Headers: headers,
 			Body:    d.DenyBody(),
 		}},
 	}
 }
 
-// denyCodes is the mapping table for denies.
-func denyCodes(c authz.Code) (typev3.StatusCode, rpccode.Code) {
+// rpcCode is the gRPC status code of a deny, for Envoy's logs (Envoy acts on
+// the HTTP status).
+func rpcCode(c authz.Code) rpccode.Code {
 	switch c {
 	case authz.CodeUnauthenticated:
-		return typev3.StatusCode_Unauthorized, rpccode.Code_UNAUTHENTICATED
+		return rpccode.Code_UNAUTHENTICATED
 	case authz.CodeForbidden:
-		return typev3.StatusCode_Forbidden, rpccode.Code_PERMISSION_DENIED
+		return rpccode.Code_PERMISSION_DENIED
 	default:
-		// Unavailable, and anything unforeseen: fail closed with 503.
-		return typev3.StatusCode_ServiceUnavailable, rpccode.Code_UNAVAILABLE
+		return rpccode.Code_UNAVAILABLE
 	}
 }
 

@@ -268,19 +268,14 @@ func refuse(reason authz.Reason, detail string) *authz.Decision {
 	return &authz.Decision{Code: authz.CodeForbidden, Reason: reason, Detail: detail}
 }
 
-// headerMap is the engine's view of the request headers: lower-case names.
-type headerMap map[string]string
-
-func (m headerMap) Get(name string) string { return m[name] }
-
 // engineHeaders lower-cases names and joins repeated values with "," as
 // Envoy does, dropping client-sent identity headers: only this sidecar may
 // set them, so any copy in a request is forged.
-func engineHeaders(h http.Header) headerMap {
-	m := make(headerMap, len(h))
+func engineHeaders(h http.Header) authz.HeaderMap {
+	m := make(authz.HeaderMap, len(h))
 	for k, vs := range h {
 		name := strings.ToLower(k)
-		if isIdentityHeader(name) {
+		if authz.IsIdentityHeader(name) {
 			continue
 		}
 		v := strings.Join(vs, ",")

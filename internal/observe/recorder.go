@@ -7,14 +7,18 @@ package observe
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/authz"
 	"github.com/authz-sidecar/authz-sidecar/internal/policy"
+	"github.com/authz-sidecar/authz-sidecar/internal/roles"
 )
 
 // Config tunes the decision log.
@@ -82,7 +86,7 @@ func (r *Recorder) Observe(_ context.Context, req *authz.Request, d *authz.Decis
 	if ce := r.log.Check(zap.DebugLevel, "decision"); ce != nil {
 		ce.Write(append(r.fields(req, d, result, requestID, elapsed),
 			zap.String("path", policy.SplitQuery(req.Path)),
-			zap.Strings("held", d.Permissions),
+			zap.Array("grants", grantsField(d.Grants)),
 		)...)
 		return
 	}
@@ -104,6 +108,10 @@ func (r *Recorder) fields(req *authz.Request, d *authz.Decision, result, request
 		zap.String("org", d.OrgID),
 		zap.Stringer("org_source", d.OrgSource),
 		zap.Strings("roles", d.Roles),
+		zap.String("team", d.TeamID),
+		zap.Stringer("credential", d.Credential),
+		zap.String("impersonated_by", d.ImpersonatedBy),
+		zap.String("api_key_id", d.APIKeyID),
 		zap.String("decision", result),
 		zap.Int("status", d.Code.HTTPStatus()),
 		zap.String("reason", string(d.Reason)),
@@ -121,15 +129,29 @@ func (r *Recorder) sampleAllow() bool {
 	return r.allows.Add(1)%n == 0
 }
 
+// statusLabel is the decision's status as a label, from authz's one
+// mapping (strconv.Itoa would allocate on every request).
 func statusLabel(c authz.Code) string {
-	switch c {
-	case authz.CodeOK:
+	switch s := c.HTTPStatus(); s {
+	case 200:
 		return "200"
-	case authz.CodeUnauthenticated:
+	case 401:
 		return "401"
-	case authz.CodeForbidden:
+	case 403:
 		return "403"
-	default:
+	case 503:
 		return "503"
+	default:
+		return strconv.Itoa(s)
 	}
+}
+
+// grantsField logs each role's grant as "role: perm, perm".
+type grantsField roles.Grants
+
+func (g grantsField) MarshalLogArray(enc zapcore.ArrayEncoder) error {
+	for _, gr := range g {
+		enc.AppendString(gr.Role + ": " + strings.Join(gr.Perms, ", "))
+	}
+	return nil
 }

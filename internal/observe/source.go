@@ -35,9 +35,9 @@ func NewSource(next roles.Source, reg prometheus.Registerer) (*Source, error) {
 }
 
 // Membership asks next and records the outcome.
-func (s *Source) Membership(ctx context.Context, userID, orgRef string) (roles.Membership, error) {
+func (s *Source) Membership(ctx context.Context, sub roles.Subject) (roles.Membership, error) {
 	start := time.Now()
-	m, err := s.next.Membership(ctx, userID, orgRef)
+	m, err := s.next.Membership(ctx, sub)
 	result := "ok"
 	switch {
 	case err == nil:

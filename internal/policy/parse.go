@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/url"
 	"slices"
@@ -19,6 +20,9 @@ import (
 // instead of stopping at the first, so one run reports all of them.
 type checker struct {
 	file     string
+	dir      string                       // the policy file's directory (app_roles is relative to it)
+	readFile func(string) ([]byte, error) // nil: no other file may be read
+	version  hash.Hash                    // hashes every byte the policy depends on
 	problems []Problem
 }
 
@@ -243,22 +247,54 @@ func (c *checker) strList(n *yaml.Node, what string) ([]string, []*yaml.Node) {
 	return vals, nodes
 }
 
+// topKeys are the keys of the top-level mapping.
+var topKeys = []string{"jwt", "session", "api_keys", "organization", "team", "app_roles", "statements", "roles", "admin", "schema", "routes", "default"}
+
 // policy checks the top-level mapping.
 func (c *checker) policy(n *yaml.Node, p *Policy) {
-	m, ok := c.mapping(n, "policy", "jwt", "organization", "roles", "routes", "default")
+	m, ok := c.mapping(n, "policy", topKeys...)
 	if !ok {
 		return
 	}
-	if c.require(m, n, "policy", "jwt") {
-		c.jwt(m["jwt"], &p.JWT)
+	if v, ok := m["jwt"]; ok {
+		c.jwt(v, &p.JWT)
+	}
+	if v, ok := m["session"]; ok {
+		c.session(v, &p.Session)
+	}
+	if v, ok := m["api_keys"]; ok {
+		c.apiKeys(v, &p.APIKeys)
+	}
+	if p.JWT.SessionClaim != "" && p.Session.Storage == StorageSecondary {
+		c.add(m["jwt"], "jwt.session_claim looks sessions up by id, which Better Auth's secondaryStorage cannot do (it keys sessions by token); use storage: database")
 	}
 	orgSet := false
 	if v, ok := m["organization"]; ok {
-		p.OrgSources, orgSet = c.organization(v)
+		p.OrgSources, orgSet = c.sources(v, "organization", SessionActiveOrganization)
 	}
-	roles := c.roles(m["roles"], p)
+	teamSet := false
+	if v, ok := m["team"]; ok {
+		p.TeamSources, teamSet = c.sources(v, "team", SessionActiveTeam)
+	}
+	for _, srcs := range [][]Source{p.OrgSources, p.TeamSources} {
+		for _, s := range srcs {
+			if s.Kind == FromClaim && !p.JWT.Enabled {
+				c.add(n, "%s: a claim source needs the jwt section (claims come from a verified JWT)", s)
+			}
+			if s.Kind == FromSession && !p.Session.Enabled {
+				c.add(n, "%s: a session source needs the session section", s)
+			}
+		}
+	}
+	var app *AppRoles
+	if v, ok := m["app_roles"]; ok {
+		app = c.appRoles(v, p)
+	}
+	adminRoles := c.admin(m["admin"], &p.Admin)
+	c.schema(m["schema"], &p.Schema)
+	orgAll, platformAll := c.allRoles(m, adminRoles, app, p)
 	if c.require(m, n, "policy", "routes") {
-		c.routes(m["routes"], p, roles, orgSet)
+		c.routes(m["routes"], p, orgAll, platformAll, orgSet, teamSet)
 	}
 	if v, ok := m["default"]; ok {
 		// Only deny is accepted: a policy must never fail open, so a
@@ -268,13 +304,22 @@ func (c *checker) policy(n *yaml.Node, p *Policy) {
 			c.add(v, "default must be \"deny\" (unmatched requests are always refused), got %q", s)
 		}
 	}
+	if p.Enabled() == 0 {
+		for _, r := range p.Routes {
+			if !r.Public {
+				c.add(n, "route %q needs a credential, but the policy accepts none: add a jwt, session or api_keys section", r.Name)
+				break
+			}
+		}
+	}
 }
 
 func (c *checker) jwt(n *yaml.Node, j *JWT) {
-	m, ok := c.mapping(n, "jwt", "issuer", "audiences", "jwks_url", "algorithms", "leeway", "max_token_bytes")
+	m, ok := c.mapping(n, "jwt", "issuer", "audiences", "jwks_url", "algorithms", "leeway", "max_token_bytes", "session_claim")
 	if !ok {
 		return
 	}
+	j.Enabled = true
 	if c.require(m, n, "jwt", "issuer") {
 		j.Issuer, _ = c.str(m["issuer"], "jwt.issuer")
 	}
@@ -326,6 +371,15 @@ func (c *checker) jwt(n *yaml.Node, j *JWT) {
 			j.MaxTokenBytes = n
 		}
 	}
+	if v, ok := m["session_claim"]; ok {
+		if s, ok := c.str(v, "jwt.session_claim"); ok {
+			if !isClaimName(s) {
+				c.add(v, "jwt.session_claim %q: a claim name is non-empty printable ASCII without spaces", s)
+			} else {
+				j.SessionClaim = s
+			}
+		}
+	}
 }
 
 // checkJWKSURL returns "" for an absolute http(s) URL with a host, or what
@@ -353,63 +407,15 @@ func checkJWKSURL(s string) string {
 // signature at all.
 func checkAlgorithm(a string) string {
 	switch a {
-	case "EdDSA", "ES256", "ES384", "RS256", "PS256":
+	case "EdDSA", "ES256", "ES384", "ES512", "RS256", "PS256":
 		return ""
 	case "none":
 		return "\"none\" (unsigned tokens) is never accepted"
 	}
 	if strings.HasPrefix(strings.ToUpper(a), "HS") {
-		return fmt.Sprintf("%q is a symmetric algorithm; only public-key algorithms are accepted (EdDSA, ES256, ES384, RS256, PS256)", a)
+		return fmt.Sprintf("%q is a symmetric algorithm; only public-key algorithms are accepted (EdDSA, ES256, ES384, ES512, RS256, PS256)", a)
 	}
-	return fmt.Sprintf("unsupported algorithm %q (accepted: EdDSA, ES256, ES384, RS256, PS256; names are case-sensitive)", a)
-}
-
-// organization checks the organization section. ok reports whether it
-// yielded at least one source.
-func (c *checker) organization(n *yaml.Node) ([]OrgSource, bool) {
-	m, ok := c.mapping(n, "organization", "from")
-	if !ok || !c.require(m, n, "organization", "from") {
-		return nil, false
-	}
-	vals, nodes := c.strList(m["from"], "organization.from")
-	var out []OrgSource
-	for i, v := range vals {
-		src, msg := parseOrgSource(v)
-		if msg != "" {
-			c.add(nodes[i], "organization.from: %s", msg)
-			continue
-		}
-		out = append(out, src)
-	}
-	return out, len(out) > 0
-}
-
-func parseOrgSource(s string) (OrgSource, string) {
-	kind, name, ok := strings.Cut(s, ":")
-	if !ok {
-		return OrgSource{}, fmt.Sprintf("%q must be path:<param>, header:<name> or claim:<name>", s)
-	}
-	switch kind {
-	case "path":
-		if !isParamName(name) {
-			return OrgSource{}, fmt.Sprintf("%q: a path parameter name is a letter or \"_\" followed by letters, digits or \"_\"", s)
-		}
-		return OrgSource{Kind: OrgFromPath, Name: name}, ""
-	case "header":
-		if name != strings.ToLower(name) {
-			return OrgSource{}, fmt.Sprintf("%q: header names must be lower case (Envoy passes them lower-cased)", s)
-		}
-		if !isToken(name) {
-			return OrgSource{}, fmt.Sprintf("%q: not a valid header name", s)
-		}
-		return OrgSource{Kind: OrgFromHeader, Name: name}, ""
-	case "claim":
-		if !isClaimName(name) {
-			return OrgSource{}, fmt.Sprintf("%q: a claim name is non-empty printable ASCII without spaces", s)
-		}
-		return OrgSource{Kind: OrgFromClaim, Name: name}, ""
-	}
-	return OrgSource{}, fmt.Sprintf("%q: unknown source kind %q (use path:, header: or claim:)", s, kind)
+	return fmt.Sprintf("unsupported algorithm %q (accepted: EdDSA, ES256, ES384, ES512, RS256, PS256; names are case-sensitive)", a)
 }
 
 // isToken reports whether s is an RFC 9110 token (the syntax of a header
@@ -476,142 +482,10 @@ func checkPermission(s string, wildcard bool) string {
 	return ""
 }
 
-// roleDef is a role as written in the file.
-type roleDef struct {
-	name     string
-	key      *yaml.Node
-	inherits []*yaml.Node // the valid inherits entries
-	perms    []string     // own permissions, valid ones only
-}
-
-// roles checks the roles section (absent is fine: a policy may use only
-// public and authenticated routes), resolves inheritance and fills in
-// p.roleNames and p.rolePerms. It returns the union of every role's own
-// grants, for checking that each required permission can be granted.
-func (c *checker) roles(n *yaml.Node, p *Policy) []string {
-	p.rolePerms = make(map[string][]string)
-	if n == nil {
-		return nil
-	}
-	fs, ok := c.pairs(n, "roles")
-	if !ok {
-		return nil
-	}
-	defs := make(map[string]*roleDef, len(fs))
-	var order []*roleDef
-	for _, f := range fs {
-		name := f.key.Value
-		if !isName(name) {
-			c.add(f.key, "role name %q must match [A-Za-z0-9_.-]+", name)
-			continue
-		}
-		d := &roleDef{name: name, key: f.key}
-		what := "role " + strconv.Quote(name)
-		m, ok := c.mapping(f.val, what, "inherits", "permissions")
-		if !ok {
-			continue
-		}
-		if v, ok := m["inherits"]; ok {
-			_, d.inherits = c.strList(v, what+" inherits")
-		}
-		if v, ok := m["permissions"]; ok {
-			perms, nodes := c.strList(v, what+" permissions")
-			for i, perm := range perms {
-				if msg := checkPermission(perm, true); msg != "" {
-					c.add(nodes[i], "%s: %s", what, msg)
-					continue
-				}
-				d.perms = append(d.perms, perm)
-			}
-		}
-		defs[name] = d
-		order = append(order, d)
-	}
-	for _, d := range order {
-		for _, in := range d.inherits {
-			if defs[in.Value] == nil {
-				c.add(in, "role %q inherits unknown role %q", d.name, in.Value)
-			}
-		}
-	}
-	c.cycles(order, defs)
-
-	var all []string
-	for _, d := range order {
-		p.roleNames = append(p.roleNames, d.name)
-		p.rolePerms[d.name] = expand(d, defs)
-		all = append(all, d.perms...)
-	}
-	slices.Sort(p.roleNames)
-	return all
-}
-
-// cycles reports each cycle of role inheritance once, at the inherits entry
-// that closes it, naming the whole cycle ("a -> b -> a").
-func (c *checker) cycles(order []*roleDef, defs map[string]*roleDef) {
-	const (
-		unvisited = iota
-		onStack
-		done
-	)
-	state := make(map[string]int, len(order))
-	var stack []string
-	var visit func(d *roleDef)
-	visit = func(d *roleDef) {
-		state[d.name] = onStack
-		stack = append(stack, d.name)
-		for _, in := range d.inherits {
-			next := defs[in.Value]
-			if next == nil {
-				continue
-			}
-			switch state[next.name] {
-			case onStack:
-				i := slices.Index(stack, next.name)
-				cycle := append(slices.Clone(stack[i:]), next.name)
-				c.add(in, "cyclic role inheritance: %s", strings.Join(cycle, " -> "))
-			case unvisited:
-				visit(next)
-			}
-		}
-		stack = stack[:len(stack)-1]
-		state[d.name] = done
-	}
-	for _, d := range order {
-		if state[d.name] == unvisited {
-			visit(d)
-		}
-	}
-}
-
-// expand returns d's own and inherited permissions, sorted and
-// de-duplicated. It follows every reachable role once, so it terminates
-// even on a cyclic (and therefore rejected) policy.
-func expand(d *roleDef, defs map[string]*roleDef) []string {
-	seen := map[string]bool{d.name: true}
-	queue := []*roleDef{d}
-	var perms []string
-	for len(queue) > 0 {
-		r := queue[0]
-		queue = queue[1:]
-		perms = append(perms, r.perms...)
-		for _, in := range r.inherits {
-			if next := defs[in.Value]; next != nil && !seen[next.name] {
-				seen[next.name] = true
-				queue = append(queue, next)
-			}
-		}
-	}
-	slices.Sort(perms)
-	perms = slices.Compact(perms)
-	if perms == nil {
-		perms = []string{}
-	}
-	return slices.Clip(perms)
-}
-
-// routes checks the routes section and builds the route index.
-func (c *checker) routes(n *yaml.Node, p *Policy, grants []string, orgSet bool) {
+// routes checks the routes section and builds the route index. orgAll and
+// platformAll are every permission some organization or platform role
+// grants.
+func (c *checker) routes(n *yaml.Node, p *Policy, orgAll, platformAll []string, orgSet, teamSet bool) {
 	items, ok := c.list(n, "routes")
 	if !ok {
 		return
@@ -619,8 +493,9 @@ func (c *checker) routes(n *yaml.Node, p *Policy, grants []string, orgSet bool) 
 	p.byName = make(map[string]*Route, len(items))
 	p.root = &node{}
 	names := make(map[string]int, len(items)) // route name -> line
+	enabled := p.Enabled()
 	for _, it := range items {
-		r, ok := c.route(it, grants)
+		r, ok := c.route(it, orgAll, platformAll, p)
 		if r != nil && r.Name != "" {
 			if first, dup := names[r.Name]; dup {
 				c.add(it, "duplicate route name %q (first at line %d)", r.Name, first)
@@ -632,7 +507,13 @@ func (c *checker) routes(n *yaml.Node, p *Policy, grants []string, orgSet bool) 
 			continue
 		}
 		if r.NeedsOrganization() {
-			c.checkOrgReachable(it, r, p.OrgSources, orgSet)
+			c.checkReachable(it, r, "organization", p.OrgSources, orgSet)
+		}
+		if r.Team {
+			c.checkReachable(it, r, "team", p.TeamSources, teamSet)
+		}
+		if r.Credentials != 0 && r.Credentials&^enabled != 0 {
+			c.add(it, "route %q accepts credentials %s that the policy does not enable", r.Name, (r.Credentials &^ enabled).String())
 		}
 		p.byName[r.Name] = r
 		p.Routes = append(p.Routes, r)
@@ -641,23 +522,23 @@ func (c *checker) routes(n *yaml.Node, p *Policy, grants []string, orgSet bool) 
 	p.Warnings = append(p.Warnings, shadowed(c.file, p.root)...)
 }
 
-// checkOrgReachable reports a permission route whose organization can never
-// be found: there is no organization section, or every source is a path
-// parameter that the route's template does not capture.
-func (c *checker) checkOrgReachable(n *yaml.Node, r *Route, srcs []OrgSource, orgSet bool) {
-	if !orgSet {
-		c.add(n, "route %q requires permissions, which are checked in an organization, but the policy has no valid organization.from", r.Name)
+// checkReachable reports a route whose organization (or team) can never be
+// found: there is no such section, or every source is a path parameter
+// that the route's template does not capture.
+func (c *checker) checkReachable(n *yaml.Node, r *Route, what string, srcs []Source, set bool) {
+	if !set {
+		c.add(n, "route %q checks its %s, but the policy has no valid %s.from", r.Name, what, what)
 		return
 	}
 	for _, s := range srcs {
-		if s.Kind != OrgFromPath || slices.Contains(r.params, s.Name) {
+		if s.Kind != FromPath || slices.Contains(r.params, s.Name) {
 			return
 		}
 	}
-	c.add(n, "route %q requires permissions but its path captures none of the organization path parameters (%s), and organization.from has no header or claim source", r.Name, orgSourceList(srcs))
+	c.add(n, "route %q checks its %s but its path captures none of the %s path parameters (%s), and %s.from has no other source", r.Name, what, what, sourceList(srcs), what)
 }
 
-func orgSourceList(srcs []OrgSource) string {
+func sourceList(srcs []Source) string {
 	s := make([]string, len(srcs))
 	for i, src := range srcs {
 		s[i] = src.String()
@@ -665,9 +546,13 @@ func orgSourceList(srcs []OrgSource) string {
 	return strings.Join(s, ", ")
 }
 
-// route checks one route. grants is the union of all role grants.
-func (c *checker) route(n *yaml.Node, grants []string) (*Route, bool) {
-	m, ok := c.mapping(n, "route", "name", "methods", "path", "public", "authenticated", "require", "require_any", "enforce")
+// routeKeys are the keys of a route.
+var routeKeys = []string{"name", "methods", "path", "public", "authenticated", "require", "require_any",
+	"require_platform", "platform_roles", "team", "user", "impersonation", "credentials", "enforce"}
+
+// route checks one route.
+func (c *checker) route(n *yaml.Node, orgAll, platformAll []string, p *Policy) (*Route, bool) {
+	m, ok := c.mapping(n, "route", routeKeys...)
 	if !ok {
 		return nil, false
 	}
@@ -725,7 +610,7 @@ func (c *checker) route(n *yaml.Node, grants []string) (*Route, bool) {
 	} else {
 		valid = false
 	}
-	flag := func(key string) (set bool, node *yaml.Node) {
+	flag := func(key string, kind bool) (set bool, node *yaml.Node) {
 		v, ok := m[key]
 		if !ok {
 			return false, nil
@@ -733,17 +618,21 @@ func (c *checker) route(n *yaml.Node, grants []string) (*Route, bool) {
 		b, ok := c.boolean(v, what+" "+key)
 		if !ok {
 			valid = false
-			kindUnknown = kindUnknown || key != "enforce"
+			kindUnknown = kindUnknown || kind
 		}
 		return b, v
 	}
-	r.Public, _ = flag("public")
-	r.Authenticated, _ = flag("authenticated")
-	enforce, enforceNode := flag("enforce")
+	r.Public, _ = flag("public", true)
+	r.Authenticated, _ = flag("authenticated", true)
+	r.Team, _ = flag("team", true)
+	enforce, enforceNode := flag("enforce", false)
 	if enforceNode != nil {
 		r.Enforce = enforce
 	}
-	perms := func(key string) []string {
+	// perms checks a list of permissions; granted is every permission some
+	// role of the kind grants: one no role grants makes the route deny
+	// everyone, almost certainly a typo in the route or in the roles.
+	perms := func(key string, granted []string, roleKind string) []string {
 		v, ok := m[key]
 		if !ok {
 			return nil
@@ -759,40 +648,121 @@ func (c *checker) route(n *yaml.Node, grants []string) (*Route, bool) {
 				valid = false
 				continue
 			}
-			// A permission no role grants makes the route deny everyone:
-			// almost certainly a typo in the route or in the roles.
-			if !Grants(grants, s) {
-				c.add(nodes[i], "%s: no role grants %q", what, s)
+			if !slices.Contains(granted, s) {
+				c.add(nodes[i], "%s: no %s role grants %q", what, roleKind, s)
 				valid = false
 			}
 			out = append(out, s)
 		}
 		return out
 	}
-	r.Require = perms("require")
-	r.RequireAny = perms("require_any")
+	r.Require = perms("require", orgAll, "organization")
+	r.RequireAny = perms("require_any", orgAll, "organization")
+	r.RequirePlatform = perms("require_platform", platformAll, "platform")
+	if v, ok := m["platform_roles"]; ok {
+		vals, nodes := c.strList(v, what+" platform_roles")
+		if len(vals) == 0 {
+			valid = false
+		}
+		for i, role := range vals {
+			if _, ok := p.platformPerms[role]; !ok {
+				c.add(nodes[i], "%s: platform_roles: %q is not a platform role (known: %s)", what, role, strings.Join(p.platformNames, ", "))
+				valid = false
+				continue
+			}
+			r.PlatformRoles = append(r.PlatformRoles, role)
+		}
+	}
+	if v, ok := m["user"]; ok {
+		if um, ok := c.mapping(v, what+" user", "email_verified", "anonymous", "two_factor"); ok {
+			for key, val := range um {
+				b, ok := c.boolean(val, what+" user."+key)
+				if !ok {
+					valid = false
+					continue
+				}
+				switch key {
+				case "email_verified":
+					r.Conditions.EmailVerified = b
+				case "anonymous":
+					if b {
+						c.add(val, "%s: user.anonymous: true would require anonymous users; write false to refuse them, or omit it", what)
+						valid = false
+					}
+					r.Conditions.NotAnonymous = !b
+				case "two_factor":
+					r.Conditions.TwoFactor = b
+				}
+			}
+		} else {
+			valid = false
+		}
+	}
+	if v, ok := m["impersonation"]; ok {
+		if s, ok := c.str(v, what+" impersonation"); ok {
+			switch s {
+			case "allow":
+			case "deny":
+				r.DenyImpersonation = true
+			default:
+				c.add(v, "%s: impersonation must be allow or deny, got %q", what, s)
+				valid = false
+			}
+		} else {
+			valid = false
+		}
+	}
+	if v, ok := m["credentials"]; ok {
+		vals, nodes := c.strList(v, what+" credentials")
+		if len(vals) == 0 {
+			valid = false
+		}
+		for i, s := range vals {
+			found := false
+			for _, k := range credentialNames {
+				if k.name == s {
+					r.Credentials |= k.c
+					found = true
+				}
+			}
+			if !found {
+				c.add(nodes[i], "%s: credentials: unknown kind %q (jwt, session, api_key)", what, s)
+				valid = false
+			}
+		}
+	}
 
+	requirements := r.NeedsOrganization() || r.NeedsPlatform()
 	kinds := 0
-	for _, set := range []bool{r.Public, r.Authenticated, r.NeedsOrganization()} {
+	for _, set := range []bool{r.Public, r.Authenticated, requirements} {
 		if set {
 			kinds++
 		}
 	}
-	_, hasRequire := m["require"]
-	_, hasRequireAny := m["require_any"]
+	anyReqKey := false
+	for _, k := range []string{"require", "require_any", "require_platform", "platform_roles"} {
+		if _, ok := m[k]; ok {
+			anyReqKey = true
+		}
+	}
 	switch {
-	case kinds == 0 && !hasRequire && !hasRequireAny && !kindUnknown:
-		c.add(n, "%s must set exactly one of public: true, authenticated: true, or require/require_any", what)
+	case kinds == 0 && !anyReqKey && !kindUnknown:
+		c.add(n, "%s must set exactly one of public: true, authenticated: true, or requirements (require, require_any, require_platform, platform_roles, team)", what)
 		valid = false
 	case kinds > 1:
-		c.add(n, "%s sets more than one of public: true, authenticated: true and require/require_any; use exactly one", what)
+		c.add(n, "%s sets more than one of public: true, authenticated: true and requirements; use exactly one", what)
 		valid = false
 	}
-	if r.Public && enforceNode != nil && !r.Enforce {
-		// Shadow mode on a route that allows everyone would have no effect;
-		// the author probably meant another route.
-		c.add(enforceNode, "%s: enforce: false has no effect on a public route", what)
-		valid = false
+	if r.Public {
+		for _, k := range []string{"user", "impersonation", "credentials", "enforce"} {
+			if v, ok := m[k]; ok && (k != "enforce" || !r.Enforce) {
+				// Shadow mode or conditions on a route that allows everyone
+				// would have no effect; the author probably meant another
+				// route.
+				c.add(v, "%s: %s has no effect on a public route", what, k)
+				valid = false
+			}
+		}
 	}
 	return r, valid
 }

@@ -5,13 +5,16 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
 
 // Limits and defaults of the policy file format.
 const (
-	// MaxFileBytes is the largest policy file Parse accepts.
+	// MaxFileBytes is the largest policy file (and app_roles file) Parse
+	// accepts.
 	MaxFileBytes = 1 << 20
 
 	// DefaultLeeway is jwt.leeway when the key is absent.
@@ -28,6 +31,13 @@ const (
 	// request header limit (60 KiB) anyway.
 	MinMaxTokenBytes = 512
 	MaxMaxTokenBytes = 64 << 10
+
+	// DefaultCookiePrefix is Better Auth's advanced.cookiePrefix default.
+	DefaultCookiePrefix = "better-auth"
+	// DefaultAPIKeyHeader is the api-key plugin's default header.
+	DefaultAPIKeyHeader = "x-api-key"
+	// DefaultPlatformRole is the admin plugin's defaultRole default.
+	DefaultPlatformRole = "user"
 )
 
 // DefaultAlgorithms is jwt.algorithms when the key is absent: Better Auth's
@@ -40,15 +50,31 @@ func DefaultAlgorithms() []string { return []string{"EdDSA"} }
 // any number of goroutines and swapped whole on reload. Its exported fields
 // and the slices they hold must be treated as read-only.
 type Policy struct {
-	// Version is the first 16 hex digits of the SHA-256 of the file bytes.
-	// It identifies which policy made a decision (logs, metrics, headers).
+	// Version is the first 16 hex digits of the SHA-256 of the file bytes
+	// (and of the app_roles file's, when there is one). It identifies which
+	// policy made a decision (logs, metrics, cache keys).
 	Version string
-	// JWT says which tokens are accepted.
+	// JWT says which tokens are accepted; JWT.Enabled is false when the
+	// file has no jwt section (no JWT is then accepted).
 	JWT JWT
+	// Session says whether and how Better Auth session credentials (the
+	// session cookie, the bearer plugin's session token) are accepted.
+	Session Session
+	// APIKeys says whether and how Better Auth API keys are accepted.
+	APIKeys APIKeys
 	// OrgSources lists where the organization of a request is read from, in
 	// order; the first source present in the request wins. Empty when the
 	// file has no organization section.
-	OrgSources []OrgSource
+	OrgSources []Source
+	// TeamSources lists where the team of a request is read from, likewise.
+	TeamSources []Source
+	// Admin holds the admin plugin's settings (platform roles).
+	Admin Admin
+	// Schema says how Better Auth's tables and columns are named.
+	Schema Schema
+	// AppRoles is the app_roles file as written in the policy (relative to
+	// the policy file's directory), or "" when there is none.
+	AppRoles string
 	// Routes are the routes in file order.
 	Routes []*Route
 	// Default is what happens to a request no route matches. Always "deny".
@@ -58,14 +84,18 @@ type Policy struct {
 	// select. Same format as problems; callers should log them.
 	Warnings []Problem
 
-	roleNames []string            // sorted
-	rolePerms map[string][]string // role -> own and inherited permissions, sorted
-	byName    map[string]*Route
-	root      *node // route trie
+	roleNames     []string            // sorted
+	rolePerms     map[string][]string // organization role -> literal permissions, sorted
+	platformNames []string            // sorted
+	platformPerms map[string][]string // admin-plugin role -> literal permissions, sorted
+	byName        map[string]*Route
+	root          *node // route trie
 }
 
-// JWT is the jwt section: how to verify the bearer token.
+// JWT is the jwt section: how to verify a JWT bearer token.
 type JWT struct {
+	// Enabled is true when the file has a jwt section.
+	Enabled bool
 	// Issuer must equal the token's iss claim (Better Auth: the baseURL
 	// origin).
 	Issuer string
@@ -75,59 +105,140 @@ type JWT struct {
 	// <baseURL>/api/auth/jwks). http or https.
 	JWKSURL string
 	// Algorithms are the accepted alg header values, a subset of EdDSA,
-	// ES256, ES384, RS256 and PS256.
+	// ES256, ES384, ES512, RS256 and PS256.
 	Algorithms []string
 	// Leeway is the allowed clock skew for exp, nbf and iat, 0 to 5m.
 	Leeway time.Duration
 	// MaxTokenBytes is the largest accepted token, checked before parsing.
 	MaxTokenBytes int
+	// SessionClaim, when set, names the claim holding the Better Auth
+	// session id (e.g. "sid", added with the jwt plugin's definePayload):
+	// a token must carry it and that session must still exist and be
+	// unexpired, so a JWT dies with its session.
+	SessionClaim string
 }
 
-// OrgSourceKind says where an organization reference is read from.
-type OrgSourceKind int
+// SourceKind says where an organization or team reference is read from.
+type SourceKind int
 
-// The kinds of organization source. The zero value is no kind.
+// The kinds of source. The zero value is no kind.
 const (
-	// OrgFromPath reads a parameter captured by the matched route's path
+	// FromPath reads a parameter captured by the matched route's path
 	// template ({name}).
-	OrgFromPath OrgSourceKind = iota + 1
-	// OrgFromHeader reads a request header (name in lower case).
-	OrgFromHeader
-	// OrgFromClaim reads a claim of the verified JWT.
-	OrgFromClaim
+	FromPath SourceKind = iota + 1
+	// FromHeader reads a request header (name in lower case).
+	FromHeader
+	// FromClaim reads a string claim of the verified JWT.
+	FromClaim
+	// FromSession reads a field of the caller's Better Auth session
+	// (activeOrganizationId, activeTeamId).
+	FromSession
+	// FromAPIKey is the organization of an organization's API key
+	// (its referenceId). It is not written in policies: an organization's
+	// key names its organization when the request names none.
+	FromAPIKey
 )
 
-// String returns "path", "header" or "claim" — the prefix used in the file.
-func (k OrgSourceKind) String() string {
+// String returns "path", "header", "claim" or "session": the prefix used
+// in the file.
+func (k SourceKind) String() string {
 	switch k {
-	case OrgFromPath:
+	case FromPath:
 		return "path"
-	case OrgFromHeader:
+	case FromHeader:
 		return "header"
-	case OrgFromClaim:
+	case FromClaim:
 		return "claim"
+	case FromSession:
+		return "session"
+	case FromAPIKey:
+		return "api_key"
 	}
-	return fmt.Sprintf("OrgSourceKind(%d)", int(k))
+	return fmt.Sprintf("SourceKind(%d)", int(k))
 }
 
-// OrgSource is one entry of organization.from.
-type OrgSource struct {
-	Kind OrgSourceKind
-	// Name is the path parameter, lower-case header or claim name.
+// The session fields a session: source may name.
+const (
+	SessionActiveOrganization = "activeOrganizationId"
+	SessionActiveTeam         = "activeTeamId"
+)
+
+// Source is one entry of organization.from or team.from.
+type Source struct {
+	Kind SourceKind
+	// Name is the path parameter, lower-case header, claim or session
+	// field name.
 	Name string
 }
 
 // String returns the source as written in the file, e.g. "path:org", and
-// "" for the zero OrgSource (no organization was needed or found).
-func (s OrgSource) String() string {
+// "" for the zero Source (no organization was needed or found).
+func (s Source) String() string {
 	if s.Kind == 0 {
 		return ""
 	}
 	return s.Kind.String() + ":" + s.Name
 }
 
-// Route is one entry of routes. Exactly one of Public, Authenticated or
-// (Require and/or RequireAny) is set.
+// Credential is a set of credential kinds.
+type Credential uint8
+
+// The credential kinds.
+const (
+	// CredJWT is a JWT of Better Auth's jwt plugin in Authorization: Bearer.
+	CredJWT Credential = 1 << iota
+	// CredSession is a Better Auth session: the session cookie, or the
+	// bearer plugin's session token in Authorization: Bearer.
+	CredSession
+	// CredAPIKey is an API key of Better Auth's api-key plugin.
+	CredAPIKey
+)
+
+var credentialNames = []struct {
+	c    Credential
+	name string
+}{{CredJWT, "jwt"}, {CredSession, "session"}, {CredAPIKey, "api_key"}}
+
+// String returns the kinds as written in the file ("jwt", "session",
+// "api_key"), comma-joined.
+func (c Credential) String() string {
+	switch c {
+	case 0:
+		return ""
+	case CredJWT:
+		return "jwt"
+	case CredSession:
+		return "session"
+	case CredAPIKey:
+		return "api_key"
+	}
+	var parts []string
+	for _, k := range credentialNames {
+		if c&k.c != 0 {
+			parts = append(parts, k.name)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// Enabled returns the credential kinds the policy accepts.
+func (p *Policy) Enabled() Credential {
+	var c Credential
+	if p.JWT.Enabled {
+		c |= CredJWT
+	}
+	if p.Session.Enabled {
+		c |= CredSession
+	}
+	if p.APIKeys.Enabled {
+		c |= CredAPIKey
+	}
+	return c
+}
+
+// Route is one entry of routes. Exactly one of Public, Authenticated or the
+// requirements (Require, RequireAny, RequirePlatform, PlatformRoles, Team)
+// is set.
 type Route struct {
 	// Name is unique in the policy; Envoy can select a route by name with
 	// the context_extensions key "route".
@@ -136,17 +247,37 @@ type Route struct {
 	Methods []string
 	// Path is the path template as written.
 	Path string
-	// Public routes are allowed without a token; a token, if sent, is
-	// ignored.
+	// Public routes are allowed without a credential; a credential, if
+	// sent, is ignored.
 	Public bool
-	// Authenticated routes need a valid token and nothing else.
+	// Authenticated routes need a valid credential and nothing else
+	// (besides Conditions, DenyImpersonation and Credentials).
 	Authenticated bool
-	// Require lists permissions ("resource:action") the caller's roles in
-	// the request's organization must all grant.
+	// Require lists organization permissions ("resource:action") that ONE
+	// of the caller's roles in the request's organization must all grant
+	// (Better Auth's hasPermission).
 	Require []string
-	// RequireAny lists permissions of which the caller's roles must grant at
-	// least one (in addition to all of Require, if both are set).
+	// RequireAny lists organization permissions of which one of the
+	// caller's roles must grant at least one (in addition to Require, if
+	// both are set).
 	RequireAny []string
+	// RequirePlatform lists admin-plugin permissions ("user:ban") that ONE
+	// of the caller's platform roles (user.role) must all grant, as the
+	// admin plugin's hasPermission does; admin.admin_user_ids pass.
+	RequirePlatform []string
+	// PlatformRoles: the caller must hold one of these platform roles.
+	PlatformRoles []string
+	// Team: the caller must be a member of the request's team, which must
+	// belong to the request's organization.
+	Team bool
+	// Conditions are requirements on the caller's user row.
+	Conditions Conditions
+	// DenyImpersonation refuses sessions made by the admin plugin's
+	// impersonation.
+	DenyImpersonation bool
+	// Credentials restricts the accepted credential kinds; 0 accepts every
+	// kind the policy enables.
+	Credentials Credential
 	// Enforce is false for a route in shadow mode: the decision is computed
 	// and logged, but the request is allowed. Always true for public routes.
 	Enforce bool
@@ -159,89 +290,102 @@ type Route struct {
 	methods uint16   // bit set of Methods; 0 = any
 }
 
-// NeedsOrganization reports whether the route requires permissions, which
-// are always checked against the caller's roles in one organization.
+// Conditions are requirements on the caller's user row.
+type Conditions struct {
+	// EmailVerified requires user.emailVerified.
+	EmailVerified bool
+	// NotAnonymous refuses the anonymous plugin's users (user.isAnonymous).
+	NotAnonymous bool
+	// TwoFactor requires the two-factor plugin's user.twoFactorEnabled.
+	TwoFactor bool
+}
+
+// Any reports whether any condition is set.
+func (c Conditions) Any() bool { return c.EmailVerified || c.NotAnonymous || c.TwoFactor }
+
+// NeedsOrganization reports whether the route checks something in one
+// organization: organization permissions or team membership.
 func (r *Route) NeedsOrganization() bool {
-	return len(r.Require) > 0 || len(r.RequireAny) > 0
+	return len(r.Require) > 0 || len(r.RequireAny) > 0 || r.Team
 }
 
-// Allows reports whether the permissions in granted (as RolePermissions
-// returns them, "resource:*" wildcards included) satisfy the route: every
-// permission of Require, and at least one of RequireAny when it is not
-// empty. It checks permissions only: for a route with no requirements it
-// returns true, and authentication is the caller's business.
-func (r *Route) Allows(granted []string) bool {
-	for _, need := range r.Require {
-		if !Grants(granted, need) {
-			return false
-		}
-	}
-	if len(r.RequireAny) == 0 {
-		return true
-	}
-	for _, need := range r.RequireAny {
-		if Grants(granted, need) {
-			return true
-		}
-	}
-	return false
+// NeedsPlatform reports whether the route checks platform roles.
+func (r *Route) NeedsPlatform() bool {
+	return len(r.RequirePlatform) > 0 || len(r.PlatformRoles) > 0
 }
 
-// Grants reports whether granted contains perm ("resource:action") or the
-// wildcard "resource:*" for its resource. It does not allocate.
-func Grants(granted []string, perm string) bool {
-	res, _, ok := strings.Cut(perm, ":")
-	if !ok {
-		return false
-	}
-	for _, g := range granted {
-		if g == perm {
-			return true
-		}
-		if len(g) == len(res)+2 && strings.HasSuffix(g, ":*") && strings.HasPrefix(g, res) {
-			return true
-		}
-	}
-	return false
+// NeedsUser reports whether the route needs facts about the caller's user
+// row beyond its existence and standing.
+func (r *Route) NeedsUser() bool {
+	return r.NeedsPlatform() || r.Conditions.Any()
 }
 
-// Load reads and parses the policy file at path. Besides the errors of
-// Parse, it returns a wrapped os error when the file cannot be read.
+// Params returns the names of the template's {name} parameters in order
+// ("" for each "*"). The slice is shared: do not modify it.
+func (r *Route) Params() []string { return r.params }
+
+// Load reads and parses the policy file at path, and the app_roles file it
+// names, if any. Besides the errors of Parse, it returns a wrapped os error
+// when the policy file cannot be read.
 func Load(path string) (*Policy, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read policy: %w", err)
 	}
-	return Parse(path, data)
+	return ParseWith(path, data, os.ReadFile)
 }
 
-// Parse parses and validates a policy file. filename is used in problem
-// positions only. On any problem it returns a nil Policy and an *Error
-// holding every problem found.
+// Parse parses and validates a policy file that names no other file
+// (app_roles is refused). filename is used in problem positions only. On
+// any problem it returns a nil Policy and an *Error holding every problem
+// found.
 func Parse(filename string, data []byte) (*Policy, error) {
-	sum := sha256.Sum256(data)
-	p := &Policy{Version: hex.EncodeToString(sum[:])[:16], Default: "deny"}
-	c := &checker{file: filename}
+	return ParseWith(filename, data, nil)
+}
+
+// ParseWith is Parse with a reader for the app_roles file, which is named
+// relative to filename's directory; nil refuses app_roles.
+func ParseWith(filename string, data []byte, readFile func(string) ([]byte, error)) (*Policy, error) {
+	sum := sha256.New()
+	sum.Write(data)
+	p := &Policy{Default: "deny"}
+	c := &checker{file: filename, readFile: readFile, dir: filepath.Dir(filename), version: sum}
 	c.parse(data, p)
 	if len(c.problems) > 0 {
 		return nil, &Error{Problems: sortProblems(c.problems)}
 	}
+	p.Version = hex.EncodeToString(sum.Sum(nil))[:16]
 	p.Warnings = sortProblems(p.Warnings)
 	return p, nil
 }
 
-// RolePermissions returns the role's own and inherited permissions,
-// de-duplicated and sorted, as computed at load. ok is false for a role the
-// policy does not define. The slice is shared: do not modify it.
+// RolePermissions returns an organization role's permissions (inheritance
+// and wildcards expanded: literal "resource:action" pairs), sorted. ok is
+// false for a role the policy does not define. The slice is shared: do not
+// modify it.
 func (p *Policy) RolePermissions(role string) (perms []string, ok bool) {
 	perms, ok = p.rolePerms[role]
 	return perms, ok
 }
 
-// RoleNames returns the names of the roles the policy defines, sorted.
-func (p *Policy) RoleNames() []string {
-	return append([]string(nil), p.roleNames...)
+// RoleNames returns the names of the organization roles, sorted.
+func (p *Policy) RoleNames() []string { return slices.Clone(p.roleNames) }
+
+// PlatformRolePermissions returns an admin-plugin role's permissions.
+func (p *Policy) PlatformRolePermissions(role string) (perms []string, ok bool) {
+	perms, ok = p.platformPerms[role]
+	return perms, ok
 }
+
+// PlatformRoleNames returns the names of the admin-plugin roles, sorted.
+func (p *Policy) PlatformRoleNames() []string { return slices.Clone(p.platformNames) }
+
+// PlatformDefaultRole is the admin plugin's defaultRole.
+func (p *Policy) PlatformDefaultRole() string { return p.Admin.DefaultRole }
+
+// IsAdminUser reports whether id is one of admin.admin_user_ids, which pass
+// every platform permission check (the admin plugin's adminUserIds).
+func (p *Policy) IsAdminUser(id string) bool { return slices.Contains(p.Admin.UserIDs, id) }
 
 // Route returns the route with the given name.
 func (p *Policy) Route(name string) (*Route, bool) {

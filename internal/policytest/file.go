@@ -37,15 +37,26 @@ type requestSpec struct {
 }
 
 type userSpec struct {
-	ID     string              `yaml:"id"`
-	Roles  []string            `yaml:"roles"`
-	Custom map[string][]string `yaml:"custom"`
-	Org    string              `yaml:"org"`
-	Slug   string              `yaml:"slug"`
-	Member *bool               `yaml:"member"`
-	Banned bool                `yaml:"banned"`
-	Exists *bool               `yaml:"exists"`
-	Claims map[string]string   `yaml:"claims"`
+	ID             string              `yaml:"id"`
+	Credential     string              `yaml:"credential"`
+	Roles          []string            `yaml:"roles"`
+	Custom         map[string][]string `yaml:"custom"`
+	Org            string              `yaml:"org"`
+	Slug           string              `yaml:"slug"`
+	Member         *bool               `yaml:"member"`
+	Banned         bool                `yaml:"banned"`
+	Exists         *bool               `yaml:"exists"`
+	Claims         map[string]string   `yaml:"claims"`
+	PlatformRole   string              `yaml:"platform_role"`
+	EmailVerified  bool                `yaml:"email_verified"`
+	Anonymous      bool                `yaml:"anonymous"`
+	TwoFactor      bool                `yaml:"two_factor"`
+	ImpersonatedBy string              `yaml:"impersonated_by"`
+	ActiveOrg      string              `yaml:"active_org"`
+	ActiveTeam     string              `yaml:"active_team"`
+	Teams          []string            `yaml:"teams"`
+	KeyPermissions []string            `yaml:"key_permissions"`
+	KeyOrg         string              `yaml:"key_org"`
 }
 
 type expectSpec struct {
@@ -61,8 +72,10 @@ var (
 	fileKeys    = []string{"policy", "cases"}
 	caseKeys    = []string{"name", "request", "user", "expect"}
 	requestKeys = []string{"method", "path", "route", "headers"}
-	userKeys    = []string{"id", "roles", "custom", "org", "slug", "member", "banned", "exists", "claims"}
-	expectKeys  = []string{"decision", "status", "reason", "route", "org"}
+	userKeys    = []string{"id", "credential", "roles", "custom", "org", "slug", "member", "banned", "exists", "claims",
+		"platform_role", "email_verified", "anonymous", "two_factor", "impersonated_by", "active_org", "active_team",
+		"teams", "key_permissions", "key_org"}
+	expectKeys = []string{"decision", "status", "reason", "route", "org"}
 )
 
 // registeredClaims are set by the runner itself; a case may not override
@@ -211,6 +224,17 @@ func (c *checker) checkCase(n *yaml.Node, tc *testCase, seen map[string]int) {
 		}
 		if u.Slug != "" && u.Org == "" {
 			c.add(n, "%s: user.slug needs user.org (the organization id it stands for)", what)
+		}
+		switch u.Credential {
+		case "", "jwt", "session", "api_key":
+		default:
+			c.add(n, "%s: user.credential must be jwt, session or api_key, got %q", what, u.Credential)
+		}
+		if (u.ImpersonatedBy != "" || u.ActiveOrg != "" || u.ActiveTeam != "") && u.Credential != "session" {
+			c.add(n, "%s: impersonated_by, active_org and active_team are session fields: set credential: session", what)
+		}
+		if (len(u.KeyPermissions) > 0 || u.KeyOrg != "") && u.Credential != "api_key" {
+			c.add(n, "%s: key_permissions and key_org describe an API key: set credential: api_key", what)
 		}
 		for _, name := range registeredClaims {
 			if _, ok := u.Claims[name]; ok {

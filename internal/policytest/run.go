@@ -35,11 +35,21 @@
 //	      banned: true                 # optional: users.banned, no expiry
 //	      exists: false                # optional: no users row (deleted user)
 //	      claims: { activeOrganizationId: acme } # optional extra string claims of the token
+//	      credential: session          # optional: jwt, session or api_key (default: the first
+//	                                   # the policy accepts); a session is sent as the cookie
+//	                                   # (or the bearer session token if the cookie is off)
+//	      platform_role: admin         # optional: the admin plugin's user.role
+//	      email_verified: true         # optional: user.emailVerified (also anonymous, two_factor)
+//	      impersonated_by: admin-1     # optional (session): the session's impersonatedBy
+//	      active_org: acme             # optional (session): activeOrganizationId (and active_team)
+//	      teams: [t1]                  # optional: teams of the organization the user is in
+//	      key_permissions: [leave:read] # optional (api_key): the key's permissions
+//	      key_org: org_123             # optional (api_key): an organization's key, not the user's
 //	    expect:                        # required
 //	      decision: allow              # required: allow or deny (a shadow-mode deny is allow)
 //	      status: 200                  # optional: 200, 401, 403 or 503
 //	      reason: granted              # optional: the decision's reason label, e.g.
-//	                                   # missing_permission, no_token, no_route
+//	                                   # missing_permission, no_credential, no_route
 //	      route: read-leave            # optional: the policy route that decided
 //	      org: acme                    # optional: the organization id decided for
 //
@@ -122,7 +132,7 @@ func Run(ctx context.Context, testFile string, w io.Writer) (passed, failed int,
 func (tc *testCase) request() authz.Request {
 	r := authz.Request{Method: tc.Request.Method, Path: tc.Request.Path, RouteName: tc.Request.Route}
 	if tc.Request.Headers != nil {
-		r.Headers = Headers(tc.Request.Headers)
+		r.Headers = authz.HeaderMap(tc.Request.Headers)
 	}
 	return r
 }
@@ -132,10 +142,22 @@ func (tc *testCase) user() *User {
 	if u == nil {
 		return nil
 	}
+	var cred policy.Credential
+	switch u.Credential {
+	case "jwt":
+		cred = policy.CredJWT
+	case "session":
+		cred = policy.CredSession
+	case "api_key":
+		cred = policy.CredAPIKey
+	}
 	return &User{
-		ID: u.ID, Roles: u.Roles, CustomRoles: u.Custom, OrgID: u.Org, Slug: u.Slug,
+		ID: u.ID, Credential: cred, Roles: u.Roles, CustomRoles: u.Custom, OrgID: u.Org, Slug: u.Slug,
 		NotMember: u.Member != nil && !*u.Member, Banned: u.Banned,
 		Unknown: u.Exists != nil && !*u.Exists, Claims: u.Claims,
+		PlatformRole: u.PlatformRole, EmailVerified: u.EmailVerified, Anonymous: u.Anonymous, TwoFactor: u.TwoFactor,
+		ImpersonatedBy: u.ImpersonatedBy, ActiveOrg: u.ActiveOrg, ActiveTeam: u.ActiveTeam, Teams: u.Teams,
+		KeyPermissions: u.KeyPermissions, KeyOrg: u.KeyOrg,
 	}
 }
 

@@ -4,27 +4,30 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 )
 
-// RoleTable is the policy's view of the built-in roles: the permissions a
-// role grants, inherited ones included. *policy.Policy satisfies it.
-type RoleTable interface {
+// Tables are the application's static roles, as the policy states them:
+// the organization plugin's roles and the admin plugin's (platform) roles.
+// *policy.Policy satisfies it.
+type Tables interface {
+	// RolePermissions returns an organization role's permissions.
 	RolePermissions(role string) ([]string, bool)
+	// PlatformRolePermissions returns an admin-plugin role's permissions.
+	PlatformRolePermissions(role string) ([]string, bool)
+	// PlatformDefaultRole is the admin plugin's defaultRole, applied when
+	// user.role is empty.
+	PlatformDefaultRole() string
 }
 
-// Query asks what UserID may do in the organization OrgRef (an id or a
-// slug; empty when the route needs no organization and only the user's
-// standing, such as a ban, matters).
+// Query asks what a Subject may do under a policy's role tables.
 type Query struct {
-	UserID string
-	OrgRef string
-	// Version identifies the policy whose Roles resolve the permissions.
+	Subject
+	// Version identifies the policy whose Tables resolve the permissions.
 	// It is part of every cache key, so a changed role table never serves
-	// permission sets computed under the old one.
+	// permissions computed under the old one.
 	Version string
-	Roles   RoleTable
+	Tables  Tables
 }
 
 // Tier names the layer that answered a query.
@@ -59,16 +62,35 @@ type Access struct {
 	UserFound  bool      `json:"u"`
 	Banned     bool      `json:"b,omitempty"`
 	BanExpires time.Time `json:"be,omitzero"`
+	// User conditions (see Membership).
+	EmailVerified    bool `json:"ev,omitempty"`
+	Anonymous        bool `json:"an,omitempty"`
+	TwoFactorEnabled bool `json:"tf,omitempty"`
+	// PlatformRoles are the user's admin-plugin roles (after the default
+	// role) and Platform their grants.
+	PlatformRoles []string `json:"pr,omitempty"`
+	Platform      Grants   `json:"pg,omitempty"`
+
 	// OrgID is the canonical organization id; empty when the reference
 	// matched no organization or none was asked for.
-	OrgID string   `json:"o,omitempty"`
-	Roles []string `json:"r,omitempty"`
-	// Permissions is the union of the roles' permissions, sorted and
-	// de-duplicated; entries may be "resource:*".
-	Permissions []string `json:"p,omitempty"`
-	// UnknownRoles lists held roles that neither the policy nor the
-	// organization defines; they grant nothing.
+	OrgID string `json:"o,omitempty"`
+	// Roles are the member's roles in the organization (empty: not a
+	// member) and Grants the grants of those that exist (static, dynamic or
+	// both merged); UnknownRoles lists held roles that are neither.
+	Roles        []string `json:"r,omitempty"`
+	Grants       Grants   `json:"g,omitempty"`
 	UnknownRoles []string `json:"x,omitempty"`
+	// InvalidRoles, when not empty, says why the organization's dynamic
+	// roles cannot be used: a row Better Auth cannot parse, which makes
+	// Better Auth answer every permission check in that organization with
+	// an error. Permission checks then fail.
+	InvalidRoles string `json:"ir,omitempty"`
+
+	// TeamID is the team's id when the query named a team of the
+	// organization, and TeamMember whether the user is in it.
+	TeamID     string `json:"ti,omitempty"`
+	TeamMember bool   `json:"tm,omitempty"`
+
 	// LoadedAt is when the source query that produced this answer started,
 	// on the loading process's clock. The caches compare it with the times
 	// invalidations arrived: an answer loaded before an invalidation of its
@@ -87,23 +109,6 @@ func (a *Access) IsBanned(now time.Time) bool {
 	return a.Banned && (a.BanExpires.IsZero() || now.Before(a.BanExpires))
 }
 
-// Has reports whether the permission set grants perm ("resource:action"),
-// directly or through a "resource:*" grant. It does not allocate: it runs
-// on every request.
-func (a *Access) Has(perm string) bool {
-	colon := strings.IndexByte(perm, ':')
-	for _, p := range a.Permissions {
-		if p == perm {
-			return true
-		}
-		// "resource:*" grants every action on resource.
-		if colon > 0 && len(p) == colon+2 && p[colon+1] == '*' && p[:colon+1] == perm[:colon+1] {
-			return true
-		}
-	}
-	return false
-}
-
 // Resolver answers a Query. The cache tiers in internal/cache decorate it.
 // Errors wrap ErrUnavailable (or a context error) when the answer cannot be
 // known; the caller must then fail closed.
@@ -115,55 +120,71 @@ type Resolver interface {
 // the innermost tier.
 type SourceResolver struct {
 	src Source
+	now func() time.Time
 }
 
-// NewSourceResolver returns a resolver that asks src on every call.
-func NewSourceResolver(src Source) *SourceResolver {
-	return &SourceResolver{src: src}
+// NewSourceResolver returns a resolver that asks src on every call. now is
+// the clock stamped on answers (LoadedAt); nil means time.Now.
+func NewSourceResolver(src Source, now func() time.Time) *SourceResolver {
+	if now == nil {
+		now = time.Now
+	}
+	return &SourceResolver{src: src, now: now}
 }
 
-// Resolve reads the membership and computes its permission set. The
-// answer's LoadedAt is taken before the query starts, so a change committed
-// after that instant may or may not be in it, and one committed before is.
+// Resolve reads the membership and computes its grants. The answer's
+// LoadedAt is taken before the query starts, so a change committed after
+// that instant may or may not be in it, and one committed before is.
 func (r *SourceResolver) Resolve(ctx context.Context, q Query) (*Access, Tier, error) {
-	started := time.Now()
-	m, err := r.src.Membership(ctx, q.UserID, q.OrgRef)
+	started := r.now()
+	m, err := r.src.Membership(ctx, q.Subject)
 	if err != nil {
 		return nil, TierSource, fmt.Errorf("resolve user %q in org %q: %w", q.UserID, q.OrgRef, err)
 	}
-	a := Compute(m, q.Roles)
+	a := Compute(m, q.Tables)
 	a.LoadedAt = started
 	return a, TierSource, nil
 }
 
-// Compute turns a membership into an Access: the permission set is the
-// union over the member's roles, each taken from the policy's role table
-// when defined there, else from the organization's own (dynamic) role.
-// Policy roles win so an organization cannot redefine "admin" for itself.
-func Compute(m Membership, table RoleTable) *Access {
+// Compute turns a membership into an Access under the application's static
+// role tables, with Better Auth's rules (grant.go).
+func Compute(m Membership, t Tables) *Access {
 	a := &Access{
-		UserFound:  m.UserFound,
-		Banned:     m.Banned,
-		BanExpires: m.BanExpires,
-		OrgID:      m.OrgID,
+		UserFound:        m.UserFound,
+		Banned:           m.Banned,
+		BanExpires:       m.BanExpires,
+		EmailVerified:    m.EmailVerified,
+		Anonymous:        m.Anonymous,
+		TwoFactorEnabled: m.TwoFactorEnabled,
+		OrgID:            m.OrgID,
 	}
-	if m.OrgID == "" || len(m.Roles) == 0 {
+	if !m.UserFound {
+		return a
+	}
+	a.PlatformRoles = ParsePlatformRoles(m.PlatformRole, t.PlatformDefaultRole())
+	a.Platform, _ = StaticGrants(a.PlatformRoles, platformTable{t})
+	if m.OrgID == "" {
+		return a
+	}
+	if m.TeamID != "" {
+		a.TeamID, a.TeamMember = m.TeamID, m.TeamMember
+	}
+	if len(m.Roles) == 0 {
 		return a
 	}
 	a.Roles = slices.Clone(m.Roles)
-	var perms []string
-	for _, role := range m.Roles {
-		if p, ok := table.RolePermissions(role); ok {
-			perms = append(perms, p...)
-			continue
-		}
-		if p, ok := m.CustomRoles[role]; ok {
-			perms = append(perms, p...)
-			continue
-		}
-		a.UnknownRoles = append(a.UnknownRoles, role)
+	grants, unknown, err := OrgGrants(m.Roles, t, m.DynamicRoles)
+	if err != nil {
+		a.InvalidRoles = err.Error()
+		return a
 	}
-	slices.Sort(perms)
-	a.Permissions = slices.Compact(perms)
+	a.Grants, a.UnknownRoles = grants, unknown
 	return a
+}
+
+// platformTable adapts Tables' platform side to RoleTable.
+type platformTable struct{ t Tables }
+
+func (p platformTable) RolePermissions(role string) ([]string, bool) {
+	return p.t.PlatformRolePermissions(role)
 }
