@@ -14,7 +14,7 @@ const matchPolicy = `jwt:
 organization:
   from: [path:org, header:x-organization-id]
 roles:
-  member: { permissions: ["leave:*", "org:read"] }
+  member: { permissions: ["leave:read", "leave:approve", "org:read"] }
 routes:
   - { name: root, path: /, public: true }
   - { name: health, methods: [GET, HEAD], path: /healthz, public: true }

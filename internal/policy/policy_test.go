@@ -32,7 +32,7 @@ func TestParseExample(t *testing.T) {
 		p.JWT.Leeway != wantJWT.Leeway || p.JWT.MaxTokenBytes != wantJWT.MaxTokenBytes {
 		t.Errorf("JWT = %+v, want %+v", p.JWT, wantJWT)
 	}
-	wantSrc := []OrgSource{{OrgFromPath, "org"}, {OrgFromHeader, "x-organization-id"}, {OrgFromClaim, "activeOrganizationId"}}
+	wantSrc := []Source{{FromPath, "org"}, {FromHeader, "x-organization-id"}, {FromClaim, "activeOrganizationId"}}
 	if !slices.Equal(p.OrgSources, wantSrc) {
 		t.Errorf("OrgSources = %v, want %v", p.OrgSources, wantSrc)
 	}
@@ -47,8 +47,8 @@ func TestParseExample(t *testing.T) {
 	}
 
 	wantRoles := map[string][]string{
-		"owner":  {"leave:approve", "leave:read", "leave:request", "member:*", "organization:delete"},
-		"admin":  {"leave:approve", "leave:read", "leave:request", "member:*"},
+		"owner":  {"leave:approve", "leave:read", "leave:request", "member:create", "member:delete", "member:update", "organization:delete"},
+		"admin":  {"leave:approve", "leave:read", "leave:request", "member:create", "member:delete", "member:update"},
 		"member": {"leave:read", "leave:request"},
 	}
 	if got := p.RoleNames(); !slices.Equal(got, []string{"admin", "member", "owner"}) {
@@ -80,11 +80,11 @@ func TestParseExample(t *testing.T) {
 		enforce       bool
 		line          int
 	}{
-		{"health", []string{"GET"}, "/healthz", true, false, nil, nil, true, 15},
-		{"me", nil, "/api/me", false, true, nil, nil, true, 16},
-		{"approve-leave", []string{"POST"}, "/api/orgs/{org}/leave/{id}/approve", false, false, []string{"leave:approve"}, nil, true, 17},
-		{"read-leave", []string{"GET"}, "/api/orgs/{org}/leave/**", false, false, nil, []string{"leave:read", "leave:approve"}, true, 18},
-		{"shadowed", nil, "/api/x", false, false, []string{"leave:read"}, nil, false, 19},
+		{"health", []string{"GET"}, "/healthz", true, false, nil, nil, true, 19},
+		{"me", nil, "/api/me", false, true, nil, nil, true, 20},
+		{"approve-leave", []string{"POST"}, "/api/orgs/{org}/leave/{id}/approve", false, false, []string{"leave:approve"}, nil, true, 21},
+		{"read-leave", []string{"GET"}, "/api/orgs/{org}/leave/**", false, false, nil, []string{"leave:read", "leave:approve"}, true, 22},
+		{"shadowed", nil, "/api/x", false, false, []string{"leave:read"}, nil, false, 23},
 	}
 	for _, tt := range tests {
 		r, ok := p.Route(tt.name)
@@ -168,7 +168,7 @@ var header = []string{
 	"organization:",                                  // 5
 	"  from: [path:org]",                             // 6
 	"roles:",                                         // 7
-	"  owner: { inherits: [member], permissions: [\"org:delete\", \"member:*\"] }", // 8
+	"  owner: { inherits: [member], permissions: [\"org:delete\", \"member:invite\"] }", // 8
 	"  member: { permissions: [\"leave:read\", \"leave:request\"] }",               // 9
 	"  guest: {}", // 10
 }
@@ -224,7 +224,7 @@ func TestParseProblems(t *testing.T) {
 		{"unknown organization key", replaceLine(base, 6, "  from: [path:org]\n  form: [x]"), 7, "unknown key \"form\""},
 
 		// required keys and types
-		{"missing jwt", strings.Join(slices.Concat(header[4:], []string{"routes:", okRoute}), "\n"), 1, "missing required key \"jwt\""},
+		{"no credential section", strings.Join(slices.Concat(header[4:], []string{"routes:", okRoute}), "\n"), 1, "needs a credential, but the policy accepts none"},
 		{"missing routes", strings.Join(header, "\n"), 1, "missing required key \"routes\""},
 		{"missing issuer", strings.Replace(base, "  issuer: https://auth.example\n", "", 1), 2, "missing required key \"issuer\""},
 		{"missing audiences", strings.Replace(base, "  audiences: [https://auth.example]\n", "", 1), 2, "missing required key \"audiences\""},
@@ -288,16 +288,16 @@ func TestParseProblems(t *testing.T) {
 		{"unknown method", replaceLine(base, 12, "  - { name: ok, methods: [GTE], path: /ok, authenticated: true }"), 12, "unknown method \"GTE\""},
 		{"duplicate method", replaceLine(base, 12, "  - { name: ok, methods: [GET, get], path: /ok, authenticated: true }"), 12, "method \"GET\" is listed twice"},
 		{"empty methods", replaceLine(base, 12, "  - { name: ok, methods: [], path: /ok, authenticated: true }"), 12, "methods must not be an empty list"},
-		{"no kind", replaceLine(base, 12, "  - { name: ok, path: /ok }"), 12, "must set exactly one of public: true, authenticated: true, or require/require_any"},
+		{"no kind", replaceLine(base, 12, "  - { name: ok, path: /ok }"), 12, "must set exactly one of public: true, authenticated: true, or requirements"},
 		{"only false kinds", replaceLine(base, 12, "  - { name: ok, path: /ok, public: false }"), 12, "must set exactly one of"},
 		{"two kinds", replaceLine(base, 12, "  - { name: ok, path: /ok, public: true, authenticated: true }"), 12, "sets more than one of"},
 		{"authenticated and require", replaceLine(base, 12, "  - { name: ok, path: \"/o/{org}\", authenticated: true, require: [leave:read] }"), 12, "sets more than one of"},
-		{"public with enforce false", replaceLine(base, 12, "  - { name: ok, path: /ok, public: true, enforce: false }"), 12, "enforce: false has no effect on a public route"},
+		{"public with enforce false", replaceLine(base, 12, "  - { name: ok, path: /ok, public: true, enforce: false }"), 12, "enforce has no effect on a public route"},
 		{"require empty", replaceLine(base, 12, "  - { name: ok, path: \"/o/{org}\", require: [] }"), 12, "require must not be an empty list"},
 		{"require wildcard", replaceLine(base, 12, "  - { name: ok, path: \"/o/{org}\", require: [\"member:*\"] }"), 12, "wildcards are only allowed in role permissions"},
 		{"require bad permission", replaceLine(base, 12, "  - { name: ok, path: \"/o/{org}\", require: [leave] }"), 12, "must be resource:action"},
-		{"require ungranted", replaceLine(base, 12, "  - { name: ok, path: \"/o/{org}\", require: [leave:approve] }"), 12, "no role grants \"leave:approve\""},
-		{"require_any ungranted", replaceLine(base, 12, "  - { name: ok, path: \"/o/{org}\", require_any: [leave:read, laeve:read] }"), 12, "no role grants \"laeve:read\""},
+		{"require ungranted", replaceLine(base, 12, "  - { name: ok, path: \"/o/{org}\", require: [leave:approve] }"), 12, "no organization role grants \"leave:approve\""},
+		{"require_any ungranted", replaceLine(base, 12, "  - { name: ok, path: \"/o/{org}\", require_any: [leave:read, laeve:read] }"), 12, "no organization role grants \"laeve:read\""},
 		{"require without organization", strings.Replace(replaceLine(base, 12, "  - { name: ok, path: \"/o/{org}\", require: [leave:read] }"), "organization:\n  from: [path:org]\n", "", 1), 10, "has no valid organization.from"},
 		{"org path param not captured", replaceLine(base, 12, "  - { name: ok, path: \"/o/{id}\", require: [leave:read] }"), 12, "captures none of the organization path parameters (path:org)"},
 
@@ -410,7 +410,7 @@ default: allow
 	// The second r1 is a duplicate, so its own errors are skipped; a
 	// distinct name shows them.
 	_, err = Parse("bad.yaml", []byte(strings.Replace(src, "name: r1, methods", "name: r2, methods", 1)))
-	for _, msg := range []string{"unknown method \"FETCH\"", "no role grants \"nope:read\""} {
+	for _, msg := range []string{"unknown method \"FETCH\"", "no organization role grants \"nope:read\""} {
 		if !strings.Contains(err.Error(), msg) {
 			t.Errorf("error lacks %q:\n%v", msg, err)
 		}
@@ -460,48 +460,41 @@ func TestWarnings(t *testing.T) {
 	}
 }
 
-func TestRouteAllowsAndGrants(t *testing.T) {
+func TestRoleExpansion(t *testing.T) {
 	t.Parallel()
 	p, err := Load("testdata/example.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	perms := func(role string) []string {
-		ps, ok := p.RolePermissions(role)
-		if !ok {
-			t.Fatalf("role %q missing", role)
-		}
-		return ps
-	}
-	approve, _ := p.Route("approve-leave")
-	read, _ := p.Route("read-leave")
-	me, _ := p.Route("me")
 	tests := []struct {
-		name    string
-		route   *Route
-		granted []string
-		want    bool
+		role string
+		want []string
 	}{
-		{"member cannot approve", approve, perms("member"), false},
-		{"admin can approve", approve, perms("admin"), true},
-		{"owner inherits approve", approve, perms("owner"), true},
-		{"member reads", read, perms("member"), true},
-		{"nothing granted", read, nil, false},
-		{"any of require_any", read, []string{"leave:approve"}, true},
-		{"no requirements", me, nil, true},
-		{"wildcard grants action", &Route{Require: []string{"member:invite"}}, perms("admin"), true},
-		{"wildcard is per resource", &Route{Require: []string{"members:invite"}}, []string{"member:*"}, false},
-		{"wildcard prefix is not a resource", &Route{Require: []string{"mem:invite"}}, []string{"member:*"}, false},
-		{"require and require_any both needed", &Route{Require: []string{"a:b"}, RequireAny: []string{"c:d"}}, []string{"a:b"}, false},
-		{"require and require_any both met", &Route{Require: []string{"a:b"}, RequireAny: []string{"c:d", "e:f"}}, []string{"a:b", "e:f"}, true},
+		// Inheritance and wildcards are expanded at load into Better
+		// Auth's literal actions: member:* is every action statements
+		// declare for member, and nothing else.
+		{"member", []string{"leave:read", "leave:request"}},
+		{"admin", []string{"leave:approve", "leave:read", "leave:request", "member:create", "member:delete", "member:update"}},
+		{"owner", []string{"leave:approve", "leave:read", "leave:request", "member:create", "member:delete", "member:update", "organization:delete"}},
 	}
 	for _, tt := range tests {
-		if got := tt.route.Allows(tt.granted); got != tt.want {
-			t.Errorf("%s: Allows(%v) = %v, want %v", tt.name, tt.granted, got, tt.want)
+		got, ok := p.RolePermissions(tt.role)
+		if !ok || !slices.Equal(got, tt.want) {
+			t.Errorf("RolePermissions(%q) = %v, %v; want %v", tt.role, got, ok, tt.want)
 		}
 	}
-	if Grants([]string{"a:*"}, "a") {
-		t.Error("Grants accepted a permission without action")
+	if _, ok := p.RolePermissions("ghost"); ok {
+		t.Error("an undefined role has permissions")
+	}
+	// No admin section: Better Auth's admin plugin defaults.
+	if perms, ok := p.PlatformRolePermissions("admin"); !ok || !slices.Contains(perms, "user:ban") || slices.Contains(perms, "user:impersonate-admins") {
+		t.Errorf("platform admin = %v, %v; want Better Auth's default admin role", perms, ok)
+	}
+	if perms, ok := p.PlatformRolePermissions("user"); !ok || len(perms) != 0 {
+		t.Errorf("platform user = %v, %v; want no permissions", perms, ok)
+	}
+	if p.PlatformDefaultRole() != "user" {
+		t.Errorf("default platform role = %q", p.PlatformDefaultRole())
 	}
 }
 
@@ -517,11 +510,11 @@ func TestRoleNamesIsACopy(t *testing.T) {
 	}
 }
 
-func TestOrgSourceString(t *testing.T) {
-	for src, want := range map[OrgSource]string{
-		{}:                                 "",
-		{Kind: OrgFromPath, Name: "org"}:   "path:org",
-		{Kind: OrgFromClaim, Name: "aoid"}: "claim:aoid",
+func TestSourceString(t *testing.T) {
+	for src, want := range map[Source]string{
+		{}:                              "",
+		{Kind: FromPath, Name: "org"}:   "path:org",
+		{Kind: FromClaim, Name: "aoid"}: "claim:aoid",
 	} {
 		if got := src.String(); got != want {
 			t.Errorf("%#v.String() = %q, want %q", src, got, want)
