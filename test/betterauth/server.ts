@@ -244,11 +244,14 @@ async function invalidate(change: Invalidation): Promise<void> {
 // Sessions: a session row's update (set-active organization or team, the daily
 // expiry refresh) and delete fire databaseHooks.session, one call per row even
 // for bulk deletions (revoke-sessions, ban, user deletion). Sessions kept only
-// in secondary storage fire update but never delete: those deletions are
-// caught where Better Auth deletes the Redis key. Better Auth revokes a user's
-// sessions there by deleting each listed one and writing
-// "revoked-sessions-before-<userId>", a time before which every session of the
-// user counts as revoked.
+// in secondary storage fire update but never delete. Those deletions are
+// caught in the storage itself rather than after a list of endpoints: a dozen
+// endpoints delete sessions (sign-out, revocations, ban, user deletion,
+// impersonation, two-factor, anonymous linking, expiry), and only the storage
+// sees them all, with the session's id. Better Auth revokes all of a user's
+// sessions there by writing "revoked-sessions-before-<userId>" (every session
+// of the user created earlier counts as revoked), announced as a `user`
+// message, then deleting each listed session.
 const sessionHook = {
   async after(session: { id: string; userId: string } | null) {
     if (session?.id && session.userId) await invalidate({ kind: "session", user: session.userId, session: session.id });
