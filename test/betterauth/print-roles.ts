@@ -4,8 +4,10 @@
 //
 // Shape: {"organization": {"statements": {resource: [actions]}, "roles": {role: {resource: [actions]}}},
 //         "admin": {...same, the admin plugin's}}.
-// To use it in an application, point the two imports at the modules that
-// define the app's `ac`/`roles` (the objects passed to organization() and admin()).
+// To use it in an application, import instead the app's own statements and
+// roles: the objects it passes to organization({ ac, roles }) and admin()
+// (Better Auth's defaults, from better-auth/plugins/admin/access, when it
+// passes none).
 import { adminRoles, adminStatements, roles, statements } from "./access.ts";
 
 type Role = { statements: Record<string, readonly string[]> };
