@@ -7,6 +7,7 @@
 #   scripts/betterauth.sh start     start the server in the background, wait for /healthz,
 #                                   print its base URL
 #   scripts/betterauth.sh stop      stop the server started by `start`
+#   scripts/betterauth.sh roles     rewrite test/betterauth/roles.json from access.ts (print-roles.ts)
 #
 # Needs Node >= 20 and npm; the Bun runtime comes from the npm package `bun`.
 # Environment: DATABASE_URL (required for migrate/start), PORT (3000), HOST (127.0.0.1),
@@ -29,7 +30,7 @@ die() {
 }
 
 lock_sum() {
-	cat "$dir/package.json" "$dir/package-lock.json" | sha256sum | cut -d' ' -f1
+	cat "$dir/package.json" "$dir/package-lock.json" "$dir/.npmrc" | sha256sum | cut -d' ' -f1
 }
 
 install() {
@@ -40,6 +41,7 @@ install() {
 		return 0
 	fi
 	echo "betterauth.sh: npm ci in $dir" >&2
+	# .npmrc (legacy-peer-deps) lets @better-auth/api-key sit beside better-auth.
 	(cd "$dir" && npm ci --no-audit --no-fund) >&2
 	# The npm package `bun` puts the real binary in place with a postinstall
 	# script; an npm that skips dependency scripts leaves a placeholder.
@@ -114,6 +116,13 @@ start() {
 	echo "${BETTER_AUTH_URL:-http://127.0.0.1:$port}"
 }
 
+roles() {
+	install
+	# EXTRA_STATIC_ROLE would add a role to the output: roles.json is the app's own.
+	(cd "$dir" && EXTRA_STATIC_ROLE= "$bun" print-roles.ts >roles.json.tmp && mv roles.json.tmp roles.json)
+	echo "betterauth.sh: wrote $dir/roles.json" >&2
+}
+
 stop() {
 	local pid
 	if ! pid="$(running_pid)"; then
@@ -136,8 +145,9 @@ install) install ;;
 migrate) migrate ;;
 start) start ;;
 stop) stop ;;
+roles) roles ;;
 *)
-	echo "usage: $0 install|migrate|start|stop" >&2
+	echo "usage: $0 install|migrate|start|stop|roles" >&2
 	exit 2
 	;;
 esac

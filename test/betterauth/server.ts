@@ -3,45 +3,26 @@
 // It is configured the way an application team would configure Better Auth
 // 1.7.25 in front of the authz sidecar: email/password sign-in, organizations
 // with teams and dynamic (per-organization) roles, the jwt plugin issuing
-// EdDSA tokens that carry the active organization and session id, the bearer
-// plugin for server-to-server calls, and the admin plugin for bans.
+// tokens that carry the active organization and session id, the bearer plugin
+// for server-to-server calls, the admin plugin for bans and impersonation,
+// API keys owned by users or organizations, anonymous users and two-factor
+// authentication. Environment variables switch the parts a sidecar test must
+// see both ways (table names, optional plugins, secondary storage).
 //
 // Run with the Bun binary shipped by the npm package `bun`:
 //
 //   node_modules/.bin/bun server.ts
 //
-// Environment (all optional except DATABASE_URL):
-//   PORT                    listen port (3000)
-//   HOST                    listen address (127.0.0.1)
-//   DATABASE_URL            postgres://... URL of the Better Auth database
-//   BETTER_AUTH_SECRET      signing/encryption secret (fixed dev secret)
-//   BETTER_AUTH_URL         public base URL (http://127.0.0.1:$PORT); JWT iss/aud
-//   TRUSTED_ORIGINS         extra comma-separated origins for cookie requests
-//   MIGRATE=1               create/alter tables with Better Auth's migrator, then serve
-//   MIGRATE_ONLY=1          create/alter tables, then exit
-//   JWT_EXPIRATION          jwt lifetime, jose time span ("15m"; tests use "30s")
-//   JWKS_ROTATION_INTERVAL  seconds a signing key is used before a new one is minted (off)
-//   JWKS_GRACE_PERIOD       seconds a rotated key stays in /jwks after it expired (2592000)
-//   ADMIN_EMAILS            comma-separated emails that sign up with users.role = "admin"
-//   ADMIN_USER_IDS          comma-separated user ids treated as global admins
-//   INVALIDATION_REDIS_URL  publish cache invalidations for the authz sidecar to this Redis
-//                           (redis://host:port/db; unset: no publishing)
-//   INVALIDATION_CHANNEL    pub/sub channel (authz:invalidate; the sidecar's --invalidation-channel)
-//   INVALIDATION_REDIS_PREFIX  key prefix of the sidecar's Redis tier (authz:; its --redis-prefix)
-//   INVALIDATION_MARKER_TTL seconds an invalidation marker lives (3600; > the sidecar's --l2-ttl)
+// Every environment variable is listed in README.md; all are optional except
+// DATABASE_URL.
 import { RedisClient } from "bun";
-import { betterAuth } from "better-auth";
+import { betterAuth, type BetterAuthPlugin, type SecondaryStorage } from "better-auth";
 import { createAuthMiddleware, getSessionFromCtx, isAPIError } from "better-auth/api";
 import { getMigrations } from "better-auth/db/migration";
-import { admin, bearer, jwt, organization } from "better-auth/plugins";
-import { createAccessControl } from "better-auth/plugins/access";
-import {
-  adminAc,
-  defaultStatements,
-  memberAc,
-  ownerAc,
-} from "better-auth/plugins/organization/access";
+import { admin, anonymous, bearer, jwt, organization, twoFactor } from "better-auth/plugins";
+import { apiKey } from "@better-auth/api-key";
 import { Pool } from "pg";
+import { ac, roles } from "./access.ts";
 
 const DEV_SECRET = "authz-sidecar-dev-secret-do-not-use-in-production";
 
@@ -69,6 +50,19 @@ function seconds(name: string): number | undefined {
   return n;
 }
 
+// flag parses a switch that is "1" (on) or "0" (off).
+function flag(name: string, fallback: boolean): boolean {
+  const raw = env(name, fallback ? "1" : "0");
+  if (raw !== "0" && raw !== "1") throw new Error(`${name} must be 0 or 1, got ${JSON.stringify(raw)}`);
+  return raw === "1";
+}
+
+function oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
+  const raw = env(name, fallback) as T;
+  if (!allowed.includes(raw)) throw new Error(`${name} must be one of ${allowed.join(", ")}, got ${JSON.stringify(raw)}`);
+  return raw;
+}
+
 const port = Number(env("PORT", "3000"));
 const host = env("HOST", "127.0.0.1");
 const databaseURL = env("DATABASE_URL");
@@ -76,60 +70,116 @@ if (databaseURL === "") {
   console.error("DATABASE_URL is required (postgres://user@host:port/db)");
   process.exit(2);
 }
-const secret = env("BETTER_AUTH_SECRET", DEV_SECRET);
-if (secret.length < 32) {
+// BETTER_AUTH_SECRETS ("1:new-secret,0:old-secret") is read by Better Auth
+// itself; it then signs with the first and takes `secret` as the legacy one.
+// The dev secret stands in only when neither variable is set.
+const secrets = env("BETTER_AUTH_SECRETS");
+const secret = env("BETTER_AUTH_SECRET", secrets === "" ? DEV_SECRET : "");
+if (secrets === "" && secret.length < 32) {
   console.error("BETTER_AUTH_SECRET must be at least 32 characters");
   process.exit(2);
 }
 const baseURL = env("BETTER_AUTH_URL", `http://127.0.0.1:${port}`);
 const adminEmails = new Set(list("ADMIN_EMAILS").map((e) => e.toLowerCase()));
+const schemaMode = oneOf("SCHEMA", "plural", ["plural", "singular", "custom"] as const);
+const teamsEnabled = flag("TEAMS", true);
+const dynamicAC = flag("DYNAMIC_AC", true);
+const adminPlugin = flag("ADMIN_PLUGIN", true);
+const testRoutes = flag("TEST_ROUTES", false);
+const jwtAlg = oneOf("JWT_ALG", "EdDSA", ["EdDSA", "ES256", "ES512"] as const);
 
-// Access control. The statements are Better Auth's organization defaults
-// (which its own endpoints check: member:create for invitations, ac:create for
-// create-role, ...) plus the application's own resource, `leave`. The roles
-// mirror the sidecar's policies.yaml:
-//   member = leave:request, leave:read
-//   admin  = member + leave:approve + member:*
-//   owner  = admin + organization:delete
-// and each keeps the permissions Better Auth grants its built-in role of the
-// same name, so invite/accept/update-role/remove-member/create-role work.
-type Statements = Record<string, readonly string[]>;
+// ---------------------------------------------------------------------------
+// Table and column names. Better Auth has no global switch when `database` is
+// a raw pg.Pool (usePlural belongs to adapter factories and would also turn
+// jwks into jwkss): an app renames with modelName (tables) and fields
+// (columns) on every model. SCHEMA=singular passes neither (Better Auth's
+// default install).
+type Model =
+  | "user" | "session" | "account" | "verification" | "organization" | "member" | "invitation"
+  | "team" | "teamMember" | "organizationRole" | "jwks" | "apikey" | "twoFactor";
 
-function union(...parts: Statements[]): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
-  for (const part of parts) {
-    for (const [resource, actions] of Object.entries(part)) {
-      out[resource] = [...new Set([...(out[resource] ?? []), ...actions])];
-    }
-  }
-  return out;
+const TABLES: Record<typeof schemaMode, Partial<Record<Model, string>>> = {
+  plural: {
+    user: "users", session: "sessions", account: "accounts", verification: "verifications",
+    organization: "organizations", member: "members", invitation: "invitations", team: "teams",
+    teamMember: "teamMembers", organizationRole: "organizationRoles", jwks: "jwks", apikey: "apikeys",
+    twoFactor: "twoFactors",
+  },
+  singular: {},
+  custom: {
+    user: "auth_users", session: "auth_sessions", account: "auth_accounts", verification: "auth_verifications",
+    organization: "auth_organizations", member: "auth_members", invitation: "auth_invitations",
+    team: "auth_teams", teamMember: "auth_team_members", organizationRole: "auth_org_roles",
+    jwks: "auth_jwks", apikey: "auth_apikeys", twoFactor: "auth_two_factors",
+  },
+};
+const FIELDS: Record<typeof schemaMode, Partial<Record<Model, Record<string, string>>>> = {
+  plural: {},
+  singular: {},
+  custom: {
+    user: { emailVerified: "email_verified" },
+    session: { userId: "user_id" },
+    member: { role: "member_role", userId: "user_id" },
+    organizationRole: { role: "role_name" },
+    apikey: { referenceId: "owner_id" },
+  },
+};
+
+// The organization plugin adds activeOrganizationId (and activeTeamId) to the
+// session; it renames them itself, through its own schema.session.fields.
+const ORG_SESSION_FIELDS: Record<typeof schemaMode, Record<string, string> | undefined> = {
+  plural: undefined,
+  singular: undefined,
+  custom: { activeOrganizationId: "active_organization_id" },
+};
+
+// names is the { modelName, fields } of one model in this mode, without the
+// keys this mode leaves to Better Auth.
+function names(model: Model): { modelName?: string; fields?: Record<string, string> } {
+  const modelName = TABLES[schemaMode][model];
+  const fields = FIELDS[schemaMode][model];
+  return { ...(modelName ? { modelName } : {}), ...(fields ? { fields } : {}) };
 }
-
-const statements = union(defaultStatements, {
-  organization: ["delete", ...defaultStatements.organization],
-  member: [...defaultStatements.member],
-  leave: ["request", "read", "approve"],
-});
-const ac = createAccessControl(statements);
-
-const memberPerms = union(memberAc.statements, { leave: ["request", "read"] });
-const adminPerms = union(adminAc.statements, memberPerms, {
-  leave: ["approve"],
-  member: [...statements.member],
-});
-const ownerPerms = union(ownerAc.statements, adminPerms, { organization: ["delete"] });
-
-const member = ac.newRole(memberPerms);
-const adminRole = ac.newRole(adminPerms);
-const owner = ac.newRole(ownerPerms);
 
 const pool = new Pool({ connectionString: databaseURL });
 
 // ---------------------------------------------------------------------------
+// Secondary storage (SECONDARY_STORAGE_REDIS_URL): Better Auth then keeps
+// sessions only in Redis (storeSessionInDatabase stays at its default,
+// false), and verification values too. The key layout is in README.md.
+const secondaryRedisURL = env("SECONDARY_STORAGE_REDIS_URL");
+const secondaryPrefix = env("SECONDARY_STORAGE_PREFIX");
+const secondaryRedis = secondaryRedisURL === "" ? null : new RedisClient(secondaryRedisURL);
+
+// INCR, and the TTL (seconds) only when the key is new (SecondaryStorage.increment).
+const INCR_SCRIPT = `local n = redis.call('INCR', KEYS[1])
+if n == 1 and tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n`;
+
+function redisSecondaryStorage(redis: RedisClient): SecondaryStorage {
+  const k = (key: string) => secondaryPrefix + key;
+  return {
+    get: (key) => redis.get(k(key)),
+    getAndDelete: (key) => redis.send("GETDEL", [k(key)]),
+    increment: async (key, ttl) => Number(await redis.send("EVAL", [INCR_SCRIPT, "1", k(key), String(Math.ceil(ttl))])),
+    async set(key, value, ttl) {
+      if (ttl !== undefined && ttl > 0) await redis.send("SET", [k(key), value, "EX", String(Math.ceil(ttl))]);
+      else await redis.set(k(key), value);
+      await invalidateSecondaryStorageSet(key); // invalidation
+    },
+    async delete(key) {
+      const old = await redis.send("GETDEL", [k(key)]);
+      await invalidateSecondaryStorageDelete(old); // invalidation
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
 // Cache invalidation for the authz sidecar (docs/consistency.md). Copy this
 // section and the hooks marked "invalidation" below into an application to
-// make a revoked role or a removed member take effect on every sidecar
-// replica within milliseconds instead of after the cache TTLs.
+// make a revoked role, a removed member, a signed-out session or a deleted API
+// key take effect on every sidecar replica within milliseconds instead of
+// after the cache TTLs.
 //
 // For each change it (1) raises the sidecar's Redis markers, so that no
 // replica serves a shared (L2) cache entry loaded before the change, even
@@ -156,21 +206,33 @@ return 1`;
 type Invalidation =
   | { kind: "member"; user: string; org: string }
   | { kind: "user"; user: string }
+  | { kind: "session"; user: string; session: string }
+  | { kind: "apikey"; apikey: string }
   | { kind: "org"; org: string; slugs?: string[] }
   | { kind: "role"; org: string; role?: string };
+
+function markerKeys(change: Invalidation): string[] {
+  switch (change.kind) {
+    case "member":
+    case "user":
+      return [`${invalidationPrefix}inv:u:${change.user}`];
+    case "session":
+      return [`${invalidationPrefix}inv:s:${change.session}`];
+    case "apikey":
+      return [`${invalidationPrefix}inv:k:${change.apikey}`];
+    case "org":
+      return [change.org, ...(change.slugs ?? [])].map((ref) => `${invalidationPrefix}inv:o:${ref}`);
+    case "role":
+      return [`${invalidationPrefix}inv:o:${change.org}`];
+  }
+}
 
 async function invalidate(change: Invalidation): Promise<void> {
   if (invalidationRedis === null) return;
   const message = { v: 1, id: crypto.randomUUID(), ...change, src: "better-auth", at: Date.now() };
-  const markers =
-    change.kind === "member" || change.kind === "user"
-      ? [`${invalidationPrefix}inv:u:${change.user}`]
-      : [change.org, ...(change.kind === "org" ? (change.slugs ?? []) : [])].map(
-          (ref) => `${invalidationPrefix}inv:o:${ref}`,
-        );
   const now = (BigInt(Date.now()) * 1_000_000n).toString();
   try {
-    for (const key of markers) {
+    for (const key of markerKeys(change)) {
       await invalidationRedis.send("EVAL", [MARK_SCRIPT, "1", key, now, String(invalidationMarkerTTL)]);
     }
     await invalidationRedis.publish(invalidationChannel, JSON.stringify(message));
@@ -179,28 +241,188 @@ async function invalidate(change: Invalidation): Promise<void> {
   }
 }
 
-// Custom roles have no organization hooks: they are caught after their
-// endpoints. A custom role change invalidates the whole organization.
+// Sessions: a session row's update (set-active organization or team, the daily
+// expiry refresh) and delete fire databaseHooks.session, one call per row even
+// for bulk deletions (revoke-sessions, ban, user deletion). Sessions kept only
+// in secondary storage fire update but never delete. Those deletions are
+// caught in the storage itself rather than after a list of endpoints: a dozen
+// endpoints delete sessions (sign-out, revocations, ban, user deletion,
+// impersonation, two-factor, anonymous linking, expiry), and only the storage
+// sees them all, with the session's id. Better Auth revokes all of a user's
+// sessions there by writing "revoked-sessions-before-<userId>" (every session
+// of the user created earlier counts as revoked), announced as a `user`
+// message, then deleting each listed session.
+const sessionHook = {
+  async after(session: { id: string; userId: string } | null) {
+    if (session?.id && session.userId) await invalidate({ kind: "session", user: session.userId, session: session.id });
+  },
+};
+
+async function invalidateSecondaryStorageDelete(old: unknown): Promise<void> {
+  if (typeof old !== "string" || !old.startsWith("{")) return;
+  let value: { session?: { id?: unknown; userId?: unknown } } | null = null;
+  try {
+    value = JSON.parse(old);
+  } catch {
+    return;
+  }
+  const s = value?.session;
+  if (typeof s?.id === "string" && typeof s.userId === "string") {
+    await invalidate({ kind: "session", user: s.userId, session: s.id });
+  }
+}
+
+async function invalidateSecondaryStorageSet(key: string): Promise<void> {
+  const REVOKED = "revoked-sessions-before-";
+  if (key.startsWith(REVOKED)) await invalidate({ kind: "user", user: key.slice(REVOKED.length) });
+}
+
+// Custom roles, API keys and leaving an organization have no hooks: they are
+// caught after their endpoints. A custom role change invalidates the whole
+// organization; an API key change the key.
 const ROLE_PATHS = new Set(["/organization/create-role", "/organization/update-role", "/organization/delete-role"]);
-const invalidateRoleChanges = createAuthMiddleware(async (ctx) => {
-  if (!ROLE_PATHS.has(ctx.path) || isAPIError(ctx.context.returned)) return;
-  const body = (ctx.body ?? {}) as { organizationId?: string; role?: string; roleName?: string };
-  const returned = ctx.context.returned as { roleData?: { organizationId?: string; role?: string } } | undefined;
-  const org =
-    body.organizationId ??
-    returned?.roleData?.organizationId ??
-    (await getSessionFromCtx(ctx))?.session.activeOrganizationId ??
-    undefined;
-  if (!org) return;
-  await invalidate({ kind: "role", org, role: returned?.roleData?.role ?? body.roleName ?? body.role });
+const APIKEY_PATHS = new Set(["/api-key/update", "/api-key/delete"]);
+const invalidateAfterEndpoints = createAuthMiddleware(async (ctx) => {
+  if (isAPIError(ctx.context.returned)) return;
+  if (ROLE_PATHS.has(ctx.path)) {
+    const body = (ctx.body ?? {}) as { organizationId?: string; role?: string; roleName?: string };
+    const returned = ctx.context.returned as { roleData?: { organizationId?: string; role?: string } } | undefined;
+    const org =
+      body.organizationId ??
+      returned?.roleData?.organizationId ??
+      (await getSessionFromCtx(ctx))?.session.activeOrganizationId ??
+      undefined;
+    if (!org) return;
+    await invalidate({ kind: "role", org, role: returned?.roleData?.role ?? body.roleName ?? body.role });
+  } else if (APIKEY_PATHS.has(ctx.path)) {
+    const keyId = (ctx.body as { keyId?: string } | undefined)?.keyId;
+    if (keyId) await invalidate({ kind: "apikey", apikey: keyId });
+  } else if (ctx.path === "/organization/leave") {
+    // Leaving deletes the member row without organizationHooks.afterRemoveMember.
+    const member = ctx.context.returned as { userId?: string; organizationId?: string } | undefined;
+    if (member?.userId && member.organizationId) {
+      await invalidate({ kind: "member", user: member.userId, org: member.organizationId });
+    }
+  }
 });
+
+// Deleting a team deletes its "teamMembers" rows; afterDeleteTeam no longer
+// sees them, so beforeDeleteTeam notes who they were.
+const teamMembersBeingDeleted = new Map<string, string[]>();
 // ---------------------------------------------------------------------------
+
+// Test-only: what emailVerification.sendVerificationEmail was asked to send,
+// by lowercased email (GET /test/verification-email).
+const verificationEmails = new Map<string, { url: string; token: string }>();
+
+const secondaryStorage = secondaryRedis === null ? undefined : redisSecondaryStorage(secondaryRedis);
+
+const plugins: BetterAuthPlugin[] = [
+  organization({
+    teams: { enabled: teamsEnabled },
+    ac,
+    roles,
+    dynamicAccessControl: { enabled: dynamicAC },
+    // invalidation: memberships and organizations.
+    organizationHooks: {
+      afterAddMember: ({ member }) => invalidate({ kind: "member", user: member.userId, org: member.organizationId }),
+      afterAcceptInvitation: ({ member }) =>
+        invalidate({ kind: "member", user: member.userId, org: member.organizationId }),
+      afterUpdateMemberRole: ({ member }) =>
+        invalidate({ kind: "member", user: member.userId, org: member.organizationId }),
+      afterRemoveMember: ({ member }) =>
+        invalidate({ kind: "member", user: member.userId, org: member.organizationId }),
+      afterUpdateOrganization: ({ organization, member }) =>
+        invalidate({
+          kind: "org",
+          org: organization?.id ?? member.organizationId,
+          slugs: organization?.slug ? [organization.slug] : [],
+        }),
+      afterDeleteOrganization: ({ organization }) =>
+        invalidate({ kind: "org", org: organization.id, slugs: [organization.slug] }),
+      afterAddTeamMember: ({ teamMember, team }) =>
+        invalidate({ kind: "member", user: teamMember.userId, org: team.organizationId }),
+      afterRemoveTeamMember: ({ teamMember, team }) =>
+        invalidate({ kind: "member", user: teamMember.userId, org: team.organizationId }),
+      async beforeDeleteTeam({ team }) {
+        const ctx = await auth.$context;
+        const rows = await ctx.adapter.findMany<{ userId: string }>({
+          model: "teamMember",
+          where: [{ field: "teamId", value: team.id }],
+        });
+        teamMembersBeingDeleted.set(team.id, rows.map((r) => r.userId));
+      },
+      async afterDeleteTeam({ team }) {
+        const users = teamMembersBeingDeleted.get(team.id) ?? [];
+        teamMembersBeingDeleted.delete(team.id);
+        for (const user of users) await invalidate({ kind: "member", user, org: team.organizationId });
+      },
+    },
+    schema: {
+      organization: names("organization"),
+      member: names("member"),
+      invitation: names("invitation"),
+      ...(teamsEnabled ? { team: names("team"), teamMember: names("teamMember") } : {}),
+      ...(dynamicAC ? { organizationRole: names("organizationRole") } : {}),
+      ...(ORG_SESSION_FIELDS[schemaMode] ? { session: { fields: ORG_SESSION_FIELDS[schemaMode] } } : {}),
+    },
+  }),
+  jwt({
+    jwt: {
+      // The sidecar authorizes per organization, so the token names the
+      // session's active organization and the session it came from.
+      definePayload: ({ user, session }) => ({
+        ...user,
+        activeOrganizationId: session.activeOrganizationId ?? null,
+        sid: session.id,
+      }),
+      expirationTime: env("JWT_EXPIRATION", "15m"),
+    },
+    jwks: {
+      keyPairConfig: jwtAlg === "EdDSA" ? { alg: "EdDSA", crv: "Ed25519" } : { alg: jwtAlg },
+      rotationInterval: seconds("JWKS_ROTATION_INTERVAL"),
+      gracePeriod: seconds("JWKS_GRACE_PERIOD"),
+    },
+    schema: { jwks: names("jwks") },
+  }),
+  bearer({ requireSignature: flag("BEARER_REQUIRE_SIGNATURE", false) }),
+  ...(adminPlugin ? [admin({ adminUserIds: list("ADMIN_USER_IDS") })] : []),
+  // Two configurations: keys owned by a user (configId "default", prefix
+  // "usr_") and keys owned by an organization ("org", prefix "org_"). Both
+  // are read from the x-api-key header by Better Auth and carry permissions
+  // (set server-side only). minExpiresIn 0 lets tests create keys that expire
+  // in seconds (Better Auth's default minimum is one day).
+  apiKey(
+    [
+      {
+        configId: "default",
+        references: "user",
+        defaultPrefix: "usr_",
+        enableMetadata: true,
+        keyExpiration: { minExpiresIn: 0 },
+        rateLimit: { enabled: flag("APIKEY_RATE_LIMIT", true) },
+      },
+      {
+        configId: "org",
+        references: "organization",
+        defaultPrefix: "org_",
+        enableMetadata: true,
+        keyExpiration: { minExpiresIn: 0 },
+        rateLimit: { enabled: flag("APIKEY_RATE_LIMIT", true) },
+      },
+    ],
+    { schema: { apikey: names("apikey") } },
+  ),
+  anonymous(),
+  twoFactor({ schema: { twoFactor: names("twoFactor") } }),
+];
 
 export const auth = betterAuth({
   appName: "authz-sidecar fixture",
   baseURL,
-  secret,
+  ...(secret !== "" ? { secret } : {}),
   database: pool,
+  secondaryStorage,
   // Requests without an Origin header and without cookies (server to server,
   // Authorization: Bearer) are not origin-checked; cookie requests must send
   // an Origin listed here. baseURL is always trusted.
@@ -210,17 +432,23 @@ export const auth = betterAuth({
   telemetry: { enabled: false },
   // Logs go to a file (scripts/betterauth.sh start); keep them free of ANSI codes.
   logger: { disableColors: true },
+  advanced: env("COOKIE_PREFIX") === "" ? {} : { cookiePrefix: env("COOKIE_PREFIX") },
   emailAndPassword: { enabled: true, requireEmailVerification: false },
-  // Plural table names: with a raw pg.Pool the only switch is modelName on
-  // every model (usePlural belongs to adapter factories and would also turn
-  // jwks into jwkss).
-  user: { modelName: "users" },
-  session: { modelName: "sessions" },
-  account: { modelName: "accounts" },
-  verification: { modelName: "verifications" },
-  // invalidation: custom roles
-  hooks: { after: invalidateRoleChanges },
+  emailVerification: {
+    // No mail server: remember the link for GET /test/verification-email.
+    async sendVerificationEmail({ user, url, token }) {
+      verificationEmails.set(user.email.toLowerCase(), { url, token });
+    },
+  },
+  user: { ...names("user"), deleteUser: { enabled: true } },
+  session: names("session"),
+  account: names("account"),
+  verification: names("verification"),
+  // invalidation: custom roles, API keys, leaving an organization
+  hooks: { after: invalidateAfterEndpoints },
   databaseHooks: {
+    // invalidation: set-active, sign-out, revocations (see sessionHook)
+    session: { update: sessionHook, delete: sessionHook },
     user: {
       // invalidation: bans, unbans, global role changes (the admin plugin
       // updates the users row) and deletions.
@@ -238,7 +466,7 @@ export const auth = betterAuth({
         // Lets a test or the demo name its global admin before sign-up,
         // since user ids are random.
         async before(user) {
-          if (adminEmails.has(String(user.email).toLowerCase())) {
+          if (adminPlugin && adminEmails.has(String(user.email).toLowerCase())) {
             return { data: { ...user, role: "admin" } };
           }
           return { data: user };
@@ -246,60 +474,47 @@ export const auth = betterAuth({
       },
     },
   },
-  plugins: [
-    organization({
-      teams: { enabled: true },
-      ac,
-      roles: { owner, admin: adminRole, member },
-      dynamicAccessControl: { enabled: true },
-      // invalidation: memberships and organizations.
-      organizationHooks: {
-        afterAddMember: ({ member }) => invalidate({ kind: "member", user: member.userId, org: member.organizationId }),
-        afterAcceptInvitation: ({ member }) =>
-          invalidate({ kind: "member", user: member.userId, org: member.organizationId }),
-        afterUpdateMemberRole: ({ member }) =>
-          invalidate({ kind: "member", user: member.userId, org: member.organizationId }),
-        afterRemoveMember: ({ member }) =>
-          invalidate({ kind: "member", user: member.userId, org: member.organizationId }),
-        afterUpdateOrganization: ({ organization, member }) =>
-          invalidate({
-            kind: "org",
-            org: organization?.id ?? member.organizationId,
-            slugs: organization?.slug ? [organization.slug] : [],
-          }),
-        afterDeleteOrganization: ({ organization }) =>
-          invalidate({ kind: "org", org: organization.id, slugs: [organization.slug] }),
-      },
-      schema: {
-        organization: { modelName: "organizations" },
-        member: { modelName: "members" },
-        invitation: { modelName: "invitations" },
-        team: { modelName: "teams" },
-        teamMember: { modelName: "teamMembers" },
-        organizationRole: { modelName: "organizationRoles" },
-      },
-    }),
-    jwt({
-      jwt: {
-        // The sidecar authorizes per organization, so the token names the
-        // session's active organization and the session it came from.
-        definePayload: ({ user, session }) => ({
-          ...user,
-          activeOrganizationId: session.activeOrganizationId ?? null,
-          sid: session.id,
-        }),
-        expirationTime: env("JWT_EXPIRATION", "15m"),
-      },
-      jwks: {
-        rotationInterval: seconds("JWKS_ROTATION_INTERVAL"),
-        gracePeriod: seconds("JWKS_GRACE_PERIOD"),
-      },
-      schema: { jwks: { modelName: "jwks" } },
-    }),
-    bearer(),
-    admin({ adminUserIds: list("ADMIN_USER_IDS") }),
-  ],
+  plugins,
 });
+
+// ---------------------------------------------------------------------------
+// Test-only routes (TEST_ROUTES=1), outside /api/auth, for what Better Auth
+// offers only server-side (auth.api without a request). They run Better
+// Auth's own server-side endpoints, hooks included; nothing else writes.
+// Never expose them in an application: they act for any user.
+async function testRoute(req: Request, pathname: string): Promise<Response> {
+  const body = req.method === "POST" ? await req.json().catch(() => ({})) : {};
+  const run = async (call: () => Promise<unknown>) => {
+    try {
+      return Response.json(await call());
+    } catch (err) {
+      if (isAPIError(err)) return Response.json(err.body ?? { message: err.message }, { status: err.statusCode });
+      return Response.json({ message: (err as Error).message }, { status: 500 });
+    }
+  };
+  switch (`${req.method} ${pathname}`) {
+    // Creates an API key with server-only fields (permissions, remaining,
+    // refill, rate limit): body = /api-key/create's plus userId, the owner
+    // (configId "default") or the acting member (configId "org", with organizationId).
+    case "POST /test/api-key/create":
+      return run(() => auth.api.createApiKey({ body }));
+    // Updates server-only fields (permissions, remaining, rate limit): body =
+    // /api-key/update's plus userId (the owner or the acting member).
+    case "POST /test/api-key/update":
+      return run(() => auth.api.updateApiKey({ body }));
+    // Better Auth's own verdict on a key: {valid, error, key}; body = {key, permissions?, configId?}.
+    case "POST /test/api-key/verify":
+      return run(() => auth.api.verifyApiKey({ body }));
+    // The last verification link sent to ?email=: {url, token}, 404 if none.
+    case "GET /test/verification-email": {
+      const email = (new URL(req.url).searchParams.get("email") ?? "").toLowerCase();
+      const sent = verificationEmails.get(email);
+      return sent ? Response.json(sent) : Response.json({ message: "no verification email" }, { status: 404 });
+    }
+  }
+  return new Response("not found\n", { status: 404 });
+}
+// ---------------------------------------------------------------------------
 
 async function migrate(): Promise<void> {
   const started = performance.now();
@@ -312,10 +527,15 @@ async function migrate(): Promise<void> {
   );
 }
 
+function closeClients(): void {
+  invalidationRedis?.close();
+  secondaryRedis?.close();
+}
+
 if (env("MIGRATE_ONLY") === "1") {
   await migrate();
   await pool.end();
-  invalidationRedis?.close();
+  closeClients();
   process.exit(0);
 }
 if (env("MIGRATE") === "1") {
@@ -330,26 +550,33 @@ const server = Bun.serve({
     if (pathname === "/api/auth" || pathname.startsWith("/api/auth/")) {
       return auth.handler(req);
     }
+    if (testRoutes && pathname.startsWith("/test/")) {
+      return testRoute(req, pathname);
+    }
     if (pathname === "/healthz") {
-      // Healthy means the database answers too: tests wait on this before
-      // signing users up.
+      // Healthy means the database (and the secondary storage, if any)
+      // answers too: tests wait on this before signing users up.
       try {
         await pool.query("select 1");
+        await secondaryRedis?.send("PING", []);
         return new Response("ok\n");
       } catch (err) {
-        return new Response(`database: ${(err as Error).message}\n`, { status: 503 });
+        return new Response(`unhealthy: ${(err as Error).message}\n`, { status: 503 });
       }
     }
     return new Response("not found\n", { status: 404 });
   },
 });
-console.log(`better-auth fixture listening on http://${host}:${server.port} (baseURL ${baseURL})`);
+console.log(
+  `better-auth fixture listening on http://${host}:${server.port} (baseURL ${baseURL}, SCHEMA=${schemaMode}` +
+    `${secondaryStorage ? ", secondary storage" : ""}${testRoutes ? ", test routes" : ""})`,
+);
 
 async function shutdown(signal: string): Promise<void> {
   console.log(`${signal}: shutting down`);
   await server.stop();
   await pool.end();
-  invalidationRedis?.close();
+  closeClients();
   process.exit(0);
 }
 process.on("SIGTERM", () => void shutdown("SIGTERM"));

@@ -1,37 +1,17 @@
 package e2e
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 )
 
-// betterAuth starts the fixture Better Auth app on Bun.
-type betterAuth struct {
-	URL string
-}
-
-func startBetterAuth(t testing.TB, dbURL string, extraEnv ...string) *betterAuth {
+// startBetterAuth starts the fixture Better Auth app on Bun, migrating
+// dbURL; extraEnv are more of its variables (they win over the defaults).
+func startBetterAuth(t testing.TB, dbURL string, extraEnv ...string) *testproc.BetterAuth {
 	t.Helper()
-	dir := filepath.Join(testproc.RepoRootT(t), "test", "betterauth")
-	bun := filepath.Join(dir, "node_modules", ".bin", "bun")
-	if _, err := os.Stat(bun); err != nil {
-		testproc.RequireOrSkip(t, "Better Auth fixture not installed (run scripts/betterauth.sh install): %v", err)
-	}
-	port := testproc.FreePortT(t)
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	env := append([]string{
-		"PORT=" + fmt.Sprint(port), "DATABASE_URL=" + dbURL, "MIGRATE=1", "BETTER_AUTH_URL=" + url,
-	}, extraEnv...)
-	testproc.StartT(t, testproc.Spec{Name: fmt.Sprintf("betterauth-%d", port), Dir: dir, Env: env, Bin: bun, Args: []string{"server.ts"}})
-	if err := testproc.WaitHTTP(url+"/healthz", 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	return &betterAuth{URL: url}
+	return testproc.StartBetterAuth(t, testproc.BetterAuthOptions{DatabaseURL: dbURL, Env: extraEnv})
 }
 
 // startSidecar runs the built binary against policyPath and dbURL and
