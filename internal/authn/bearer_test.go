@@ -48,8 +48,8 @@ func TestBearerToken(t *testing.T) {
 			if got != tt.want {
 				t.Fatalf("BearerToken(%q) = %q, want %q", tt.header, got, tt.want)
 			}
-			if err != nil && !IsUnauthenticated(err) {
-				t.Fatalf("IsUnauthenticated(%v) = false", err)
+			if err != nil && !isTokenError(err) {
+				t.Fatalf("isTokenError(%v) = false", err)
 			}
 			if rest, ok := strings.CutPrefix(tt.header, "Bearer "); ok && err != nil && len(rest) >= 3 && strings.Contains(err.Error(), rest) {
 				t.Fatalf("error %q contains the header value", err)

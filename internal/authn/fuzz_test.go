@@ -45,7 +45,7 @@ func FuzzVerify(f *testing.F) {
 		if id != nil {
 			t.Fatal("identity returned with an error")
 		}
-		if !IsUnauthenticated(err) {
+		if !isTokenError(err) {
 			t.Fatalf("error not classified as unauthenticated: %v", err)
 		}
 		if len(raw) >= 40 && strings.Contains(err.Error(), raw) {
@@ -69,7 +69,7 @@ func FuzzBearerToken(f *testing.F) {
 			if tok != "" {
 				t.Fatal("token returned with an error")
 			}
-			if !IsUnauthenticated(err) {
+			if !isTokenError(err) {
 				t.Fatalf("error not classified as unauthenticated: %v", err)
 			}
 			return

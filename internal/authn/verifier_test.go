@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +18,7 @@ import (
 // verifierFixture is a JWKS server with one key per accepted algorithm,
 // Ed25519 exactly as Better Auth serves it, and a KeySet loaded from it.
 type verifierFixture struct {
-	ed, es256, es384, rs256, ps256 testKey
+	ed, es256, es384, es512, rs256, ps256 testKey
 	srv                            *jwksServer
 	keys                           *KeySet
 }
@@ -28,12 +29,13 @@ func newVerifierFixture(t *testing.T) *verifierFixture {
 		ed:    newEd25519Key(t, "3NxW8bJxqYHZ0ePa1oSLXrcUlG5f2kTd"),
 		es256: newECKey(t, "es256-key", jwa.ES256, elliptic.P256()),
 		es384: newECKey(t, "es384-key", jwa.ES384, elliptic.P384()),
+		es512: newECKey(t, "es512-key", jwa.ES512, elliptic.P521()),
 		rs256: newRSAKey(t, "rs256-key", jwa.RS256),
 		ps256: newRSAKey(t, "ps256-key", jwa.PS256),
 	}
 	f.srv = newJWKSServer(t, jwksBody(t,
 		betterAuthJWK(t, f.ed),
-		f.es256.jwkJSON(t), f.es384.jwkJSON(t), f.rs256.jwkJSON(t), f.ps256.jwkJSON(t)))
+		f.es256.jwkJSON(t), f.es384.jwkJSON(t), f.es512.jwkJSON(t), f.rs256.jwkJSON(t), f.ps256.jwkJSON(t)))
 	f.keys = loadedKeySet(t, f.srv, KeySetConfig{MinRefreshInterval: time.Hour})
 	return f
 }
@@ -51,6 +53,7 @@ func TestVerifyValid(t *testing.T) {
 		{name: "EdDSA with definePayload org", token: signToken(t, f.ed, nil, withOrg)},
 		{name: "ES256 when allowed", algs: []string{"EdDSA", "ES256"}, token: signToken(t, f.es256, nil, baClaims())},
 		{name: "ES384 when allowed", algs: []string{"ES384"}, token: signToken(t, f.es384, nil, baClaims())},
+		{name: "ES512 (P-521) when allowed", algs: []string{"ES512"}, token: signToken(t, f.es512, nil, baClaims())},
 		{name: "RS256 when allowed", algs: []string{"RS256"}, token: signJWX(t, f.rs256, baClaims())},
 		{name: "PS256 when allowed", algs: []string{"PS256"}, token: signToken(t, f.ps256, nil, baClaims())},
 		{name: "aud array containing ours", token: signToken(t, f.ed, nil,
@@ -276,8 +279,8 @@ func TestVerifyRejects(t *testing.T) {
 			if id != nil {
 				t.Fatalf("Verify returned an identity with error %v", err)
 			}
-			if !IsUnauthenticated(err) {
-				t.Fatalf("IsUnauthenticated(%v) = false", err)
+			if !isTokenError(err) {
+				t.Fatalf("isTokenError(%v) = false", err)
 			}
 			assertNoTokenInError(t, err, tt.token)
 			t.Log(err)
@@ -321,7 +324,7 @@ func TestNewVerifierConfig(t *testing.T) {
 		{name: "none", mutate: func(c *VerifierConfig) { c.Algorithms = []string{"EdDSA", "none"} }, wantErr: true},
 		{name: "HS256", mutate: func(c *VerifierConfig) { c.Algorithms = []string{"HS256"} }, wantErr: true},
 		{name: "HS512", mutate: func(c *VerifierConfig) { c.Algorithms = []string{"HS512"} }, wantErr: true},
-		{name: "ES512", mutate: func(c *VerifierConfig) { c.Algorithms = []string{"ES512"} }, wantErr: true},
+		{name: "ES256K", mutate: func(c *VerifierConfig) { c.Algorithms = []string{"ES256K"} }, wantErr: true},
 		{name: "RS384", mutate: func(c *VerifierConfig) { c.Algorithms = []string{"RS384"} }, wantErr: true},
 		{name: "lower case", mutate: func(c *VerifierConfig) { c.Algorithms = []string{"eddsa"} }, wantErr: true},
 		{name: "no issuer", mutate: func(c *VerifierConfig) { c.Issuer = "" }, wantErr: true},
@@ -359,8 +362,8 @@ func TestVerifyNoKeysIsNotUnauthenticated(t *testing.T) {
 	if !errors.Is(err, ErrNoKeys) {
 		t.Fatalf("Verify error = %v, want ErrNoKeys", err)
 	}
-	if IsUnauthenticated(err) {
-		t.Fatal("IsUnauthenticated(ErrNoKeys) = true; want false (503, not 401)")
+	if isTokenError(err) {
+		t.Fatal("ErrNoKeys counted as a token error; want 503, not 401")
 	}
 	if ks.Ready() {
 		t.Fatal("Ready() = true without a successful fetch")
@@ -368,19 +371,33 @@ func TestVerifyNoKeysIsNotUnauthenticated(t *testing.T) {
 	assertNoTokenInError(t, err, tok)
 }
 
-func TestIsUnauthenticated(t *testing.T) {
+func TestDescribe(t *testing.T) {
 	t.Parallel()
-	for _, err := range unauthenticated {
-		wrapped := errors.Join(errors.New("ctx"), err)
-		if !IsUnauthenticated(err) || !IsUnauthenticated(wrapped) {
-			t.Errorf("IsUnauthenticated(%v) = false", err)
+	for _, err := range sentinels {
+		wrapped := fmt.Errorf("%w: kid \"<script>\"", err)
+		got := Describe(wrapped)
+		if got == "invalid token" || strings.Contains(got, "script") || strings.HasPrefix(got, "authn:") {
+			t.Errorf("Describe(%v) = %q", wrapped, got)
 		}
 	}
-	for _, err := range []error{nil, ErrNoKeys, context.Canceled, context.DeadlineExceeded, errors.New("other")} {
-		if IsUnauthenticated(err) {
-			t.Errorf("IsUnauthenticated(%v) = true", err)
+	for _, err := range []error{nil, ErrNoKeys, context.Canceled, errors.New("other")} {
+		if got := Describe(err); got != "invalid token" {
+			t.Errorf("Describe(%v) = %q, want the generic phrase", err, got)
 		}
 	}
+	if got := Describe(fmt.Errorf("x: %w", ErrExpired)); got != "token expired" {
+		t.Errorf("Describe = %q", got)
+	}
+}
+
+// isTokenError reports whether err is one of the token sentinels (a 401).
+func isTokenError(err error) bool {
+	for _, s := range sentinels {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func TestNewIdentity(t *testing.T) {

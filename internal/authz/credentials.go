@@ -121,7 +121,9 @@ func (e *Engine) authenticate(ctx context.Context, st *State, r *Request) (calle
 // nothing the policy reads.
 func (e *Engine) fromAuthorization(ctx context.Context, st *State, authz string) (caller, failure, bool) {
 	pol := st.Policy
-	jwtShaped := strings.Count(authz, ".") == 2
+	// A JWT has two dots; a Better Auth session token one (signed) or none
+	// (raw), whether URL-encoded or not.
+	jwtShaped := strings.Count(authz, ".") >= 2
 	if pol.Session.Enabled && pol.Session.Bearer != policy.BearerOff && !(pol.JWT.Enabled && jwtShaped) {
 		token, present, err := authn.SessionBearer(authz, e.cfg.Secret, pol.Session.Bearer == policy.BearerSignedOrRaw)
 		if present {

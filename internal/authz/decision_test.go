@@ -61,12 +61,24 @@ func TestFinishShadowMode(t *testing.T) {
 
 func TestDenyBody(t *testing.T) {
 	t.Parallel()
-	d := Decision{Code: CodeForbidden, Detail: `missing permission "leave:approve"`}
+	d := Decision{Code: CodeForbidden, Reason: ReasonMissingPermission, Detail: `requires "leave:approve"`, Route: "approve"}
 	var got map[string]string
 	if err := json.Unmarshal([]byte(d.DenyBody()), &got); err != nil {
 		t.Fatal(err)
 	}
-	if got["error"] != "forbidden" || got["reason"] != `missing permission "leave:approve"` {
-		t.Errorf("body = %v", got)
+	want := map[string]string{"error": "forbidden", "reason": "missing_permission", "message": "missing permission",
+		"detail": `requires "leave:approve"`, "route": "approve"}
+	if len(got) != len(want) {
+		t.Errorf("body = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("body[%s] = %q, want %q", k, got[k], v)
+		}
+	}
+	// Optional members are omitted.
+	empty := Decision{Code: CodeUnauthenticated, Reason: ReasonNoCredential}
+	if b := empty.DenyBody(); b != `{"error":"unauthenticated","reason":"no_credential","message":"no credential"}` {
+		t.Errorf("body = %s", b)
 	}
 }

@@ -212,11 +212,12 @@ func newWorld() *world {
 			"key-org":      {Found: true, ID: "k7", ConfigID: "org", ReferenceID: "o1", Enabled: true, Permissions: []string{"leave:approve", "leave:read"}},
 			"key-orgnone":  {Found: true, ID: "k8", ConfigID: "org", ReferenceID: "o1", Enabled: true},
 			"key-badowner": {Found: true, ID: "k9", ConfigID: "default", ReferenceID: strings.Repeat("x", 300), Enabled: true},
+			"key-down":     {Found: true},
 			"key-future":   {Found: true, ID: "k10", ConfigID: "default", ReferenceID: "bob", Enabled: true, ExpiresAt: now.Add(time.Hour), Permissions: []string{"leave:read"}},
 		},
 		fail: map[string]error{
 			"down":              errDown,
-			"slow":              fmt.Errorf("resolve: %w", context.DeadlineExceeded),
+			"slowdb":            fmt.Errorf("resolve: %w", context.DeadlineExceeded),
 			"gone":              fmt.Errorf("resolve: %w", context.Canceled),
 			"session:tok-down":  errDown,
 			"key:key-down":      errDown,
@@ -254,8 +255,10 @@ func newEngine(t *testing.T, w *world, doc string) *Engine {
 
 func jwt(user string) string { return "Bearer h." + user + ".s" }
 
+// cookie is Better Auth's session cookie for token; the test policy's base
+// URL is https, so its name has the __Secure- prefix.
 func cookie(token string) string {
-	return "better-auth.session_token=" + url.QueryEscape(token+"."+secret.Sign(token))
+	return "__Secure-better-auth.session_token=" + url.QueryEscape(token+"."+secret.Sign(token))
 }
 
 func signed(token string) string { return "Bearer " + token + "." + secret.Sign(token) }
@@ -315,10 +318,10 @@ func TestDecide(t *testing.T) {
 		// 3. Credentials: sessions.
 		{name: "session cookie", method: "GET", path: "/me", h: HeaderMap{"cookie": "a=b; " + cookie("tok-bob")}, want: want{code: CodeOK, reason: ReasonAuthenticated, allow: true, user: "bob", cred: policy.CredSession}},
 		{name: "first session cookie wins", method: "GET", path: "/me", h: HeaderMap{"cookie": cookie("tok-bob") + "; " + cookie("tok-alice")}, want: want{code: CodeOK, reason: ReasonAuthenticated, allow: true, user: "bob", cred: policy.CredSession}},
-		{name: "session cookie tampered", method: "GET", path: "/me", h: HeaderMap{"cookie": "better-auth.session_token=tok-bob." + secret.Sign("tok-alice")}, want: want{code: CodeUnauthenticated, reason: ReasonInvalidSession}},
-		{name: "session cookie without signature", method: "GET", path: "/me", h: HeaderMap{"cookie": "better-auth.session_token=tok-bob"}, want: want{code: CodeUnauthenticated, reason: ReasonInvalidSession}},
-		{name: "session cookie signed by another secret", method: "GET", path: "/me", h: HeaderMap{"cookie": "better-auth.session_token=tok-bob." + mustSecret("another-secret-another-secret-another").Sign("tok-bob")}, want: want{code: CodeUnauthenticated, reason: ReasonInvalidSession}},
-		{name: "other cookie names are not sessions", method: "GET", path: "/me", h: HeaderMap{"cookie": "__Secure-better-auth.session_token=" + url.QueryEscape("tok-bob."+secret.Sign("tok-bob"))}, want: want{code: CodeUnauthenticated, reason: ReasonNoCredential}},
+		{name: "session cookie tampered", method: "GET", path: "/me", h: HeaderMap{"cookie": "__Secure-better-auth.session_token=tok-bob." + secret.Sign("tok-alice")}, want: want{code: CodeUnauthenticated, reason: ReasonInvalidSession}},
+		{name: "session cookie without signature", method: "GET", path: "/me", h: HeaderMap{"cookie": "__Secure-better-auth.session_token=tok-bob"}, want: want{code: CodeUnauthenticated, reason: ReasonInvalidSession}},
+		{name: "session cookie signed by another secret", method: "GET", path: "/me", h: HeaderMap{"cookie": "__Secure-better-auth.session_token=tok-bob." + mustSecret("another-secret-another-secret-another").Sign("tok-bob")}, want: want{code: CodeUnauthenticated, reason: ReasonInvalidSession}},
+		{name: "other cookie names are not sessions", method: "GET", path: "/me", h: HeaderMap{"cookie": "better-auth.session_token=" + url.QueryEscape("tok-bob."+secret.Sign("tok-bob"))}, want: want{code: CodeUnauthenticated, reason: ReasonNoCredential}},
 		{name: "signed-out session", method: "GET", path: "/me", h: HeaderMap{"cookie": cookie("tok-unknown")}, want: want{code: CodeUnauthenticated, reason: ReasonInvalidSession}},
 		{name: "expired session", method: "GET", path: "/me", h: HeaderMap{"cookie": cookie("tok-old")}, want: want{code: CodeUnauthenticated, reason: ReasonInvalidSession}},
 		{name: "session expiring now is still valid", method: "GET", path: "/me", h: HeaderMap{"cookie": cookie("tok-edge")}, want: want{code: CodeOK, reason: ReasonAuthenticated, allow: true, user: "bob", cred: policy.CredSession}},
@@ -395,8 +398,8 @@ func TestDecide(t *testing.T) {
 		{name: "session organization with a control byte", method: "GET", path: "/leave", h: HeaderMap{"cookie": cookie("tok-badorg")}, want: want{code: CodeForbidden, reason: ReasonInvalidIdentifier, user: "bob", cred: policy.CredSession, noLookups: true}},
 
 		// 5. Lookups.
-		{name: "permissions unavailable", method: "GET", path: "/orgs/o1/leave", h: HeaderMap{"authorization": jwt("down")}, want: want{code: CodeUnavailable, reason: ReasonSourceUnavailable, user: "down", cred: policy.CredJWT}},
-		{name: "permissions deadline", method: "GET", path: "/orgs/o1/leave", h: HeaderMap{"authorization": jwt("slow")}, want: want{code: CodeUnavailable, reason: ReasonKeysUnavailable}},
+		{name: "permissions unavailable", method: "GET", path: "/orgs/o1/leave", h: HeaderMap{"authorization": jwt("down")}, want: want{code: CodeUnavailable, reason: ReasonSourceUnavailable, user: "down", source: "path:org", cred: policy.CredJWT}},
+		{name: "permissions deadline", method: "GET", path: "/orgs/o1/leave", h: HeaderMap{"authorization": jwt("slowdb")}, want: want{code: CodeUnavailable, reason: ReasonDeadline, user: "slowdb", source: "path:org", cred: policy.CredJWT}},
 		{name: "permissions canceled", method: "GET", path: "/me", h: HeaderMap{"cookie": cookie("tok-bob"), "authorization": jwt("gone")}, want: want{code: CodeUnavailable, reason: ReasonCanceled}},
 
 		// 6. The user.
@@ -545,6 +548,10 @@ routes:
 `
 	w := newWorld()
 	e := newEngine(t, w, doc)
+	// An http base URL: Better Auth's cookie has no __Secure- prefix.
+	cookie := func(token string) string {
+		return "better-auth.session_token=" + url.QueryEscape(token+"."+secret.Sign(token))
+	}
 	for _, tt := range []struct {
 		name   string
 		method string
@@ -736,20 +743,20 @@ func TestStatusesAndBodies(t *testing.T) {
 func TestValidIdentifier(t *testing.T) {
 	t.Parallel()
 	for s, want := range map[string]bool{
-		"":                          false,
-		"o1":                        true,
-		"ørg-ö":                     true,
-		"a b":                       true,
-		"a\x00":                     false,
-		"a\x1f":                     false,
-		"a\x7f":                     false,
-		"a\u0085":                   false,
-		"a\u00a0":                   true,
-		"\xff":                      false,
-		strings.Repeat("x", 256):    true,
-		strings.Repeat("x", 257):    false,
-		strings.Repeat("é", 128):    true,
-		strings.Repeat("é", 128)+"": true,
+		"":                            false,
+		"o1":                          true,
+		"ørg-ö":                       true,
+		"a b":                         true,
+		"a\x00":                       false,
+		"a\x1f":                       false,
+		"a\x7f":                       false,
+		"a\u0085":                     false,
+		"a\u00a0":                     true,
+		"\xff":                        false,
+		strings.Repeat("x", 256):      true,
+		strings.Repeat("x", 257):      false,
+		strings.Repeat("é", 128):      true,
+		strings.Repeat("é", 128) + "": true,
 	} {
 		if got := validIdentifier(s); got != want {
 			t.Errorf("validIdentifier(%q) = %v, want %v", s, got, want)
@@ -760,10 +767,10 @@ func TestValidIdentifier(t *testing.T) {
 func TestUnavailableIsExplicit(t *testing.T) {
 	t.Parallel()
 	for err, want := range map[error]Reason{
-		errors.New("x"):            ReasonSourceUnavailable,
-		context.DeadlineExceeded:   ReasonDeadline,
-		context.Canceled:           ReasonCanceled,
-		fmt.Errorf("%w", errDown):  ReasonSourceUnavailable,
+		errors.New("x"):                               ReasonSourceUnavailable,
+		context.DeadlineExceeded:                      ReasonDeadline,
+		context.Canceled:                              ReasonCanceled,
+		fmt.Errorf("%w", errDown):                     ReasonSourceUnavailable,
 		fmt.Errorf("a: %w", context.DeadlineExceeded): ReasonDeadline,
 	} {
 		d := Decision{}.unavailable(err)

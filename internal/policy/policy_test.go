@@ -169,7 +169,7 @@ var header = []string{
 	"  from: [path:org]",                             // 6
 	"roles:",                                         // 7
 	"  owner: { inherits: [member], permissions: [\"org:delete\", \"member:invite\"] }", // 8
-	"  member: { permissions: [\"leave:read\", \"leave:request\"] }",               // 9
+	"  member: { permissions: [\"leave:read\", \"leave:request\"] }",                    // 9
 	"  guest: {}", // 10
 }
 
