@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,8 +14,11 @@ import (
 func validate(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	appRoles := fs.String("app-roles", "", "the app's roles as JSON (print-roles.ts): report every difference from the policy's roles")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: authz-sidecar validate [FILE]\n\nChecks a policy file and prints every problem with its file, line and column.\nFILE defaults to $AUTHZ_POLICIES, else ./policies.yaml. Exits 0 when the file is valid, 1 otherwise.\n")
+		fs.SetOutput(stdout)
+		fmt.Fprintf(stdout, "Usage: authz-sidecar validate [--app-roles roles.json] [FILE]\n\nChecks a policy file and prints every problem with its file, line and column.\nFILE defaults to $AUTHZ_POLICIES, else ./policies.yaml. Exits 0 when the file is valid, 1 otherwise.\n\nFlags:\n")
+		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -34,7 +38,7 @@ func validate(args []string, getenv func(string) string, stdout, stderr io.Write
 		fs.Usage()
 		return errUsage
 	}
-	pol, err := policy.Load(path)
+	pol, err := policy.LoadWith(path, policy.LoadOptions{AppRoles: *appRoles})
 	if err != nil {
 		var perr *policy.Error
 		if errors.As(err, &perr) {
@@ -45,6 +49,10 @@ func validate(args []string, getenv func(string) string, stdout, stderr io.Write
 		}
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: ok (version %s, %d roles, %d routes)\n", path, pol.Version, len(pol.RoleNames()), len(pol.Routes))
+	fmt.Fprintf(stdout, "%s: ok (version %s, %d roles, %d platform roles, %d routes; credentials: %s)\n",
+		path, pol.Version, len(pol.RoleNames()), len(pol.PlatformRoleNames()), len(pol.Routes), pol.Enabled())
+	if *appRoles != "" || pol.AppRoles != "" {
+		fmt.Fprintf(stdout, "%s: the roles are exactly the app's (%s)\n", path, cmp.Or(*appRoles, pol.AppRoles))
+	}
 	return nil
 }

@@ -13,17 +13,14 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/authz"
+	"github.com/authz-sidecar/authz-sidecar/internal/roles"
 )
-
-type mapHeaders map[string]string
-
-func (m mapHeaders) Get(k string) string { return m[k] }
 
 func TestRecorder(t *testing.T) {
 	const token = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ1MSJ9.c2ln"
 	req := &authz.Request{Method: "GET", Path: "/api/orgs/o1/leave/1?access_token=" + token,
-		Headers: mapHeaders{"authorization": "Bearer " + token}}
-	allow := &authz.Decision{Allow: true, Code: authz.CodeOK, Reason: authz.ReasonGranted, Route: "read-leave", UserID: "u1", Permissions: []string{"leave:read"}}
+		Headers: authz.HeaderMap{"authorization": "Bearer " + token}}
+	allow := &authz.Decision{Allow: true, Code: authz.CodeOK, Reason: authz.ReasonGranted, Route: "read-leave", UserID: "u1", Grants: roles.Grants{{Role: "member", Perms: []string{"leave:read"}}}}
 	deny := &authz.Decision{Code: authz.CodeForbidden, Reason: authz.ReasonMissingPermission, Detail: "missing permission leave:approve", Route: "approve-leave", UserID: "u1"}
 
 	tests := []struct {
@@ -58,7 +55,7 @@ func TestRecorder(t *testing.T) {
 						t.Errorf("log field %s carries the token: %v", k, v)
 					}
 				}
-				if _, ok := e.ContextMap()["held"]; ok != tt.wantHeld {
+				if _, ok := e.ContextMap()["grants"]; ok != tt.wantHeld {
 					t.Errorf("held permissions logged = %v, want %v", ok, tt.wantHeld)
 				}
 			}

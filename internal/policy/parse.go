@@ -23,7 +23,10 @@ type checker struct {
 	dir      string                       // the policy file's directory (app_roles is relative to it)
 	readFile func(string) ([]byte, error) // nil: no other file may be read
 	version  hash.Hash                    // hashes every byte the policy depends on
-	problems []Problem
+	// appRolesFile, when set, is an app roles file the policy must agree
+	// with (LoadOptions.AppRoles); it replaces the policy's app_roles.
+	appRolesFile string
+	problems     []Problem
 }
 
 // add records a problem at node n.
@@ -287,7 +290,9 @@ func (c *checker) policy(n *yaml.Node, p *Policy) {
 		}
 	}
 	var app *AppRoles
-	if v, ok := m["app_roles"]; ok {
+	if c.appRolesFile != "" {
+		app = c.readAppRoles(n, c.appRolesFile, p)
+	} else if v, ok := m["app_roles"]; ok {
 		app = c.appRoles(v, p)
 	}
 	adminRoles := c.admin(m["admin"], &p.Admin)

@@ -335,6 +335,27 @@ func Load(path string) (*Policy, error) {
 	return ParseWith(path, data, os.ReadFile)
 }
 
+// LoadOptions change how Load reads a policy.
+type LoadOptions struct {
+	// AppRoles, when set, is an app roles file (the shape print-roles.ts
+	// prints) that the policy must agree with, as if the policy's
+	// app_roles named it: validate --app-roles uses it to report drift.
+	AppRoles string
+}
+
+// LoadWith is Load with options.
+func LoadWith(path string, opts LoadOptions) (*Policy, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read policy: %w", err)
+	}
+	sum := sha256.New()
+	sum.Write(data)
+	p := &Policy{Default: "deny"}
+	c := &checker{file: path, readFile: os.ReadFile, dir: filepath.Dir(path), version: sum, appRolesFile: opts.AppRoles}
+	return c.finish(data, p)
+}
+
 // Parse parses and validates a policy file that names no other file
 // (app_roles is refused). filename is used in problem positions only. On
 // any problem it returns a nil Policy and an *Error holding every problem
@@ -350,11 +371,16 @@ func ParseWith(filename string, data []byte, readFile func(string) ([]byte, erro
 	sum.Write(data)
 	p := &Policy{Default: "deny"}
 	c := &checker{file: filename, readFile: readFile, dir: filepath.Dir(filename), version: sum}
+	return c.finish(data, p)
+}
+
+// finish parses data into p and seals it with its version.
+func (c *checker) finish(data []byte, p *Policy) (*Policy, error) {
 	c.parse(data, p)
 	if len(c.problems) > 0 {
 		return nil, &Error{Problems: sortProblems(c.problems)}
 	}
-	p.Version = hex.EncodeToString(sum.Sum(nil))[:16]
+	p.Version = hex.EncodeToString(c.version.Sum(nil))[:16]
 	p.Warnings = sortProblems(p.Warnings)
 	return p, nil
 }

@@ -99,6 +99,11 @@ func (c *checker) appRoles(n *yaml.Node, p *Policy) *AppRoles {
 	if !ok {
 		return nil
 	}
+	return c.readAppRoles(n, name, p)
+}
+
+// readAppRoles reads an app roles file; problems are reported at n.
+func (c *checker) readAppRoles(n *yaml.Node, name string, p *Policy) *AppRoles {
 	if c.readFile == nil {
 		c.add(n, "app_roles: this policy is parsed without access to other files")
 		return nil
@@ -349,10 +354,15 @@ func (c *checker) allRoles(top map[string]*yaml.Node, adminRoles *yaml.Node, app
 	// Organization roles.
 	var st Statements
 	if v, ok := top["statements"]; ok {
+		st = c.statements(v, "statements")
 		if app != nil && app.Organization != nil {
-			c.add(v, "statements: the statements come from app_roles; remove this key")
-		} else {
-			st = c.statements(v, "statements")
+			have, want := flatten(st), flatten(app.Organization.Statements)
+			if extra := minus(have, want); len(extra) > 0 {
+				c.add(v, "statements: %s not in the app's statements", strings.Join(extra, ", "))
+			}
+			if missing := minus(want, have); len(missing) > 0 {
+				c.add(v, "statements: the app's statements also have %s", strings.Join(missing, ", "))
+			}
 		}
 	} else if app != nil && app.Organization != nil {
 		st = app.Organization.Statements

@@ -332,7 +332,8 @@ func TestAppRoles(t *testing.T) {
 			`role "lead" lacks leave:approve that the app's role grants`},
 		{"an app role missing from the policy", "roles:\n  lead: { permissions: [\"project:*\", leave:read, leave:approve] }\n", 5,
 			`the app's role "viewer" is missing from the policy`},
-		{"statements twice", "statements: { x: [a] }\n", 4, "the statements come from app_roles"},
+		{"statements the app lacks", "statements: { project: [read, update, delete], leave: [read, approve, cancel] }\n", 4, "leave:cancel not in the app's statements"},
+		{"statements missing the app's", "statements: { project: [read, update, delete], leave: [read] }\n", 4, "the app's statements also have leave:approve"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

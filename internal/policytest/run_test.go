@@ -25,6 +25,8 @@ routes:
   - { name: read-leave, methods: [GET], path: "/api/orgs/{org}/leave/**", require: [leave:read] }
   - { name: approve-leave, methods: [POST], path: "/api/orgs/{org}/leave/{id}/approve", require: [leave:approve] }
   - { name: shadow, methods: [GET], path: "/api/shadow/{org}", require: [leave:approve], enforce: false }
+  - { name: approve-by-header, methods: [POST], path: /api/approve, require: [leave:approve] }
+  - { name: read-by-header, methods: [GET], path: /api/leave, require: [leave:read] }
 `
 
 // writeTest writes the policy (if not empty) and the test file into a new
@@ -70,9 +72,9 @@ cases:
     expect: { decision: allow, reason: public }
   - name: no token
     request: { method: GET, path: /api/orgs/acme/leave/1 }
-    expect: { decision: deny, status: 401, reason: no_token }
+    expect: { decision: deny, status: 401, reason: no_credential }
   - name: header names are lower-cased
-    request: { method: POST, path: /x, route: approve-leave, headers: { X-Organization-Id: acme } }
+    request: { method: POST, path: /x, route: approve-by-header, headers: { X-Organization-Id: acme } }
     user: { id: u1, roles: [admin] }
     expect: { decision: allow, org: acme }
 `,
@@ -105,7 +107,7 @@ cases:
 				"      request:  POST /api/orgs/acme/leave/1/approve",
 				"      user:     u1 roles [member]",
 				"      expected: allow",
-				"      got:      deny 403 missing_permission: missing permission leave:approve (route approve-leave, org acme from path:org)",
+				"      got:      deny 403 missing_permission: requires leave:approve from one role (route approve-leave, org acme from path:org)",
 				"1 passed, 1 failed",
 			},
 		},
@@ -132,7 +134,7 @@ cases:
 			wantOut: []string{
 				"FAIL  wrong status  (FILE:3)",
 				"      expected: deny 403",
-				"      got:      deny 401 no_token: no bearer token (route read-leave)",
+				"      got:      deny 401 no_credential (route read-leave)",
 				"FAIL  wrong reason  (FILE:6)",
 				"FAIL  wrong route  (FILE:9)",
 				"      expected: allow (route approve-leave)",
@@ -157,7 +159,7 @@ cases:
 				"      request:  GET /api/shadow/acme",
 				"      user:     u1 roles [member] custom {x: [a:b]} claims {k: v}",
 				"      expected: deny",
-				"      got:      allow (shadow mode) 403 missing_permission: missing permission leave:approve (route shadow, org acme from path:org)",
+				"      got:      allow (shadow mode) 403 missing_permission: requires leave:approve from one role (route shadow, org acme from path:org)",
 				"0 passed, 1 failed",
 			},
 		},
@@ -443,7 +445,7 @@ func TestDecide(t *testing.T) {
 		org    string
 	}{
 		{name: "member", req: read, user: &User{ID: "u1", Roles: []string{"member"}}, allow: true, reason: authz.ReasonGranted, org: "acme"},
-		{name: "no user, no token", req: read, reason: authz.ReasonNoToken},
+		{name: "no user, no token", req: read, reason: authz.ReasonNoCredential},
 		{name: "not a member", req: read, user: &User{ID: "u1", Roles: []string{"member"}, NotMember: true}, reason: authz.ReasonNotMember, org: "acme"},
 		{name: "other organization", req: read, user: &User{ID: "u1", Roles: []string{"admin"}, OrgID: "globex"}, reason: authz.ReasonNotMember, org: "acme"},
 		{name: "slug", req: read, user: &User{ID: "u1", Roles: []string{"member"}, OrgID: "org_1", Slug: "acme"}, allow: true, reason: authz.ReasonGranted, org: "org_1"},
@@ -451,23 +453,23 @@ func TestDecide(t *testing.T) {
 		{name: "deleted", req: read, user: &User{ID: "u1", Roles: []string{"admin"}, Unknown: true}, reason: authz.ReasonUnknownUser},
 		{
 			name: "org from header", allow: true, reason: authz.ReasonGranted, org: "acme",
-			req:  authz.Request{RouteName: "read-leave", Path: "/x", Headers: Headers{"x-organization-id": "acme"}},
+			req:  authz.Request{RouteName: "read-by-header", Path: "/x", Headers: authz.HeaderMap{"x-organization-id": "acme"}},
 			user: &User{ID: "u1", Roles: []string{"member"}, OrgID: "acme"},
 		},
 		{
 			name: "token signed by another key", reason: authz.ReasonInvalidToken,
-			req:  authz.Request{Method: "GET", Path: "/api/orgs/acme/leave/1", Headers: Headers{"authorization": "Bearer " + foreign}},
+			req:  authz.Request{Method: "GET", Path: "/api/orgs/acme/leave/1", Headers: authz.HeaderMap{"authorization": "Bearer " + foreign}},
 			user: &User{ID: "u1", Roles: []string{"admin"}},
 		},
 		{
 			name: "foreign token without a user", reason: authz.ReasonInvalidToken,
-			req: authz.Request{Method: "GET", Path: "/api/orgs/acme/leave/1", Headers: Headers{"authorization": "Bearer " + foreign}},
+			req: authz.Request{Method: "GET", Path: "/api/orgs/acme/leave/1", Headers: authz.HeaderMap{"authorization": "Bearer " + foreign}},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			d, err := Decide(ctx, pol, tt.req, tt.user)
+			d, err := Decide(ctx, pol, tt.req, tt.user, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
