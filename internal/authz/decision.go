@@ -42,6 +42,19 @@ func (c Code) HTTPStatus() int {
 	}
 }
 
+// Status is the HTTP status of the answer to send: 200 for an allow (a
+// shadowed deny included), else the deny's status, where a deny carrying
+// CodeOK (a bug) fails closed with 503 rather than becoming a 2xx.
+func (d *Decision) Status() int {
+	if d.Allow {
+		return 200
+	}
+	if d.Code == CodeOK {
+		return 503
+	}
+	return d.Code.HTTPStatus()
+}
+
 // ErrorName is the "error" member of a deny body: unauthenticated,
 // forbidden or unavailable (anything unforeseen, CodeOK on a deny included,
 // is unavailable: fail closed).

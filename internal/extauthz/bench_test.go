@@ -22,8 +22,8 @@ import (
 // path benchmark measures the sidecar, not Postgres.
 type staticSource struct{}
 
-func (staticSource) Membership(_ context.Context, u, o string) (roles.Membership, error) {
-	return roles.Membership{UserID: u, UserFound: true, OrgID: o, Roles: []string{"admin"}}, nil
+func (staticSource) Membership(_ context.Context, s roles.Subject) (roles.Membership, error) {
+	return roles.Membership{UserFound: true, OrgID: s.OrgRef, Roles: []string{"admin"}}, nil
 }
 
 // realisticRequest is a CheckRequest as Envoy sends it: ~10 headers and a
@@ -62,7 +62,7 @@ func hotServer(b *testing.B) (*extauthz.Server, string, *cache.L1) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	l1, err := cache.NewL1(roles.NewSourceResolver(staticSource{}), cache.L1Config{TTL: time.Hour}, prometheus.NewRegistry())
+	l1, err := cache.NewL1(roles.NewSourceResolver(staticSource{}, nil), cache.L1Config{TTL: time.Hour}, prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -72,7 +72,11 @@ func hotServer(b *testing.B) (*extauthz.Server, string, *cache.L1) {
 		b.Fatal(err)
 	}
 	b.Cleanup(tokens.Close)
-	return extauthz.New(authz.New(pol, tokens.For(v), l1, authz.Config{}), nil, extauthz.Config{}), keys.User("alice"), l1
+	engine, err := authz.New(authz.State{Policy: pol, Verifier: tokens.For(v)}, authz.Deps{Access: l1}, authz.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return extauthz.New(engine, nil, extauthz.Config{}), keys.User("alice"), l1
 }
 
 // BenchmarkCheckHotPath is one full decision on the hot path: token seen

@@ -163,7 +163,7 @@ func Response(d *authz.Decision) *authv3.CheckResponse {
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(rpcCode(d.Code)), Message: string(d.Reason)},
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Code.HTTPStatus())},
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status())},
 			Headers: headers,
 			Body:    d.DenyBody(),
 		}},

@@ -52,12 +52,12 @@ func (v tokenVerifier) Verify(_ context.Context, raw string) (*authn.Identity, e
 type memberships map[string][]string
 
 func (m memberships) Resolve(_ context.Context, q roles.Query) (*roles.Access, roles.Tier, error) {
-	ms := roles.Membership{UserID: q.UserID, UserFound: true}
+	ms := roles.Membership{UserFound: true}
 	if q.OrgRef == "org-1" {
 		ms.OrgID = "org-1"
 		ms.Roles = m[q.UserID+"/"+q.OrgRef]
 	}
-	return roles.Compute(ms, q.Roles), roles.TierSource, nil
+	return roles.Compute(ms, q.Tables), roles.TierSource, nil
 }
 
 func TestWithEngine(t *testing.T) {
@@ -67,10 +67,12 @@ func TestWithEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	const badToken = "not-a-valid-token-7f3a9c"
-	engine := authz.New(pol,
-		tokenVerifier{"tok-admin": "u-admin", "tok-member": "u-member"},
-		memberships{"u-admin/org-1": {"admin"}, "u-member/org-1": {"member"}},
+	engine, err := authz.New(authz.State{Policy: pol, Verifier: tokenVerifier{"tok-admin": "u-admin", "tok-member": "u-member"}},
+		authz.Deps{Access: memberships{"u-admin/org-1": {"admin"}, "u-member/org-1": {"member"}}},
 		authz.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := newServer(t, engine, nil, httpauthz.Config{EnvoyPathPrefix: "/envoy"})
 
 	nginx := func(method, uri string) []string {
@@ -128,7 +130,7 @@ func TestWithEngine(t *testing.T) {
 		{
 			name: "no token", method: "GET", target: "/",
 			headers:    nginx("GET", "/api/me"),
-			wantStatus: 401, wantReason: "no_token",
+			wantStatus: 401, wantReason: "no_credential",
 		},
 		{
 			name: "bad token", method: "GET", target: "/",

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/authz"
+	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 	"github.com/authz-sidecar/authz-sidecar/internal/extauthz"
 	"github.com/authz-sidecar/authz-sidecar/internal/httpauthz"
 )
@@ -432,34 +433,34 @@ func TestAnswers(t *testing.T) {
 		},
 		{
 			name:       "unauthenticated",
-			decision:   authz.Decision{Code: authz.CodeUnauthenticated, Reason: authz.ReasonNoToken, Detail: "no bearer token"},
+			decision:   authz.Decision{Code: authz.CodeUnauthenticated, Reason: authz.ReasonNoCredential},
 			wantStatus: 401,
-			wantHeader: map[string]string{"Www-Authenticate": `Bearer error="invalid_token"`, "X-Authz-Reason": "no_token", "Content-Type": "application/json"},
-			wantBody:   `{"error":"unauthenticated","reason":"no bearer token"}`,
+			wantHeader: map[string]string{"Www-Authenticate": `Bearer error="invalid_token"`, "X-Authz-Reason": "no_credential", "Content-Type": "application/json"},
+			wantBody:   `{"error":"unauthenticated","reason":"no_credential","message":"no credential"}`,
 		},
 		{
 			// The engine fills identity fields before some denies; they
 			// must not reach the proxy.
 			name: "forbidden with identity known",
-			decision: authz.Decision{Code: authz.CodeForbidden, Reason: authz.ReasonMissingPermission, Detail: "missing permission leave:approve",
-				UserID: "u1", OrgID: "o1", Roles: []string{"member"}},
+			decision: authz.Decision{Code: authz.CodeForbidden, Reason: authz.ReasonMissingPermission, Detail: "requires leave:approve",
+				UserID: "u1", OrgID: "o1", Roles: []string{"member"}, Route: "approve"},
 			wantStatus: 403,
 			wantHeader: map[string]string{"X-Authz-Reason": "missing_permission", "Www-Authenticate": "", "Content-Type": "application/json"},
-			wantBody:   `{"error":"forbidden","reason":"missing permission leave:approve"}`,
+			wantBody:   `{"error":"forbidden","reason":"missing_permission","message":"missing permission","detail":"requires leave:approve","route":"approve"}`,
 		},
 		{
 			name:       "unavailable",
-			decision:   authz.Decision{Code: authz.CodeUnavailable, Reason: authz.ReasonSourceUnavailable, Detail: "permissions unavailable", UserID: "u1"},
+			decision:   authz.Decision{Code: authz.CodeUnavailable, Reason: authz.ReasonSourceUnavailable, UserID: "u1"},
 			wantStatus: 503,
 			wantHeader: map[string]string{"X-Authz-Reason": "source_unavailable", "Www-Authenticate": ""},
-			wantBody:   `{"error":"unavailable","reason":"permissions unavailable"}`,
+			wantBody:   `{"error":"unavailable","reason":"source_unavailable","message":"permissions unavailable"}`,
 		},
 		{
 			name:       "deadline",
-			decision:   authz.Decision{Code: authz.CodeUnavailable, Reason: authz.ReasonDeadline, Detail: "permission lookup timed out"},
+			decision:   authz.Decision{Code: authz.CodeUnavailable, Reason: authz.ReasonDeadline},
 			wantStatus: 503,
 			wantHeader: map[string]string{"X-Authz-Reason": "deadline_exceeded"},
-			wantBody:   `{"error":"unavailable","reason":"permission lookup timed out"}`,
+			wantBody:   `{"error":"unavailable","reason":"deadline_exceeded","message":"timed out"}`,
 		},
 		{
 			// A deny that claims CodeOK is a bug upstream; it must still
@@ -467,13 +468,13 @@ func TestAnswers(t *testing.T) {
 			name:       "deny with code OK fails closed",
 			decision:   authz.Decision{Code: authz.CodeOK, Reason: "bogus", UserID: "u1"},
 			wantStatus: 503,
-			wantBody:   `{"error":"unavailable"}`,
+			wantBody:   `{"error":"unavailable","reason":"bogus"}`,
 		},
 		{
 			name:       "unknown code fails closed",
 			decision:   authz.Decision{Code: authz.Code(99), Reason: "bogus"},
 			wantStatus: 503,
-			wantBody:   `{"error":"unavailable"}`,
+			wantBody:   `{"error":"unavailable","reason":"bogus"}`,
 		},
 	}
 	for _, tc := range tests {
@@ -514,21 +515,6 @@ func TestAnswers(t *testing.T) {
 	}
 }
 
-func TestHeaderNamesMatchExtauthz(t *testing.T) {
-	t.Parallel()
-	pairs := [][2]string{
-		{httpauthz.HeaderUserID, extauthz.HeaderUserID},
-		{httpauthz.HeaderOrgID, extauthz.HeaderOrgID},
-		{httpauthz.HeaderRoles, extauthz.HeaderRoles},
-		{httpauthz.HeaderShadowDeny, extauthz.HeaderShadowDeny},
-		{httpauthz.HeaderReason, extauthz.HeaderReason},
-	}
-	for _, p := range pairs {
-		if !strings.EqualFold(p[0], p[1]) {
-			t.Errorf("httpauthz %q != extauthz %q", p[0], p[1])
-		}
-	}
-}
 
 func TestHeadersToEngine(t *testing.T) {
 	t.Parallel()
@@ -615,18 +601,19 @@ func TestEnvoyHeadersToRemove(t *testing.T) {
 			name:     "user only",
 			decision: authz.Decision{Allow: true, Code: authz.CodeOK, UserID: "u1"},
 			target:   "/envoy/api/me",
-			want:     "x-auth-org-id,x-auth-roles,x-authz-shadow-deny",
+			want:     "x-auth-org-id,x-auth-roles,x-auth-org-source,x-auth-team-id,x-auth-credential,x-auth-impersonated-by,x-auth-api-key-id,x-authz-shadow-deny",
 		},
 		{
 			name:     "public",
 			decision: authz.Decision{Allow: true, Code: authz.CodeOK, Reason: authz.ReasonPublic},
 			target:   "/envoy/healthz",
-			want:     "x-auth-user-id,x-auth-org-id,x-auth-roles,x-authz-shadow-deny",
+			want:     strings.Join(authz.IdentityHeaders[:], ","),
 		},
 		{
 			name: "all set",
 			decision: authz.Decision{Allow: true, Shadowed: true, Code: authz.CodeForbidden, Reason: authz.ReasonMissingPermission,
-				UserID: "u1", OrgID: "o1", Roles: []string{"member"}},
+				UserID: "u1", OrgID: "o1", Roles: []string{"member"}, OrgSource: policy.Source{Kind: policy.FromPath, Name: "org"},
+				TeamID: "t", Credential: policy.CredSession, ImpersonatedBy: "a", APIKeyID: "k"},
 			target: "/envoy/api/x",
 			want:   "",
 		},

@@ -42,7 +42,7 @@ func TestNginxAuthRequest(t *testing.T) {
 		case "/public":
 			return authz.Decision{Allow: true, Code: authz.CodeOK, Reason: authz.ReasonPublic}
 		case "/login-required":
-			return authz.Decision{Code: authz.CodeUnauthenticated, Reason: authz.ReasonNoToken, Detail: "no bearer token"}
+			return authz.Decision{Code: authz.CodeUnauthenticated, Reason: authz.ReasonNoCredential}
 		case "/unavailable":
 			return authz.Decision{Code: authz.CodeUnavailable, Reason: authz.ReasonSourceUnavailable, Detail: "permissions unavailable"}
 		default:

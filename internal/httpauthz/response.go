@@ -53,7 +53,7 @@ func writeAnswer(w http.ResponseWriter, d *authz.Decision, envoy bool) {
 	if d.Code == authz.CodeUnauthenticated {
 		h.Set("WWW-Authenticate", authz.Challenge)
 	}
-	w.WriteHeader(d.Code.HTTPStatus())
+	w.WriteHeader(d.Status())
 	// The body is best effort: the status already carries the decision.
 	_, _ = io.WriteString(w, d.DenyBody())
 }
