@@ -8,14 +8,15 @@
 FROM node:20-bookworm-slim
 
 WORKDIR /app
-COPY test/betterauth/package.json test/betterauth/package-lock.json ./
+# .npmrc sets legacy-peer-deps: @better-auth/api-key pins older peers exactly.
+COPY test/betterauth/package.json test/betterauth/package-lock.json test/betterauth/.npmrc ./
 # The npm package "bun" puts the real runtime in place with a postinstall
 # script; when npm skipped it, run it by hand (as scripts/betterauth.sh does).
 RUN npm ci --no-audit --no-fund \
  && { node_modules/.bin/bun --version >/dev/null 2>&1 || (cd node_modules/bun && node install.js); } \
  && node_modules/.bin/bun --version \
  && npm cache clean --force
-COPY test/betterauth/server.ts ./
+COPY test/betterauth/server.ts test/betterauth/access.ts ./
 
 # The image's unprivileged user; it needs no write access to /app.
 USER node

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -324,15 +325,32 @@ func checkBetterAuthDockerfile(src, dockerignore, root string) error {
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	final := stages[len(stages)-1]
 	ignore := strings.Split(dockerignore, "\n")
+	copied := map[string]bool{}
 	for _, in := range final.all("COPY") {
 		_, srcs, _ := copyArgs(in)
 		for _, s := range srcs {
+			copied[s] = true
 			if _, err := os.Stat(filepath.Join(root, s)); err != nil {
 				bad("copies %s: %v", s, err)
 			}
 			if ignored(ignore, s) {
 				bad(".dockerignore excludes %s, which the build copies", s)
 			}
+		}
+	}
+	// What npm ci and server.ts need: the npm settings (legacy-peer-deps
+	// for the api-key plugin) and every local module server.ts imports.
+	needed := []string{"test/betterauth/.npmrc"}
+	server, err := os.ReadFile(filepath.Join(root, "test/betterauth/server.ts"))
+	if err != nil {
+		return err
+	}
+	for _, m := range regexp.MustCompile(`from "\./([^"]+)"`).FindAllStringSubmatch(string(server), -1) {
+		needed = append(needed, "test/betterauth/"+m[1])
+	}
+	for _, n := range needed {
+		if !copied[n] {
+			bad("does not copy %s, which the Better Auth app needs", n)
 		}
 	}
 	if u, ok := final.last("USER"); !ok || u.args == "root" || strings.HasPrefix(u.args, "0") {
@@ -413,7 +431,9 @@ func TestDockerfilesCatchRegressions(t *testing.T) {
 		{name: "single stage", old: "FROM gcr.io/distroless/static-debian12:nonroot\n", new: "", want: "multi-stage"},
 		{name: "betterauth as root", betterauth: true, old: "USER node", new: "USER root", want: "root"},
 		{name: "betterauth without migrations", betterauth: true, old: "    MIGRATE=1", new: "    MIGRATE=0", want: "MIGRATE=1"},
-		{name: "betterauth source missing", betterauth: true, old: "COPY test/betterauth/server.ts ./", new: "COPY test/betterauth/main.ts ./", want: "main.ts"},
+		{name: "betterauth source missing", betterauth: true, old: "COPY test/betterauth/server.ts test/betterauth/access.ts ./", new: "COPY test/betterauth/main.ts test/betterauth/access.ts ./", want: "main.ts"},
+		{name: "betterauth module not copied", betterauth: true, old: "COPY test/betterauth/server.ts test/betterauth/access.ts ./", new: "COPY test/betterauth/server.ts ./", want: "does not copy test/betterauth/access.ts"},
+		{name: "betterauth npm settings not copied", betterauth: true, old: " test/betterauth/.npmrc ./", new: " ./", want: "does not copy test/betterauth/.npmrc"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

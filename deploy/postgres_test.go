@@ -17,6 +17,7 @@ import (
 
 	"github.com/authz-sidecar/authz-sidecar/internal/pg"
 	"github.com/authz-sidecar/authz-sidecar/internal/pgtest"
+	"github.com/authz-sidecar/authz-sidecar/internal/roles"
 )
 
 // SQLSTATEs the reader role must run into when it tries to write.
@@ -96,7 +97,7 @@ func TestPostgresInitRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	m, err := pg.NewMemberRepository(db).Membership(ctx, "u1", "acme")
+	m, err := pg.NewMemberRepository(db).Membership(ctx, roles.Subject{UserID: "u1", OrgRef: "acme"})
 	if err != nil {
 		t.Fatalf("membership as %s: %v", role, err)
 	}
