@@ -126,6 +126,9 @@ type jwksServer struct {
 	status atomic.Int32 // 0: 200
 	failN  atomic.Int64 // answer 500 to this many requests first
 	delay  atomic.Int64 // nanoseconds to wait before answering
+	// gate, when set, holds every request until it is closed or the client
+	// gives up: a JWKS that stalls.
+	gate atomic.Pointer[chan struct{}]
 }
 
 func newJWKSServer(t testing.TB, body []byte) *jwksServer {
@@ -137,6 +140,13 @@ func newJWKSServer(t testing.TB, body []byte) *jwksServer {
 		if d := time.Duration(s.delay.Load()); d > 0 {
 			select {
 			case <-time.After(d):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if g := s.gate.Load(); g != nil {
+			select {
+			case <-*g:
 			case <-r.Context().Done():
 				return
 			}
@@ -158,6 +168,42 @@ func newJWKSServer(t testing.TB, body []byte) *jwksServer {
 }
 
 func (s *jwksServer) set(body []byte) { s.body.Store(&body) }
+
+// stall makes the server hold requests until the returned func is called.
+func (s *jwksServer) stall() (release func()) {
+	g := make(chan struct{})
+	s.gate.Store(&g)
+	return sync.OnceFunc(func() { close(g) })
+}
+
+// fakeClock moves only when told, for KeySetConfig.Now.
+type fakeClock struct{ ns atomic.Int64 }
+
+func newFakeClock() *fakeClock {
+	c := &fakeClock{}
+	c.ns.Store(testNow.UnixNano())
+	return c
+}
+
+func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// patience bounds the tests' waits for events: a failure bound far above
+// what anything takes on a loaded machine, never what a test asserts.
+const patience = 30 * time.Second
+
+// await receives from ch within patience.
+func await[T any](t testing.TB, what string, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(patience):
+		t.Fatalf("no %s within %v", what, patience)
+		var zero T
+		return zero
+	}
+}
 
 // newTestKeySet returns a KeySet on srv's URL. cfg.URL is filled in.
 func newTestKeySet(t testing.TB, url string, cfg KeySetConfig) *KeySet {

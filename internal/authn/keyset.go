@@ -64,6 +64,10 @@ type KeySetConfig struct {
 	// result (nil on success), e.g. to count refreshes in metrics. It runs
 	// on the fetching goroutine and must not block.
 	OnRefresh func(err error)
+	// Now is the clock of the MinRefreshInterval rate limit and of
+	// LastRefresh; time.Now by default (tests replace it). Run's schedule
+	// uses timers.
+	Now func() time.Time
 }
 
 // keyIndex is one fetched key set; it is immutable once published.
@@ -124,6 +128,9 @@ func NewKeySet(cfg KeySetConfig, log *zap.Logger) (*KeySet, error) {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	client := cfg.HTTPClient
 	if client == nil {
 		client = &http.Client{Timeout: cfg.FetchTimeout, CheckRedirect: noDowngrade}
@@ -167,13 +174,20 @@ func (k *KeySet) Run(ctx context.Context) {
 		case <-timer.C:
 		}
 		_ = k.Refresh(ctx) // logged and reported inside
-		wait := k.cfg.RefreshInterval
-		if !k.Ready() {
-			wait = backoff
-			backoff = min(2*backoff, k.cfg.RefreshInterval)
-		}
+		var wait time.Duration
+		wait, backoff = k.nextWait(backoff)
 		timer.Reset(wait)
 	}
+}
+
+// nextWait is how long Run waits after an attempt, and the backoff after
+// that: RefreshInterval once a set is loaded, else backoff, which doubles
+// up to RefreshInterval.
+func (k *KeySet) nextWait(backoff time.Duration) (wait, next time.Duration) {
+	if k.Ready() {
+		return k.cfg.RefreshInterval, backoff
+	}
+	return backoff, min(2*backoff, k.cfg.RefreshInterval)
 }
 
 // Refresh fetches the key set now, or waits for a fetch already running, and
@@ -254,7 +268,7 @@ func (k *KeySet) missError() error {
 func (k *KeySet) refreshForMiss() (<-chan singleflight.Result, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if !k.fetching && time.Since(k.lastAttempt) < k.cfg.MinRefreshInterval {
+	if !k.fetching && k.cfg.Now().Sub(k.lastAttempt) < k.cfg.MinRefreshInterval {
 		return nil, false
 	}
 	return k.flights.DoChan("fetch", k.fetchFlight), true
@@ -265,7 +279,7 @@ func (k *KeySet) refreshForMiss() (<-chan singleflight.Result, bool) {
 func (k *KeySet) fetchFlight() (any, error) {
 	k.mu.Lock()
 	k.fetching = true
-	k.lastAttempt = time.Now()
+	k.lastAttempt = k.cfg.Now()
 	k.mu.Unlock()
 	defer func() {
 		k.mu.Lock()
@@ -316,7 +330,7 @@ func (k *KeySet) fetch(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("authn: JWKS %s: %w", k.url, err)
 	}
-	idx.fetchedAt = time.Now()
+	idx.fetchedAt = k.cfg.Now()
 	k.current.Store(idx)
 	return len(idx.byKID), nil
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,7 +27,8 @@ func TestKeySetRotation(t *testing.T) {
 	old := newEd25519Key(t, "key-1")
 	next := newEd25519Key(t, "key-2")
 	srv := newJWKSServer(t, jwksBody(t, betterAuthJWK(t, old)))
-	ks := loadedKeySet(t, srv, KeySetConfig{MinRefreshInterval: time.Millisecond})
+	clk := newFakeClock()
+	ks := loadedKeySet(t, srv, KeySetConfig{MinRefreshInterval: time.Minute, Now: clk.Now})
 	v := newTestVerifier(t, ks)
 	ctx := context.Background()
 	if got := srv.hits.Load(); got != 1 {
@@ -38,7 +40,7 @@ func TestKeySetRotation(t *testing.T) {
 
 	// Better Auth rotates: the JWKS serves both keys, tokens use the new one.
 	srv.set(jwksBody(t, betterAuthJWK(t, next), betterAuthJWK(t, old)))
-	time.Sleep(5 * time.Millisecond) // past MinRefreshInterval
+	clk.Advance(time.Minute) // past MinRefreshInterval
 	tok := signToken(t, next, nil, baClaims())
 	if _, err := v.Verify(ctx, tok); err != nil {
 		t.Fatalf("new key after rotation: %v", err)
@@ -120,9 +122,12 @@ func TestKeySetConcurrentUnknownKidAfterLoad(t *testing.T) {
 	t.Parallel()
 	key := newEd25519Key(t, "key-1")
 	srv := newJWKSServer(t, jwksBody(t, betterAuthJWK(t, key)))
-	ks := loadedKeySet(t, srv, KeySetConfig{MinRefreshInterval: 20 * time.Millisecond})
+	clk := newFakeClock()
+	ks := loadedKeySet(t, srv, KeySetConfig{MinRefreshInterval: time.Minute, Now: clk.Now})
+	// Slow answers, so that most callers join the fetch; those that come
+	// after it are within MinRefreshInterval of it (the clock stands still).
 	srv.delay.Store(int64(200 * time.Millisecond))
-	time.Sleep(30 * time.Millisecond) // past MinRefreshInterval
+	clk.Advance(time.Minute) // past MinRefreshInterval
 
 	const callers = 64
 	start := make(chan struct{})
@@ -206,8 +211,10 @@ func TestKeySetKeepsLastGoodSet(t *testing.T) {
 			srv := newJWKSServer(t, jwksBody(t, betterAuthJWK(t, key)))
 			var results []error
 			var mu sync.Mutex
+			clk := newFakeClock()
 			ks := loadedKeySet(t, srv, KeySetConfig{
-				MinRefreshInterval: time.Nanosecond,
+				MinRefreshInterval: time.Minute,
+				Now:                clk.Now,
 				OnRefresh: func(err error) {
 					mu.Lock()
 					results = append(results, err)
@@ -230,6 +237,7 @@ func TestKeySetKeepsLastGoodSet(t *testing.T) {
 			}
 			// An unknown kid still triggers a (failing) refresh, and is a
 			// token problem, not "no keys".
+			clk.Advance(time.Minute) // past MinRefreshInterval
 			if _, err := v.Verify(ctx, signToken(t, newEd25519Key(t, "other"), nil, baClaims())); !errors.Is(err, ErrUnknownKey) {
 				t.Fatalf("unknown kid: %v, want ErrUnknownKey", err)
 			}
@@ -247,7 +255,10 @@ func TestKeySetNeverReachable(t *testing.T) {
 	srv := newJWKSServer(t, nil)
 	srv.Close()
 	var calls atomic.Int64
-	ks := newTestKeySet(t, srv.URL, KeySetConfig{OnRefresh: func(error) { calls.Add(1) }})
+	// A clock that stands still: the Lookup below is within the default
+	// MinRefreshInterval of the Refresh however slow the machine.
+	clk := newFakeClock()
+	ks := newTestKeySet(t, srv.URL, KeySetConfig{Now: clk.Now, OnRefresh: func(error) { calls.Add(1) }})
 	ctx := context.Background()
 	if err := ks.Refresh(ctx); err == nil {
 		t.Fatal("Refresh succeeded against a closed server")
@@ -428,14 +439,21 @@ func TestKeySetFetchFailures(t *testing.T) {
 	t.Run("fetch timeout", func(t *testing.T) {
 		t.Parallel()
 		srv := newJWKSServer(t, good)
-		srv.delay.Store(int64(time.Second))
+		t.Cleanup(srv.stall()) // never answers while the test runs
 		ks := newTestKeySet(t, srv.URL, KeySetConfig{FetchTimeout: 50 * time.Millisecond})
-		start := time.Now()
-		if err := ks.Refresh(context.Background()); err == nil {
+		// Only FetchTimeout can end the fetch; patience only bounds a
+		// failure of this test.
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
+		defer cancel()
+		err := ks.Refresh(ctx)
+		if err == nil {
 			t.Fatal("Refresh succeeded")
 		}
-		if d := time.Since(start); d > 500*time.Millisecond {
-			t.Fatalf("Refresh took %v despite FetchTimeout 50ms", d)
+		if ctx.Err() != nil {
+			t.Fatalf("Refresh ended by the test's own deadline (%v), not by FetchTimeout", err)
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Refresh error = %v, want a deadline", err)
 		}
 	})
 }
@@ -443,8 +461,10 @@ func TestKeySetFetchFailures(t *testing.T) {
 func TestKeySetLookupContextEnds(t *testing.T) {
 	t.Parallel()
 	srv := newJWKSServer(t, jwksBody(t, betterAuthJWK(t, newEd25519Key(t, "k"))))
-	srv.delay.Store(int64(300 * time.Millisecond))
-	ks := newTestKeySet(t, srv.URL, KeySetConfig{})
+	release := srv.stall()
+	t.Cleanup(release)
+	refreshed := make(chan error, 1)
+	ks := newTestKeySet(t, srv.URL, KeySetConfig{FetchTimeout: patience, OnRefresh: func(err error) { refreshed <- err }})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	_, err := ks.Lookup(ctx, "k")
@@ -454,13 +474,14 @@ func TestKeySetLookupContextEnds(t *testing.T) {
 	if isTokenError(err) {
 		t.Fatal("a context error counted as unauthenticated")
 	}
-	// The shared fetch was not cancelled with the caller.
-	deadline := time.Now().Add(2 * time.Second)
-	for !ks.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("the fetch did not complete after the caller gave up")
-		}
-		time.Sleep(10 * time.Millisecond)
+	// The shared fetch was not cancelled with the caller: once the JWKS
+	// answers, it completes.
+	release()
+	if err := await(t, "fetch result", refreshed); err != nil {
+		t.Fatalf("the fetch the caller gave up on failed: %v", err)
+	}
+	if !ks.Ready() {
+		t.Fatal("not ready after the fetch")
 	}
 }
 
@@ -468,17 +489,11 @@ func TestKeySetRun(t *testing.T) {
 	t.Parallel()
 	srv := newJWKSServer(t, jwksBody(t, betterAuthJWK(t, newEd25519Key(t, "k"))))
 	srv.failN.Store(3) // never succeeded yet: retried with backoff
-	var fails, oks atomic.Int64
+	results := make(chan error, 100)
 	ks := newTestKeySet(t, srv.URL, KeySetConfig{
-		InitialBackoff:  10 * time.Millisecond,
-		RefreshInterval: 80 * time.Millisecond,
-		OnRefresh: func(err error) {
-			if err != nil {
-				fails.Add(1)
-			} else {
-				oks.Add(1)
-			}
-		},
+		InitialBackoff:  time.Millisecond,
+		RefreshInterval: 10 * time.Millisecond,
+		OnRefresh:       func(err error) { results <- err },
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -487,53 +502,46 @@ func TestKeySetRun(t *testing.T) {
 		close(done)
 	}()
 
-	// 3 failures take 10+20+40 ms of backoff, far less than 10 periods.
-	waitFor(t, 2*time.Second, func() bool { return ks.Ready() })
-	if got := fails.Load(); got != 3 {
-		t.Fatalf("failed attempts before success = %d, want 3", got)
+	// Run fetches at once, retries each failure, then keeps refreshing on
+	// its schedule (whose durations TestKeySetRunSchedule checks).
+	for i, wantOK := range []bool{false, false, false, true, true, true} {
+		if err := await(t, "refresh", results); (err == nil) != wantOK {
+			t.Fatalf("attempt %d: error %v, want success %v", i, err, wantOK)
+		}
 	}
-	// Then scheduled refreshes every RefreshInterval.
-	waitFor(t, 2*time.Second, func() bool { return oks.Load() >= 3 })
+	if !ks.Ready() {
+		t.Fatal("not ready after a successful fetch")
+	}
 
 	cancel()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-		t.Fatal("Run did not return after ctx was cancelled")
-	}
-	after := srv.hits.Load()
-	time.Sleep(200 * time.Millisecond)
-	if got := srv.hits.Load(); got != after {
-		t.Fatalf("fetches continued after Run returned: %d -> %d", after, got)
-	}
+	await(t, "Run's return after ctx was cancelled", done)
+	// Run is the only thing that schedules fetches: once it has returned,
+	// none starts.
 }
 
-func TestKeySetRunBackoffIsCapped(t *testing.T) {
+// Run waits InitialBackoff after a first failure, doubling the wait after
+// each further one up to RefreshInterval, then RefreshInterval between
+// fetches once a key set is loaded.
+func TestKeySetRunSchedule(t *testing.T) {
 	t.Parallel()
-	srv := newJWKSServer(t, nil)
-	srv.status.Store(500)
-	ks := newTestKeySet(t, srv.URL, KeySetConfig{
-		InitialBackoff:  time.Millisecond,
-		RefreshInterval: 20 * time.Millisecond,
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
-	defer cancel()
-	ks.Run(ctx)
-	// Uncapped doubling from 1 ms would make ~8 attempts in 400 ms; capped at
-	// 20 ms it keeps trying, roughly 20 times.
-	if got := srv.hits.Load(); got < 12 {
-		t.Fatalf("attempts = %d, want >= 12 with backoff capped at RefreshInterval", got)
+	srv := newJWKSServer(t, jwksBody(t, betterAuthJWK(t, newEd25519Key(t, "k"))))
+	ks := newTestKeySet(t, srv.URL, KeySetConfig{InitialBackoff: time.Millisecond, RefreshInterval: 20 * time.Millisecond})
+	var waits []time.Duration
+	backoff := ks.cfg.InitialBackoff
+	for range 7 {
+		var wait time.Duration
+		wait, backoff = ks.nextWait(backoff)
+		waits = append(waits, wait)
 	}
-}
-
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in time")
-		}
-		time.Sleep(5 * time.Millisecond)
+	ms := time.Millisecond
+	if want := []time.Duration{1 * ms, 2 * ms, 4 * ms, 8 * ms, 16 * ms, 20 * ms, 20 * ms}; !slices.Equal(waits, want) {
+		t.Errorf("waits while no set was ever loaded = %v, want %v (doubling, capped at RefreshInterval)", waits, want)
+	}
+	if err := ks.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if wait, _ := ks.nextWait(backoff); wait != 20*ms {
+		t.Errorf("wait once loaded = %v, want RefreshInterval", wait)
 	}
 }
 

@@ -22,16 +22,18 @@ import (
 // internal/pg and the integration tests.)
 type countingResolver struct {
 	calls atomic.Int64
-	delay time.Duration
+	// gate, when set, holds every call until it is closed (or the call's
+	// context ends): a load that is certainly still in flight.
+	gate  chan struct{}
 	err   error
 	byKey map[string]*roles.Access
 }
 
 func (c *countingResolver) Resolve(ctx context.Context, q roles.Query) (*roles.Access, roles.Tier, error) {
 	c.calls.Add(1)
-	if c.delay > 0 {
+	if c.gate != nil {
 		select {
-		case <-time.After(c.delay):
+		case <-c.gate:
 		case <-ctx.Done():
 			return nil, roles.TierSource, ctx.Err()
 		}
@@ -56,6 +58,36 @@ func newSource() *countingResolver {
 
 func query(user, org string) roles.Query {
 	return roles.Query{UserID: user, OrgRef: org, Version: "v1"}
+}
+
+// redisTimeout bounds each Redis call of the L2 tiers in these tests: far
+// above any round trip on a loaded machine, because they are not about the
+// deadline (a 25 ms default turns a slow round trip into a miss).
+const redisTimeout = 30 * time.Second
+
+// fakeClock is a clock that moves only when told, for the tiers' Now.
+type fakeClock struct{ ns atomic.Int64 }
+
+func newFakeClock() *fakeClock {
+	c := &fakeClock{}
+	c.ns.Store(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+
+func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// advance moves clk and makes l1's hits see the new time at once.
+func advance(clk *fakeClock, l1 *L1, d time.Duration) {
+	clk.Advance(d)
+	l1.sample()
+}
+
+// joinLoad waits until the load of q in flight in l1, if any, has ended and
+// its entry is visible.
+func joinLoad(l1 *L1, q roles.Query) {
+	l1.group.Do(cacheKey(q), func() (any, error) { return nil, nil })
+	l1.Wait()
 }
 
 func TestL1HitsAfterLoad(t *testing.T) {
@@ -94,7 +126,7 @@ func TestL1HitsAfterLoad(t *testing.T) {
 func TestL1CollapsesConcurrentMisses(t *testing.T) {
 	t.Parallel()
 	src := newSource()
-	src.delay = 50 * time.Millisecond
+	src.gate = make(chan struct{})
 	l1, err := NewL1(src, L1Config{TTL: time.Minute}, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -108,10 +140,16 @@ func TestL1CollapsesConcurrentMisses(t *testing.T) {
 			}
 		})
 	}
-	wg.Wait()
+	// Every caller has missed while the first load is held at the gate:
+	// the others joined it instead of loading.
+	waitFor(t, "50 misses and a load", func() bool {
+		return testutil.ToFloat64(l1.m.misses) == 50 && src.calls.Load() > 0
+	})
 	if n := src.calls.Load(); n != 1 {
 		t.Errorf("50 concurrent misses made %d loads, want 1", n)
 	}
+	close(src.gate)
+	wg.Wait()
 }
 
 func TestL1ErrorsAreNotCached(t *testing.T) {
@@ -137,7 +175,7 @@ func TestL1ErrorsAreNotCached(t *testing.T) {
 func TestL1CallerDeadlineDoesNotCancelLoad(t *testing.T) {
 	t.Parallel()
 	src := newSource()
-	src.delay = 100 * time.Millisecond
+	src.gate = make(chan struct{}) // the load cannot end before the caller's deadline
 	l1, err := NewL1(src, L1Config{TTL: time.Minute}, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -149,17 +187,10 @@ func TestL1CallerDeadlineDoesNotCancelLoad(t *testing.T) {
 		t.Fatalf("err = %v, want deadline exceeded", err)
 	}
 	// The detached load finishes and fills the cache for the next caller.
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		l1.Wait()
-		_, tier, err := l1.Resolve(context.Background(), query("u1", "org1"))
-		if err == nil && tier == roles.TierL1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("load was not completed after the caller gave up")
-		}
-		time.Sleep(20 * time.Millisecond)
+	close(src.gate)
+	joinLoad(l1, query("u1", "org1"))
+	if _, tier, err := l1.Resolve(context.Background(), query("u1", "org1")); err != nil || tier != roles.TierL1 {
+		t.Fatalf("after the detached load: %v, %v; want an L1 hit", tier, err)
 	}
 	if n := src.calls.Load(); n != 1 {
 		t.Errorf("source calls = %d, want 1", n)
@@ -169,7 +200,8 @@ func TestL1CallerDeadlineDoesNotCancelLoad(t *testing.T) {
 func TestL1NegativeTTL(t *testing.T) {
 	t.Parallel()
 	src := newSource()
-	l1, err := NewL1(src, L1Config{TTL: time.Minute, NegativeTTL: 50 * time.Millisecond}, prometheus.NewRegistry())
+	clk := newFakeClock()
+	l1, err := NewL1(src, L1Config{TTL: time.Hour, NegativeTTL: time.Minute, Now: clk.Now}, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,9 +214,37 @@ func TestL1NegativeTTL(t *testing.T) {
 	if _, tier, _ := l1.Resolve(ctx, query("stranger", "org1")); tier != roles.TierL1 {
 		t.Fatalf("negative answer not cached: tier %v", tier)
 	}
-	time.Sleep(80 * time.Millisecond)
+	advance(clk, l1, time.Minute-time.Nanosecond)
+	if _, tier, _ := l1.Resolve(ctx, query("stranger", "org1")); tier != roles.TierL1 {
+		t.Fatalf("negative answer not served until its TTL: tier %v", tier)
+	}
+	advance(clk, l1, time.Nanosecond)
 	if _, tier, _ := l1.Resolve(ctx, query("stranger", "org1")); tier == roles.TierL1 {
 		t.Fatal("negative answer served past its TTL")
+	}
+}
+
+// A member's entry lives TTL on the L1 clock, not the negative TTL.
+func TestL1TTL(t *testing.T) {
+	t.Parallel()
+	clk := newFakeClock()
+	l1, err := NewL1(newSource(), L1Config{TTL: time.Minute, NegativeTTL: time.Second, RefreshAhead: -1, Now: clk.Now}, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l1.Close()
+	ctx := context.Background()
+	l1.Resolve(ctx, query("u1", "org1"))
+	l1.Wait()
+	for _, step := range []struct {
+		by   time.Duration
+		want roles.Tier
+	}{{time.Second, roles.TierL1}, {58 * time.Second, roles.TierL1}, {time.Second, roles.TierSource}} {
+		advance(clk, l1, step.by)
+		if _, tier, _ := l1.Resolve(ctx, query("u1", "org1")); tier != step.want {
+			t.Fatalf("after %v more: tier %v, want %v", step.by, tier, step.want)
+		}
+		l1.Wait()
 	}
 }
 
@@ -208,11 +268,12 @@ func TestL2StoresAndServes(t *testing.T) {
 	t.Parallel()
 	rdb, prefix := redisClient(t)
 	src := newSource()
-	l2, err := NewL2(src, rdb, L2Config{Prefix: prefix, TTL: 5 * time.Minute}, zap.NewNop(), prometheus.NewRegistry())
+	l2, err := NewL2(src, rdb, L2Config{Prefix: prefix, TTL: 5 * time.Minute, Timeout: redisTimeout}, zap.NewNop(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	written := time.Now()
 	if _, tier, err := l2.Resolve(ctx, query("u1", "org1")); err != nil || tier != roles.TierSource {
 		t.Fatalf("first = %v, %v", tier, err)
 	}
@@ -223,14 +284,15 @@ func TestL2StoresAndServes(t *testing.T) {
 	if !a.Has("leave:approve") || !a.Has("member:invite") || a.Has("organization:delete") || a.OrgID != "org1" {
 		t.Errorf("L2 round trip lost data: %+v", a)
 	}
-	ttl, err := rdb.TTL(ctx, prefix+"perm:v1|u1|org1").Result()
-	if err != nil || ttl <= 4*time.Minute || ttl > 5*time.Minute {
-		t.Errorf("TTL = %v, %v; want ~5m", ttl, err)
+	// Redis counts the TTL down in real time from the write.
+	ttl, err := rdb.PTTL(ctx, prefix+"perm:v1|u1|org1").Result()
+	if err != nil || ttl > 5*time.Minute || ttl < 5*time.Minute-time.Since(written) {
+		t.Errorf("TTL = %v, %v; want 5m less the time since the write", ttl, err)
 	}
 	// A fresh L2 in front of a fresh source (a restarted sidecar) is served
 	// by Redis without asking the source.
 	src2 := newSource()
-	l2b, _ := NewL2(src2, rdb, L2Config{Prefix: prefix}, zap.NewNop(), prometheus.NewRegistry())
+	l2b, _ := NewL2(src2, rdb, L2Config{Prefix: prefix, Timeout: redisTimeout}, zap.NewNop(), prometheus.NewRegistry())
 	if _, tier, _ := l2b.Resolve(ctx, query("u1", "org1")); tier != roles.TierL2 || src2.calls.Load() != 0 {
 		t.Errorf("after restart: tier %v, source calls %d; want L2 and 0", tier, src2.calls.Load())
 	}
@@ -240,7 +302,7 @@ func TestL2GarbageIsAMiss(t *testing.T) {
 	t.Parallel()
 	rdb, prefix := redisClient(t)
 	src := newSource()
-	l2, _ := NewL2(src, rdb, L2Config{Prefix: prefix}, zap.NewNop(), prometheus.NewRegistry())
+	l2, _ := NewL2(src, rdb, L2Config{Prefix: prefix, Timeout: redisTimeout}, zap.NewNop(), prometheus.NewRegistry())
 	ctx := context.Background()
 	// Someone writes a grant-looking but undecodable value: never a grant.
 	rdb.Set(ctx, prefix+"perm:v1|u9|org1", `{"u":true,"o":"org1","r":["owner"],"p":[`, time.Minute)

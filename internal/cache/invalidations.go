@@ -22,6 +22,11 @@ type InvalidationsConfig struct {
 	// invalidation time taken here: such an answer counts as loaded Skew
 	// earlier than it says. 500ms by default.
 	Skew time.Duration
+	// Now is the clock; time.Now by default (tests replace it). Local
+	// times are measured from the store's creation on it, answers' load
+	// times compared with it, so the tiers and sources a store judges
+	// must use the same clock.
+	Now func() time.Time
 }
 
 func (c *InvalidationsConfig) defaults() {
@@ -33,6 +38,9 @@ func (c *InvalidationsConfig) defaults() {
 	}
 	if c.Skew == 0 {
 		c.Skew = 500 * time.Millisecond
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 }
 
@@ -88,7 +96,7 @@ const (
 func NewInvalidations(cfg InvalidationsConfig) *Invalidations {
 	cfg.defaults()
 	s := &Invalidations{
-		cfg: cfg, base: time.Now(),
+		cfg: cfg, base: cfg.Now(),
 		users: map[string]int64{}, orgs: map[string]int64{},
 	}
 	s.latest.Store(never)
@@ -98,7 +106,7 @@ func NewInvalidations(cfg InvalidationsConfig) *Invalidations {
 }
 
 // now is the current time on the store's clock.
-func (s *Invalidations) now() int64 { return int64(time.Since(s.base)) }
+func (s *Invalidations) now() int64 { return int64(s.cfg.Now().Sub(s.base)) }
 
 // at converts t to the store's clock; a zero t is unknown. A t with a
 // monotonic reading (taken in this process) converts on the monotonic

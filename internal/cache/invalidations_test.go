@@ -19,15 +19,24 @@ import (
 type stampedSource struct {
 	calls atomic.Int64
 	tier  roles.Tier
+	// now is the clock of the stamps; time.Now when nil.
+	now func() time.Time
 	// loadedAt, when set, replaces the stamp (an answer loaded elsewhere).
 	loadedAt time.Time
-	// gate, when set, is received from before answering.
-	gate chan struct{}
+	// gate, when set, is received from before answering; entered, when
+	// set, is sent to first.
+	gate, entered chan struct{}
 }
 
 func (s *stampedSource) Resolve(ctx context.Context, q roles.Query) (*roles.Access, roles.Tier, error) {
 	s.calls.Add(1)
 	started := time.Now()
+	if s.now != nil {
+		started = s.now()
+	}
+	if s.entered != nil {
+		s.entered <- struct{}{}
+	}
 	if s.gate != nil {
 		<-s.gate
 	}
@@ -139,21 +148,19 @@ func TestL1Invalidation(t *testing.T) {
 func TestL1LoadInFlightDuringInvalidation(t *testing.T) {
 	t.Parallel()
 	inv := NewInvalidations(InvalidationsConfig{})
-	src := &stampedSource{gate: make(chan struct{})}
+	src := &stampedSource{gate: make(chan struct{}), entered: make(chan struct{})}
 	l1 := newInvL1(t, src, inv, L1Config{})
 	done := make(chan roles.Tier)
 	go func() {
 		_, tier, _ := l1.Resolve(context.Background(), query("u1", "org1"))
 		done <- tier
 	}()
-	for src.calls.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	<-src.entered // the load has started
 	inv.User("u1")
 	src.gate <- struct{}{}
 	<-done
 	l1.Wait()
-	src.gate = nil
+	src.gate, src.entered = nil, nil
 	if got := tierOf(t, l1, "u1", "org1"); got != roles.TierSource {
 		t.Fatalf("answer loaded before the invalidation was served from L1 (tier %v)", got)
 	}
@@ -165,21 +172,23 @@ func TestL1LoadInFlightDuringInvalidation(t *testing.T) {
 // round trip).
 func TestL1AnswersFromAnotherTier(t *testing.T) {
 	t.Parallel()
-	inv := NewInvalidations(InvalidationsConfig{Skew: 300 * time.Millisecond})
+	clk := newFakeClock()
+	inv := NewInvalidations(InvalidationsConfig{Skew: 300 * time.Millisecond, Now: clk.Now})
 	inv.User("u1")
 	// Loaded "after" the invalidation by a clock 200ms ahead.
-	src := &stampedSource{tier: roles.TierL2, loadedAt: time.Now().Add(200 * time.Millisecond)}
-	l1 := newInvL1(t, src, inv, L1Config{})
+	src := &stampedSource{tier: roles.TierL2, loadedAt: clk.Now().Add(200 * time.Millisecond)}
+	l1 := newInvL1(t, src, inv, L1Config{Now: clk.Now})
 	tierOf(t, l1, "u1", "org1")
 	if got := tierOf(t, l1, "u1", "org1"); got == roles.TierL1 {
 		t.Error("an answer within the skew allowance of an invalidation was served from L1")
 	}
 
 	// An old answer from L2 after a local flush: loaded once, then hits.
-	inv2 := NewInvalidations(InvalidationsConfig{})
-	src2 := &stampedSource{tier: roles.TierL2, loadedAt: time.Now().Add(-time.Minute)}
-	l1b := newInvL1(t, src2, inv2, L1Config{})
+	inv2 := NewInvalidations(InvalidationsConfig{Now: clk.Now})
+	src2 := &stampedSource{tier: roles.TierL2, loadedAt: clk.Now().Add(-time.Minute)}
+	l1b := newInvL1(t, src2, inv2, L1Config{Now: clk.Now})
 	inv2.FlushLocal()
+	clk.Advance(time.Second) // the loads below start after the flush
 	for i, want := range []roles.Tier{roles.TierL2, roles.TierL1, roles.TierL1} {
 		if got := tierOf(t, l1b, "u1", "org1"); got != want {
 			t.Errorf("lookup %d after a local flush: tier %v, want %v", i, got, want)
@@ -189,10 +198,13 @@ func TestL1AnswersFromAnotherTier(t *testing.T) {
 
 func TestInvalidationsPrune(t *testing.T) {
 	t.Parallel()
-	inv := NewInvalidations(InvalidationsConfig{Horizon: 40 * time.Millisecond})
+	clk := newFakeClock()
+	inv := NewInvalidations(InvalidationsConfig{Horizon: time.Minute, Now: clk.Now})
+	clk.Advance(time.Second)
 	before := inv.now()
+	clk.Advance(time.Second)
 	inv.User("old")
-	time.Sleep(60 * time.Millisecond)
+	clk.Advance(time.Minute + time.Second)
 	inv.User("new") // prunes "old"
 	inv.mu.RLock()
 	_, kept := inv.users["old"]
@@ -251,13 +263,13 @@ func TestL1HitDoesNotAllocate(t *testing.T) {
 // Postgres, nor sends a crowd there.
 func TestL1RefreshAhead(t *testing.T) {
 	t.Parallel()
-	src := &stampedSource{}
-	const ttl = time.Second
-	l1 := newInvL1(t, src, NewInvalidations(InvalidationsConfig{}), L1Config{TTL: ttl, RefreshAhead: 0.5})
-	first := time.Now()
+	clk := newFakeClock()
+	src := &stampedSource{now: clk.Now}
+	const ttl = time.Minute
+	l1 := newInvL1(t, src, NewInvalidations(InvalidationsConfig{Now: clk.Now}), L1Config{TTL: ttl, RefreshAhead: 0.5, Now: clk.Now})
 	tierOf(t, l1, "u1", "org1")
 	src.gate = make(chan struct{})
-	time.Sleep(ttl/2 + 50*time.Millisecond) // inside the refresh window
+	advance(clk, l1, ttl/2+time.Second) // inside the refresh window
 	var wg sync.WaitGroup
 	var notL1 atomic.Int64
 	for range 50 {
@@ -272,20 +284,15 @@ func TestL1RefreshAhead(t *testing.T) {
 		t.Errorf("%d of 50 hits near expiry were not served from L1", n)
 	}
 	close(src.gate) // let the one refresh finish
-	deadline := time.Now().Add(2 * time.Second)
-	for testutil.ToFloat64(l1.refreshes.WithLabelValues("ok")) < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("no refresh completed")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	joinLoad(l1, query("u1", "org1"))
 	if n := src.calls.Load(); n != 2 {
 		t.Errorf("source calls = %d, want 2 (the load and one refresh)", n)
 	}
-	l1.Wait()
+	// Counted by the refresh's own goroutine once the load has ended.
+	waitFor(t, "the refresh counted", func() bool { return testutil.ToFloat64(l1.refreshes.WithLabelValues("ok")) == 1 })
 	// The refreshed entry lives a full TTL from the refresh: past the first
-	// entry's expiry it is still a hit.
-	time.Sleep(time.Until(first.Add(ttl + 50*time.Millisecond)))
+	// entry's expiry it is still a hit (and not yet due for a refresh).
+	advance(clk, l1, ttl/2-500*time.Millisecond)
 	if got := tierOf(t, l1, "u1", "org1"); got != roles.TierL1 {
 		t.Errorf("after the first entry's expiry: tier %v, want l1 (refreshed)", got)
 	}

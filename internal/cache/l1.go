@@ -44,6 +44,13 @@ type L1Config struct {
 	// invalidation of their user or organization (or a flush); nil
 	// disables the check.
 	Invalidations *Invalidations
+	// Now is the clock entry lifetimes (TTL, refresh-ahead) are measured
+	// on; time.Now by default. Hits read it through a coarse copy updated
+	// every few milliseconds (tests that move a fake clock update it at
+	// once, see sample). Whatever the clock says, ristretto also drops an
+	// entry TTL after it was stored, in real time (which reclaims its
+	// memory): the clock can only end an entry sooner.
+	Now func() time.Time
 }
 
 func (c *L1Config) defaults() {
@@ -65,6 +72,9 @@ func (c *L1Config) defaults() {
 	if c.RefreshAhead < 0 || c.RefreshAhead >= 1 {
 		c.RefreshAhead = 0
 	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 }
 
 // L1 is the in-process tier: ristretto in front of next, with concurrent
@@ -80,7 +90,9 @@ type L1 struct {
 	refreshes *prometheus.CounterVec
 	// coarse is the L1 clock, advanced every coarseTick by a goroutine:
 	// a hit reads it (one atomic load) rather than the system clock, to
-	// decide whether to refresh ahead, which needs no precision.
+	// decide whether the entry expired or should be refreshed ahead, which
+	// needs no precision (ristretto's own TTL check, on the system clock,
+	// ends an entry on time). It only moves forward.
 	coarse    atomic.Int64
 	stop      chan struct{}
 	closeOnce sync.Once
@@ -99,8 +111,10 @@ type entry struct {
 	// Invalidations.loadedAt), both on the Invalidations clock; since is
 	// the smaller of the two. Zero without invalidations.
 	stored, loaded, since int64
-	// refreshAt is when, on the L1 clock, a hit starts a background reload.
+	// refreshAt is when, on the L1 clock, a hit starts a background
+	// reload; expires is when the entry is no longer served.
 	refreshAt  int64
+	expires    int64
 	refreshing atomic.Bool
 	// checked is the Invalidations seq at which the entry was last found
 	// fresh (see Invalidations.freshL1).
@@ -135,9 +149,10 @@ func NewL1(next roles.Resolver, cfg L1Config, reg prometheus.Registerer) (*L1, e
 		return nil, fmt.Errorf("cache: new L1: %w", err)
 	}
 	l := &L1{
-		next: next, cfg: cfg, inv: cfg.Invalidations, base: time.Now(), cache: c, m: m, refreshes: refreshes,
+		next: next, cfg: cfg, inv: cfg.Invalidations, base: cfg.Now(), cache: c, m: m, refreshes: refreshes,
 		stop: make(chan struct{}),
 	}
+	l.sample()
 	go l.tick()
 	return l, nil
 }
@@ -150,10 +165,14 @@ func (l *L1) tick() {
 		case <-l.stop:
 			return
 		case <-t.C:
-			l.coarse.Store(l.now())
+			l.sample()
 		}
 	}
 }
+
+// sample reads the clock into coarse. Monotonic: a reading that lost a
+// race with a later one is dropped.
+func (l *L1) sample() { raise(&l.coarse, l.now()) }
 
 // Close stops ristretto's goroutines and the clock's.
 func (l *L1) Close() {
@@ -172,8 +191,8 @@ func (l *L1) Wait() { l.cache.Wait() }
 // entries of loads still in flight.
 func (l *L1) Clear() { l.cache.Clear() }
 
-// now is the current time on the L1 clock (monotonic).
-func (l *L1) now() int64 { return int64(time.Since(l.base)) }
+// now is the current time on the L1 clock (monotonic with time.Now).
+func (l *L1) now() int64 { return int64(l.cfg.Now().Sub(l.base)) }
 
 // usable reports whether e may answer q: no invalidation since it was
 // loaded. It does not allocate: it runs on every hit.
@@ -187,15 +206,18 @@ func (l *L1) usable(e *entry, q roles.Query) bool {
 func (l *L1) Resolve(ctx context.Context, q roles.Query) (*roles.Access, roles.Tier, error) {
 	key := cacheKey(q)
 	if e, ok := l.cache.Get(key); ok {
-		if l.usable(e, q) {
-			l.m.hits.Inc()
-			if l.coarse.Load() >= e.refreshAt && e.refreshing.CompareAndSwap(false, true) {
-				l.refresh(ctx, key, q)
+		// Expired on the L1 clock: a miss, as if ristretto had dropped it.
+		if now := l.coarse.Load(); now < e.expires {
+			if l.usable(e, q) {
+				l.m.hits.Inc()
+				if now >= e.refreshAt && e.refreshing.CompareAndSwap(false, true) {
+					l.refresh(ctx, key, q)
+				}
+				return e.access, roles.TierL1, nil
 			}
-			return e.access, roles.TierL1, nil
+			// Invalidated: never served, reloaded below like a miss.
+			l.m.stale.Inc()
 		}
-		// Invalidated: never served, reloaded below like a miss.
-		l.m.stale.Inc()
 	}
 	l.m.misses.Inc()
 	ch := l.group.DoChan(key, func() (any, error) { return l.load(ctx, key, q, true) })
@@ -229,7 +251,7 @@ func (l *L1) refresh(ctx context.Context, key string, q roles.Query) {
 // flight which just finished stored is returned instead.
 func (l *L1) load(ctx context.Context, key string, q roles.Query, recheck bool) (any, error) {
 	if recheck {
-		if e, ok := l.cache.Get(key); ok && l.usable(e, q) {
+		if e, ok := l.cache.Get(key); ok && l.coarse.Load() < e.expires && l.usable(e, q) {
 			return loaded{e.access, roles.TierL1}, nil
 		}
 	}
@@ -247,7 +269,8 @@ func (l *L1) load(ctx context.Context, key string, q roles.Query, recheck bool) 
 	if !a.Member() {
 		ttl = l.cfg.NegativeTTL
 	}
-	e := &entry{access: a, refreshAt: l.now() + int64(float64(ttl)*(1-l.cfg.RefreshAhead))}
+	now := l.now()
+	e := &entry{access: a, refreshAt: now + int64(float64(ttl)*(1-l.cfg.RefreshAhead)), expires: now + int64(ttl)}
 	if l.cfg.RefreshAhead == 0 {
 		e.refreshAt = math.MaxInt64
 	}
@@ -276,7 +299,7 @@ func cacheKey(q roles.Query) string {
 func entryCost(key string, a *roles.Access) int64 {
 	const (
 		itemOverhead = 96 // ristretto item + map slot
-		entrySize    = 56 // entry: pointer, four times, flag, seq
+		entrySize    = 64 // entry: pointer, five times, flag, seq
 		accessSize   = int(unsafe.Sizeof(roles.Access{}))
 		stringHeader = 16
 		grantSize    = 40 // Grant: string header + slice header

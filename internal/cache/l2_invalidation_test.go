@@ -13,13 +13,14 @@ import (
 	"github.com/authz-sidecar/authz-sidecar/internal/roles"
 )
 
-// newGuardedL2 is an L2 with invalidation on, in front of a stamped source.
-func newGuardedL2(t *testing.T, skew time.Duration) (*L2, *stampedSource, *Invalidations, string) {
+// newGuardedL2 is an L2 with invalidation on, in front of a stamped source,
+// all three on clk.
+func newGuardedL2(t *testing.T, clk *fakeClock, skew time.Duration) (*L2, *stampedSource, *Invalidations, string) {
 	t.Helper()
 	rdb, prefix := redisClient(t)
-	inv := NewInvalidations(InvalidationsConfig{Skew: skew})
-	src := &stampedSource{}
-	l2, err := NewL2(src, rdb, L2Config{Prefix: prefix, Invalidations: inv}, zap.NewNop(), prometheus.NewRegistry())
+	inv := NewInvalidations(InvalidationsConfig{Skew: skew, Now: clk.Now})
+	src := &stampedSource{now: clk.Now}
+	l2, err := NewL2(src, rdb, L2Config{Prefix: prefix, Invalidations: inv, Timeout: redisTimeout, Now: clk.Now}, zap.NewNop(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +58,8 @@ func TestL2Markers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			l2, _, _, _ := newGuardedL2(t, 10*time.Millisecond)
+			clk := newFakeClock()
+			l2, _, _, _ := newGuardedL2(t, clk, 10*time.Millisecond)
 			if got := l2Tier(t, l2, tt.user, tt.org); got != roles.TierSource {
 				t.Fatalf("first lookup: %v", got)
 			}
@@ -76,10 +78,12 @@ func TestL2Markers(t *testing.T) {
 				t.Errorf("after the marker: tier %v, want %v", got, want)
 			}
 			if tt.reload {
-				// The reloaded entry, written after the marker (and the
-				// skew), is served again.
-				time.Sleep(20 * time.Millisecond)
-				l2Tier(t, l2, tt.user, tt.org)
+				// The entry reloaded just now is within the skew of the
+				// marker and refused; one loaded past the skew is served.
+				clk.Advance(20 * time.Millisecond)
+				if got := l2Tier(t, l2, tt.user, tt.org); got != roles.TierSource {
+					t.Errorf("entry loaded within the skew of the marker: tier %v, want postgres", got)
+				}
 				if got := l2Tier(t, l2, tt.user, tt.org); got != roles.TierL2 {
 					t.Errorf("reloaded entry: tier %v, want l2", got)
 				}
@@ -95,7 +99,7 @@ func TestL2Markers(t *testing.T) {
 // clock is behind: not served.
 func TestL2MarkerSkew(t *testing.T) {
 	t.Parallel()
-	l2, _, _, _ := newGuardedL2(t, time.Hour)
+	l2, _, _, _ := newGuardedL2(t, newFakeClock(), time.Hour)
 	if err := l2.Mark(context.Background(), []string{"u1"}, nil, false); err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +113,7 @@ func TestL2MarkerSkew(t *testing.T) {
 // any marker is there (the marker write may be in flight).
 func TestL2LocalInvalidations(t *testing.T) {
 	t.Parallel()
-	l2, _, inv, _ := newGuardedL2(t, 10*time.Millisecond)
+	l2, _, inv, _ := newGuardedL2(t, newFakeClock(), 10*time.Millisecond)
 	l2Tier(t, l2, "u1", "org1")
 	inv.User("u1")
 	if got := l2Tier(t, l2, "u1", "org1"); got != roles.TierSource {
@@ -121,7 +125,7 @@ func TestL2LocalInvalidations(t *testing.T) {
 // hide a newer one.
 func TestMarkersOnlyMoveForward(t *testing.T) {
 	t.Parallel()
-	l2, _, _, prefix := newGuardedL2(t, 0)
+	l2, _, _, prefix := newGuardedL2(t, newFakeClock(), 0)
 	ctx := context.Background()
 	now := time.Now()
 	l2.cfg.Now = func() time.Time { return now }
@@ -150,18 +154,21 @@ func TestMarkersOnlyMoveForward(t *testing.T) {
 func TestL2TTLCountsFromLoad(t *testing.T) {
 	t.Parallel()
 	rdb, prefix := redisClient(t)
-	src := &stampedSource{loadedAt: time.Now().Add(-4 * time.Minute)}
-	l2, err := NewL2(src, rdb, L2Config{Prefix: prefix, TTL: 5 * time.Minute}, zap.NewNop(), prometheus.NewRegistry())
+	clk := newFakeClock()
+	src := &stampedSource{loadedAt: clk.Now().Add(-4 * time.Minute)}
+	l2, err := NewL2(src, rdb, L2Config{Prefix: prefix, TTL: 5 * time.Minute, Timeout: redisTimeout, Now: clk.Now}, zap.NewNop(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
+	written := time.Now()
 	l2Tier(t, l2, "u1", "org1")
-	ttl, err := rdb.TTL(context.Background(), prefix+"perm:v1|u1|org1").Result()
-	if err != nil || ttl > 61*time.Second || ttl < 50*time.Second {
-		t.Errorf("TTL of an entry loaded 4 minutes ago = %v, %v; want ~1m", ttl, err)
+	ttl, err := rdb.PTTL(context.Background(), prefix+"perm:v1|u1|org1").Result()
+	// Redis counts the minute down in real time from the write.
+	if err != nil || ttl > time.Minute || ttl < time.Minute-time.Since(written) {
+		t.Errorf("TTL of an entry loaded 4 minutes ago = %v, %v; want 1m less the time since it was written", ttl, err)
 	}
 	// Loaded longer ago than the TTL: not written at all.
-	src.loadedAt = time.Now().Add(-6 * time.Minute)
+	src.loadedAt = clk.Now().Add(-6 * time.Minute)
 	l2Tier(t, l2, "u2", "org1")
 	if n, _ := rdb.Exists(context.Background(), prefix+"perm:v1|u2|org1").Result(); n != 0 {
 		t.Error("an answer older than the TTL was written")
@@ -174,20 +181,23 @@ func TestL2TTLCountsFromLoad(t *testing.T) {
 func TestTiersInvalidation(t *testing.T) {
 	t.Parallel()
 	rdb, prefix := redisClient(t)
-	// A skew far above this test's run time, so its timing cannot matter.
+	// Every tier, store and the source on one fake clock: the whole test
+	// happens within the skew of the marker, whatever the machine's speed.
+	clk := newFakeClock()
 	const skew = 10 * time.Second
-	inv := NewInvalidations(InvalidationsConfig{Skew: skew})
-	src := &stampedSource{}
-	l2, err := NewL2(src, rdb, L2Config{Prefix: prefix, Invalidations: inv}, zap.NewNop(), prometheus.NewRegistry())
+	inv := NewInvalidations(InvalidationsConfig{Skew: skew, Now: clk.Now})
+	src := &stampedSource{now: clk.Now}
+	l2, err := NewL2(src, rdb, L2Config{Prefix: prefix, Invalidations: inv, Timeout: redisTimeout, Now: clk.Now}, zap.NewNop(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	l1 := newInvL1(t, l2, inv, L1Config{})
+	l1 := newInvL1(t, l2, inv, L1Config{Now: clk.Now})
 	// Another replica's L1 on the same Redis, which missed the message.
 	other := newInvL1(t, func() roles.Resolver {
-		l, _ := NewL2(src, rdb, L2Config{Prefix: prefix, Invalidations: NewInvalidations(InvalidationsConfig{Skew: skew})}, zap.NewNop(), prometheus.NewRegistry())
+		inv := NewInvalidations(InvalidationsConfig{Skew: skew, Now: clk.Now})
+		l, _ := NewL2(src, rdb, L2Config{Prefix: prefix, Invalidations: inv, Timeout: redisTimeout, Now: clk.Now}, zap.NewNop(), prometheus.NewRegistry())
 		return l
-	}(), nil, L1Config{})
+	}(), nil, L1Config{Now: clk.Now})
 	for _, want := range []roles.Tier{roles.TierSource, roles.TierL1} {
 		if got := tierOf(t, l1, "u1", "org1"); got != want {
 			t.Fatalf("warm-up: %v, want %v", got, want)
@@ -201,6 +211,9 @@ func TestTiersInvalidation(t *testing.T) {
 	if err := l2.Mark(context.Background(), []string{"u1"}, nil, false); err != nil {
 		t.Fatal(err)
 	}
+	// Answers loaded from now on are loaded after the invalidation (but
+	// within the skew of the marker).
+	clk.Advance(time.Second)
 	calls := src.calls.Load()
 	for i, want := range []roles.Tier{roles.TierSource, roles.TierL1, roles.TierL1} {
 		if got := tierOf(t, l1, "u1", "org1"); got != want {

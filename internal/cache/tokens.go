@@ -25,7 +25,10 @@ type TokensConfig struct {
 	// verified again, whatever its exp. It bounds how long a key removed
 	// from the JWKS (a compromised key) can still vouch for a cached token.
 	MaxTTL time.Duration
-	// Now is the clock (tests may replace it).
+	// Now is the clock token expiry and MaxTTL are judged on; time.Now by
+	// default (tests replace it). Ristretto also drops an entry MaxTTL
+	// after it was stored, in real time: the clock can only end an entry
+	// sooner.
 	Now func() time.Time
 }
 
@@ -46,6 +49,9 @@ type tokenEntry struct {
 	raw string
 	gen uint64
 	id  *authn.Identity
+	// expires is the earlier of the token's exp and MaxTTL after it was
+	// verified, on the cache's clock.
+	expires time.Time
 }
 
 // NewTokens returns an empty token cache.
@@ -101,7 +107,7 @@ type tokenView struct {
 func (v *tokenView) Verify(ctx context.Context, raw string) (*authn.Identity, error) {
 	t := v.t
 	now := t.cfg.Now()
-	if e, ok := t.cache.Get(raw); ok && e.gen == v.gen && e.raw == raw && now.Before(e.id.Expiry) {
+	if e, ok := t.cache.Get(raw); ok && e.gen == v.gen && e.raw == raw && now.Before(e.expires) {
 		t.m.hits.Inc()
 		return e.id, nil
 	}
@@ -112,7 +118,8 @@ func (v *tokenView) Verify(ctx context.Context, raw string) (*authn.Identity, er
 	}
 	ttl := min(id.Expiry.Sub(now), t.cfg.MaxTTL)
 	if ttl > 0 {
-		t.cache.SetWithTTL(raw, &tokenEntry{raw: raw, gen: v.gen, id: id}, int64(2*len(raw)+512), ttl)
+		e := &tokenEntry{raw: raw, gen: v.gen, id: id, expires: now.Add(ttl)}
+		t.cache.SetWithTTL(raw, e, int64(2*len(raw)+512), ttl)
 	}
 	return id, nil
 }

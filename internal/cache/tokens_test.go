@@ -97,16 +97,16 @@ func TestTokens(t *testing.T) {
 		}
 	})
 	t.Run("entries are bounded by MaxTTL", func(t *testing.T) {
-		tc, _ := NewTokens(TokensConfig{MaxTTL: 50 * time.Millisecond}, prometheus.NewRegistry())
-		defer tc.Close()
-		fv := &fakeVerifier{exp: time.Now().Add(time.Hour), ok: map[string]string{"tokD": "dave"}}
+		tc := newCache(t) // MaxTTL one minute
+		fv := &fakeVerifier{exp: now.Add(time.Hour), ok: map[string]string{"tokD": "dave"}}
 		v := tc.For(fv)
-		v.Verify(ctx, "tokD")
-		tc.Wait()
-		time.Sleep(100 * time.Millisecond)
-		v.Verify(ctx, "tokD")
+		for _, at := range []time.Duration{0, time.Minute - time.Nanosecond, time.Minute} {
+			tc.cfg.Now = func() time.Time { return now.Add(at) }
+			v.Verify(ctx, "tokD")
+			tc.Wait()
+		}
 		if fv.calls.Load() != 2 {
-			t.Errorf("verifier calls = %d, want 2 (entry past MaxTTL)", fv.calls.Load())
+			t.Errorf("verifier calls = %d, want 2 (a hit within MaxTTL, a miss at MaxTTL)", fv.calls.Load())
 		}
 	})
 }
