@@ -215,6 +215,10 @@ func IsIdentityHeader(lower string) bool {
 // Decision is the engine's answer with everything the transport, the
 // decision log and the metrics need.
 type Decision struct {
+	// ID names this decision (32 hex digits), so one request can be
+	// followed across the proxy's access log, the decision log and the
+	// application.
+	ID string
 	// Allow is true when the request may go on (including a shadowed deny).
 	Allow bool
 	// Code is what the decision would be under enforcement.

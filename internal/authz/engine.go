@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -81,6 +82,21 @@ type Config struct {
 	// Secret is Better Auth's current secret, which signs session cookies
 	// and bearer session tokens; required when the policy accepts sessions.
 	Secret authn.Secret
+	// NewID names each decision; default 128 random bits in hex.
+	NewID func() string
+}
+
+// newID is 128 bits from the runtime's per-thread generator, in hex: a
+// decision id must be unique, not secret, and cheap.
+func newID() string {
+	var b [32]byte
+	const digits = "0123456789abcdef"
+	for i, r := range [2]uint64{mrand.Uint64(), mrand.Uint64()} {
+		for j := range 16 {
+			b[i*16+j] = digits[(r>>(60-4*j))&0xf]
+		}
+	}
+	return string(b[:])
 }
 
 // MaxIdentifierBytes bounds organization, team and user identifiers:
@@ -112,6 +128,9 @@ func New(st State, deps Deps, cfg Config) (*Engine, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.NewID == nil {
+		cfg.NewID = newID
 	}
 	if deps.Access == nil {
 		return nil, errors.New("authz: no access resolver")
@@ -154,10 +173,10 @@ func (e *Engine) SetState(st State) error {
 func (e *Engine) Decide(ctx context.Context, r *Request) Decision {
 	st := e.state.Load()
 	pol := st.Policy
-	d := Decision{}
+	d := Decision{ID: e.cfg.NewID()}
 
 	// 1. Route: by name when the proxy names it, else by path.
-	match, refusal, ok := e.route(pol, r)
+	match, refusal, ok := e.route(pol, r, d)
 	if !ok {
 		return refusal
 	}
@@ -271,8 +290,7 @@ func (e *Engine) Decide(ctx context.Context, r *Request) Decision {
 }
 
 // route selects the policy route.
-func (e *Engine) route(pol *policy.Policy, r *Request) (policy.Match, Decision, bool) {
-	var d Decision
+func (e *Engine) route(pol *policy.Policy, r *Request, d Decision) (policy.Match, Decision, bool) {
 	path := policy.SplitQuery(r.Path)
 	// Even a route named by the proxy gets its path checked: the
 	// application behind may read an ambiguous path differently than the

@@ -779,3 +779,17 @@ func TestUnavailableIsExplicit(t *testing.T) {
 		}
 	}
 }
+
+func TestDecisionIDs(t *testing.T) {
+	t.Parallel()
+	w := newWorld()
+	e := newEngine(t, w, testPolicy)
+	seen := map[string]bool{}
+	for _, path := range []string{"/healthz", "/nowhere", "/me", "/orgs/o1/../x"} {
+		d := e.Decide(context.Background(), &Request{Method: "GET", Path: path})
+		if len(d.ID) != 32 || strings.Trim(d.ID, "0123456789abcdef") != "" || seen[d.ID] {
+			t.Errorf("%s: decision id %q", path, d.ID)
+		}
+		seen[d.ID] = true
+	}
+}
