@@ -250,12 +250,9 @@ func (c *checker) strList(n *yaml.Node, what string) ([]string, []*yaml.Node) {
 	return vals, nodes
 }
 
-// topKeys are the keys of the top-level mapping.
-var topKeys = []string{"jwt", "session", "api_keys", "organization", "team", "app_roles", "statements", "roles", "admin", "schema", "routes", "default"}
-
 // policy checks the top-level mapping.
 func (c *checker) policy(n *yaml.Node, p *Policy) {
-	m, ok := c.mapping(n, "policy", topKeys...)
+	m, ok := c.mapping(n, "policy", Keys["policy"]...)
 	if !ok {
 		return
 	}
@@ -320,7 +317,7 @@ func (c *checker) policy(n *yaml.Node, p *Policy) {
 }
 
 func (c *checker) jwt(n *yaml.Node, j *JWT) {
-	m, ok := c.mapping(n, "jwt", "issuer", "audiences", "jwks_url", "algorithms", "leeway", "max_token_bytes", "session_claim")
+	m, ok := c.mapping(n, "jwt", Keys["jwt"]...)
 	if !ok {
 		return
 	}
@@ -551,13 +548,9 @@ func sourceList(srcs []Source) string {
 	return strings.Join(s, ", ")
 }
 
-// routeKeys are the keys of a route.
-var routeKeys = []string{"name", "methods", "path", "public", "authenticated", "require", "require_any",
-	"require_platform", "platform_roles", "team", "user", "impersonation", "credentials", "enforce"}
-
 // route checks one route.
 func (c *checker) route(n *yaml.Node, orgAll, platformAll []string, p *Policy) (*Route, bool) {
-	m, ok := c.mapping(n, "route", routeKeys...)
+	m, ok := c.mapping(n, "route", Keys["route"]...)
 	if !ok {
 		return nil, false
 	}
@@ -679,7 +672,7 @@ func (c *checker) route(n *yaml.Node, orgAll, platformAll []string, p *Policy) (
 		}
 	}
 	if v, ok := m["user"]; ok {
-		if um, ok := c.mapping(v, what+" user", "email_verified", "anonymous", "two_factor"); ok {
+		if um, ok := c.mapping(v, what+" user", Keys["route.user"]...); ok {
 			for key, val := range um {
 				b, ok := c.boolean(val, what+" user."+key)
 				if !ok {

@@ -185,7 +185,7 @@ func (c *checker) roleTable(n *yaml.Node, what string, st Statements) (perms map
 		}
 		d := &roleDef{name: name, key: f.key}
 		rw := "role " + strconv.Quote(name)
-		m, ok := c.mapping(f.val, rw, "inherits", "permissions")
+		m, ok := c.mapping(f.val, rw, Keys["role"]...)
 		if !ok {
 			continue
 		}

@@ -168,7 +168,7 @@ func modelNames() []string {
 }
 
 func (c *checker) session(n *yaml.Node, s *Session) {
-	m, ok := c.mapping(n, "session", "cookie", "cookie_prefix", "secure_cookies", "bearer", "base_url", "trusted_origins", "storage")
+	m, ok := c.mapping(n, "session", Keys["session"]...)
 	if !ok {
 		return
 	}
@@ -289,7 +289,7 @@ func checkOriginPattern(p string) string {
 }
 
 func (c *checker) apiKeys(n *yaml.Node, a *APIKeys) {
-	m, ok := c.mapping(n, "api_keys", "header", "owners", "counting")
+	m, ok := c.mapping(n, "api_keys", Keys["api_keys"]...)
 	if !ok {
 		return
 	}
@@ -351,7 +351,7 @@ func (c *checker) admin(n *yaml.Node, a *Admin) (rolesNode *yaml.Node) {
 	if n == nil {
 		return nil
 	}
-	m, ok := c.mapping(n, "admin", "default_role", "admin_user_ids", "roles")
+	m, ok := c.mapping(n, "admin", Keys["admin"]...)
 	if !ok {
 		return nil
 	}
@@ -371,7 +371,7 @@ func (c *checker) schema(n *yaml.Node, s *Schema) {
 	if n == nil {
 		return
 	}
-	m, ok := c.mapping(n, "schema", "naming", "tables", "fields")
+	m, ok := c.mapping(n, "schema", Keys["schema"]...)
 	if !ok {
 		return
 	}
@@ -489,7 +489,7 @@ func parseSource(s, sessionField string) (Source, string) {
 
 // sources checks organization or team: a mapping with one key, from.
 func (c *checker) sources(n *yaml.Node, what, sessionField string) ([]Source, bool) {
-	m, ok := c.mapping(n, what, "from")
+	m, ok := c.mapping(n, what, Keys["sources"]...)
 	if !ok || !c.require(m, n, what, "from") {
 		return nil, false
 	}
