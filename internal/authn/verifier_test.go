@@ -19,8 +19,8 @@ import (
 // Ed25519 exactly as Better Auth serves it, and a KeySet loaded from it.
 type verifierFixture struct {
 	ed, es256, es384, es512, rs256, ps256 testKey
-	srv                            *jwksServer
-	keys                           *KeySet
+	srv                                   *jwksServer
+	keys                                  *KeySet
 }
 
 func newVerifierFixture(t *testing.T) *verifierFixture {

@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/authz"
-	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 	"github.com/authz-sidecar/authz-sidecar/internal/extauthz"
 	"github.com/authz-sidecar/authz-sidecar/internal/httpauthz"
+	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 )
 
 // fakeDecider records every request it is asked about and answers with
@@ -514,7 +514,6 @@ func TestAnswers(t *testing.T) {
 		})
 	}
 }
-
 
 func TestHeadersToEngine(t *testing.T) {
 	t.Parallel()
