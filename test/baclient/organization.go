@@ -129,6 +129,13 @@ func (c *Client) UpdateRole(ctx context.Context, s *Session, orgID, roleName str
 	return err
 }
 
+// RenameRole renames a dynamic role (update-role with data.roleName).
+func (c *Client) RenameRole(ctx context.Context, s *Session, orgID, roleName, newName string) error {
+	_, err := c.do(ctx, s, "POST", "/organization/update-role",
+		map[string]any{"roleName": roleName, "organizationId": orgID, "data": map[string]any{"roleName": newName}}, nil)
+	return err
+}
+
 // DeleteRole deletes a dynamic role (Better Auth refuses while a member
 // holds it: 400 ROLE_IS_ASSIGNED_TO_MEMBERS).
 func (c *Client) DeleteRole(ctx context.Context, s *Session, orgID, roleName string) error {
