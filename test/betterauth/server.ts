@@ -441,7 +441,13 @@ export const auth = betterAuth({
     },
   },
   user: { ...names("user"), deleteUser: { enabled: true } },
-  session: names("session"),
+  session: {
+    ...names("session"),
+    // SESSION_EXPIRES_IN (seconds) shortens sessions, for expiry tests.
+    ...(seconds("SESSION_EXPIRES_IN") !== undefined
+      ? { expiresIn: seconds("SESSION_EXPIRES_IN"), updateAge: seconds("SESSION_EXPIRES_IN") }
+      : {}),
+  },
   account: names("account"),
   verification: names("verification"),
   // invalidation: custom roles, API keys, leaving an organization
