@@ -281,9 +281,9 @@ func TestSessions(t *testing.T) {
 		token, _, _ := strings.Cut(alice.Token, ".")
 		other, _ := authn.NewSecret("another-secret-that-is-not-better-auths-0000")
 		for name, h := range map[string]map[string]string{
-			"tampered signature": {"cookie": alice.Cookie.Name + "=" + url.QueryEscape(token+"."+strings.Repeat("A", 43)+"=")},
-			"another token's signature": {"cookie": alice.Cookie.Name + "=" + url.QueryEscape(token+"x."+alice.Token[len(token)+1:])},
-			"signed with another secret": {"cookie": alice.Cookie.Name + "=" + url.QueryEscape(token+"."+other.Sign(token))},
+			"tampered signature":                      {"cookie": alice.Cookie.Name + "=" + url.QueryEscape(token+"."+strings.Repeat("A", 43)+"=")},
+			"another token's signature":               {"cookie": alice.Cookie.Name + "=" + url.QueryEscape(token+"x."+alice.Token[len(token)+1:])},
+			"signed with another secret":              {"cookie": alice.Cookie.Name + "=" + url.QueryEscape(token+"."+other.Sign(token))},
 			"raw token where signatures are required": {"authorization": "Bearer " + token},
 		} {
 			if a := w.ask(0, "GET", "/api/me", h); a.status != 401 {
