@@ -411,3 +411,169 @@ func TestSecretRotation(t *testing.T) {
 		t.Errorf("Better Auth accepted a cookie of the previous secret: %s", body)
 	}
 }
+
+// TestSubjects covers the rest of a Better Auth identity against the real
+// Better Auth: API keys (a user's and an organization's, with permissions,
+// disabled, expiring, with usage limits, deleted), platform roles (the
+// admin plugin), impersonation, teams and user conditions; and that
+// revoking a key or a role shows on two sidecars.
+func TestSubjects(t *testing.T) {
+	w := newIdentityWorld(t)
+	alice, bob, carol := w.signUp("alice"), w.signUp("bob"), w.signUp("carol")
+	root := w.signUp("root") // ADMIN_EMAILS: user.role = admin
+	var err error
+	if w.acme, err = w.client.CreateOrganization(w.ctx, alice, "Acme", "acme-"+randSuffix()); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []*baclient.Session{bob, carol} {
+		if _, err := w.client.AddMember(w.ctx, alice, u, w.acme, "member"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.startSidecars(2, writeIdentityPolicy(t, w.dir, w.ba.URL, false))
+	key := func(k string) map[string]string { return map[string]string{"x-api-key": k} }
+	readLeave := "/api/orgs/" + w.acme + "/leave"
+
+	t.Run("api keys", func(t *testing.T) {
+		userKey, err := w.client.CreateAPIKeyAsServer(w.ctx, bob.UserID, baclient.NewAPIKey{Permissions: map[string][]string{"leave": {"read"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := w.ask(0, "GET", readLeave, key(userKey.Key))
+		w.expect(a, 200, "")
+		if a.headers["x-auth-user-id"] != bob.UserID || a.headers["x-auth-credential"] != "api_key" || a.headers["x-auth-api-key-id"] != userKey.ID {
+			t.Errorf("identity headers %v", a.headers)
+		}
+		// The key narrows its user: bob may not approve anyway, and alice's
+		// key without leave:approve may not either, though alice may.
+		aliceKey, err := w.client.CreateAPIKeyAsServer(w.ctx, alice.UserID, baclient.NewAPIKey{Permissions: map[string][]string{"leave": {"read"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.expect(w.ask(0, "POST", "/api/orgs/"+w.acme+"/leave/approve", bearerHeader(alice)), 200, "")
+		w.expect(w.ask(0, "POST", "/api/orgs/"+w.acme+"/leave/approve", key(aliceKey.Key)), 403, "missing_permission")
+
+		orgKey, err := w.client.CreateAPIKeyAsServer(w.ctx, alice.UserID, baclient.NewAPIKey{ConfigID: baclient.OrgKeys, OrganizationID: w.acme,
+			Permissions: map[string][]string{"leave": {"read", "approve"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a = w.ask(0, "GET", "/api/leave", key(orgKey.Key))
+		if a.status != 200 || a.headers["x-auth-org-id"] != w.acme || a.headers["x-auth-user-id"] != "" {
+			t.Errorf("organization key: %d %s %v", a.status, a.reason, a.headers)
+		}
+		globex, err := w.client.CreateOrganization(w.ctx, alice, "Globex", "globex-"+randSuffix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.expect(w.ask(0, "GET", "/api/orgs/"+globex+"/leave", key(orgKey.Key)), 403, "wrong_organization")
+		w.expect(w.ask(0, "GET", "/api/verified", key(orgKey.Key)), 403, "credential_not_allowed")
+
+		disabled, err := w.client.CreateAPIKeyAsServer(w.ctx, bob.UserID, baclient.NewAPIKey{Permissions: map[string][]string{"leave": {"read"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.expect(w.ask(0, "GET", readLeave, key(disabled.Key)), 200, "")
+		w.revoked("disable a key", func() error {
+			_, err := w.client.UpdateAPIKey(w.ctx, bob, baclient.APIKeyUpdate{KeyID: disabled.ID, Enabled: baclient.Ptr(false)})
+			return err
+		}, "GET", readLeave, key(disabled.Key), 401)
+
+		counted, err := w.client.CreateAPIKeyAsServer(w.ctx, bob.UserID, baclient.NewAPIKey{Remaining: baclient.Ptr(5)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.expect(w.ask(0, "GET", "/api/me", key(counted.Key)), 401, "api_key_counted")
+
+		short, err := w.client.CreateAPIKeyAsServer(w.ctx, bob.UserID, baclient.NewAPIKey{ExpiresIn: baclient.Ptr(1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if short.ExpiresAt == nil {
+			t.Fatal("the key has no expiry")
+		}
+		for !time.Now().After(*short.ExpiresAt) {
+			time.Sleep(time.Until(*short.ExpiresAt) + time.Millisecond)
+		}
+		w.expect(w.ask(0, "GET", "/api/me", key(short.Key)), 401, "invalid_api_key")
+
+		w.expect(w.ask(1, "GET", readLeave, key(userKey.Key)), 200, "")
+		w.revoked("delete a key", func() error { return w.client.DeleteAPIKey(w.ctx, bob, baclient.UserKeys, userKey.ID) },
+			"GET", readLeave, key(userKey.Key), 401)
+		w.expect(w.ask(0, "GET", "/api/me", key("usr_"+strings.Repeat("x", 64))), 401, "invalid_api_key")
+	})
+
+	t.Run("platform roles", func(t *testing.T) {
+		w.expect(w.ask(0, "POST", "/api/admin/ban", bearerHeader(root)), 200, "")
+		w.expect(w.ask(0, "GET", "/api/admin", bearerHeader(root)), 200, "")
+		w.expect(w.ask(0, "POST", "/api/admin/ban", bearerHeader(carol)), 403, "missing_platform_role")
+		w.revoked("set-role admin", func() error { return w.client.SetRole(w.ctx, root, carol.UserID, "admin") },
+			"POST", "/api/admin/ban", bearerHeader(carol), 200)
+		w.revoked("set-role user", func() error { return w.client.SetRole(w.ctx, root, carol.UserID, "user") },
+			"GET", "/api/admin", bearerHeader(carol), 403)
+	})
+
+	t.Run("impersonation", func(t *testing.T) {
+		imp, err := w.client.Impersonate(w.ctx, root, bob.UserID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := w.ask(0, "GET", "/api/me", bearerHeader(imp))
+		if a.status != 200 || a.headers["x-auth-user-id"] != bob.UserID || a.headers["x-auth-impersonated-by"] != root.UserID {
+			t.Errorf("impersonated: %d %v", a.status, a.headers)
+		}
+		w.expect(w.ask(0, "GET", "/api/no-imp", bearerHeader(imp)), 403, "impersonation_denied")
+		w.expect(w.ask(0, "GET", "/api/no-imp", bearerHeader(bob)), 200, "")
+		w.revoked("stop impersonating", func() error { _, err := w.client.StopImpersonating(w.ctx, imp); return err },
+			"GET", "/api/me", bearerHeader(imp), 401)
+	})
+
+	t.Run("teams", func(t *testing.T) {
+		team, err := w.client.CreateTeam(w.ctx, alice, w.acme, "Blue")
+		if err != nil {
+			t.Fatal(err)
+		}
+		board := "/api/orgs/" + w.acme + "/teams/" + team + "/board"
+		w.expect(w.ask(0, "GET", board, bearerHeader(bob)), 403, "not_team_member")
+		w.revoked("add to the team", func() error { return w.client.AddTeamMember(w.ctx, alice, w.acme, team, bob.UserID) },
+			"GET", board, bearerHeader(bob), 200)
+		if a := w.ask(1, "GET", board, bearerHeader(bob)); a.headers["x-auth-team-id"] != team {
+			t.Errorf("team header %v", a.headers)
+		}
+		if err := w.client.SetActive(w.ctx, bob, w.acme); err != nil {
+			t.Fatal(err)
+		}
+		w.revoked("set-active-team", func() error { return w.client.SetActiveTeam(w.ctx, bob, team) },
+			"GET", "/api/team", bearerHeader(bob), 200)
+		w.revoked("remove from the team", func() error { return w.client.RemoveTeamMember(w.ctx, alice, w.acme, team, bob.UserID) },
+			"GET", board, bearerHeader(bob), 403)
+	})
+
+	t.Run("user conditions", func(t *testing.T) {
+		w.expect(w.ask(0, "GET", "/api/verified", bearerHeader(carol)), 403, "email_not_verified")
+		w.revoked("verify the email", func() error { return w.client.VerifyEmail(w.ctx, carol) },
+			"GET", "/api/verified", bearerHeader(carol), 200)
+		anon, err := w.client.SignInAnonymous(w.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.expect(w.ask(0, "GET", "/api/humans", bearerHeader(anon)), 403, "anonymous_user")
+		w.expect(w.ask(0, "GET", "/api/humans", bearerHeader(carol)), 200, "")
+		w.expect(w.ask(0, "GET", "/api/2fa", bearerHeader(carol)), 403, "two_factor_required")
+		tf, err := w.client.EnableTwoFactor(w.ctx, carol, password)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after, err := w.client.SignInTOTP(w.ctx, "carol@identity.test", password, tf.Secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(revocationLimit)
+		for w.ask(0, "GET", "/api/2fa", bearerHeader(after)).status != 200 {
+			if time.Now().After(deadline) {
+				t.Fatal("two-factor enabled, but the sidecar still refuses")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+}
