@@ -33,12 +33,15 @@ step "database $db (fresh)"
 psql "$pgurl/postgres" -qX -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
 dburl="$pgurl/$db?sslmode=disable"
 
-step "Better Auth on Bun (schema by its own migrator)"
-ba_url="$(DATABASE_URL="$dburl" PORT="$ba_port" MIGRATE=1 bash scripts/betterauth.sh start)"
+step "Better Auth on Bun (schema by its own migrator), without the jwt plugin: cookie sessions alone"
+ba_url="$(DATABASE_URL="$dburl" PORT="$ba_port" MIGRATE=1 JWT_PLUGIN=0 bash scripts/betterauth.sh start)"
 echo "$ba_url"
 
-step "authz-sidecar"
-sed -e "s#http://127.0.0.1:3000#$ba_url#g" policies.yaml >"$work/policies.yaml"
+step "authz-sidecar (examples/cookie-sessions.yaml; the secret is Better Auth's own)"
+sed -e "s#http://127.0.0.1:3000#$ba_url#g" -e "s#app_roles: ../test/betterauth/roles.json#app_roles: $root/test/betterauth/roles.json#" \
+	examples/cookie-sessions.yaml >"$work/policies.yaml"
+# The fixture's development secret (test/betterauth/server.ts); an app sets its own.
+BETTER_AUTH_SECRET="${BETTER_AUTH_SECRET:-authz-sidecar-dev-secret-do-not-use-in-production}" \
 bin/authz-sidecar serve --policies "$work/policies.yaml" --database-url "$dburl" --redis-url "$redis_url" \
 	--redis-prefix "authz-demo:$$:" --grpc-addr "$grpc_addr" --http-addr "$http_addr" --log-format console \
 	>"$work/sidecar.log" 2>&1 &

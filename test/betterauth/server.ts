@@ -367,7 +367,9 @@ const plugins: BetterAuthPlugin[] = [
       ...(ORG_SESSION_FIELDS[schemaMode] ? { session: { fields: ORG_SESSION_FIELDS[schemaMode] } } : {}),
     },
   }),
-  jwt({
+  // JWT_PLUGIN=0: no jwt plugin at all (an app protected by cookie sessions
+  // alone; make demo).
+  ...(flag("JWT_PLUGIN", true) ? [jwt({
     jwt: {
       // The sidecar authorizes per organization, so the token names the
       // session's active organization and the session it came from.
@@ -384,7 +386,7 @@ const plugins: BetterAuthPlugin[] = [
       gracePeriod: seconds("JWKS_GRACE_PERIOD"),
     },
     schema: { jwks: names("jwks") },
-  }),
+  })] : []),
   bearer({ requireSignature: flag("BEARER_REQUIRE_SIGNATURE", false) }),
   ...(adminPlugin ? [admin({ adminUserIds: list("ADMIN_USER_IDS") })] : []),
   // Two configurations: keys owned by a user (configId "default", prefix

@@ -1,7 +1,9 @@
 // Command demo seeds a running Better Auth through its HTTP API (users, an
-// organization, members with several roles, a custom role), fetches each
-// user's JWT, asks a running authz-sidecar for decisions over gRPC exactly
-// as Envoy would, and prints them as a table. scripts/demo.sh starts
+// organization, members with several roles, a custom role), signs each
+// user in, asks a running authz-sidecar for decisions over gRPC exactly as
+// Envoy would, with the session cookie Better Auth set (the app has no jwt
+// plugin: cookie sessions alone), and prints them as a table; then it signs
+// a user out and shows the cookie refused. scripts/demo.sh starts
 // everything it needs; run "make demo".
 package main
 
@@ -35,10 +37,10 @@ func main() {
 }
 
 type user struct {
-	name  string
-	roles []string // nil: not a member
-	sess  *baclient.Session
-	token string
+	name   string
+	roles  []string // nil: not a member
+	sess   *baclient.Session
+	cookie string // the Cookie header a browser would send
 }
 
 func run(args []string, out io.Writer) error {
@@ -98,9 +100,19 @@ func run(args []string, out io.Writer) error {
 		}
 	}
 	for _, u := range users {
-		if u.token, err = ba.Token(ctx, u.sess); err != nil {
-			return fmt.Errorf("token for %s: %w", u.name, err)
+		// Sign in as a browser would; the cookie Better Auth sets is the
+		// credential. The app makes the organization the session's active
+		// one (organization/set-active), which /api/leave follows.
+		s, err := ba.SignIn(ctx, u.sess.Email, "demo-password-123")
+		if err != nil {
+			return fmt.Errorf("sign in %s: %w", u.name, err)
 		}
+		if u.roles != nil {
+			if err := ba.SetActive(ctx, s, orgID); err != nil {
+				return fmt.Errorf("set-active %s: %w", u.name, err)
+			}
+		}
+		u.sess, u.cookie = s, s.Cookie.Name+"="+s.Cookie.Value
 	}
 
 	conn, err := grpc.NewClient(*grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -110,15 +122,14 @@ func run(args []string, out io.Writer) error {
 	defer conn.Close()
 	client := authv3.NewAuthorizationClient(conn)
 
-	fmt.Fprintf(out, "Better Auth %s, organization %q (id %s), sidecar %s\n\n", *baURL, "acme-"+run, orgID, *grpcAddr)
+	fmt.Fprintf(out, "Better Auth %s (no jwt plugin: cookie sessions), organization %q (id %s), sidecar %s\n\n", *baURL, "acme-"+run, orgID, *grpcAddr)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "USER\tROLES\tMETHOD\tPATH\tANSWER\tREASON")
 	org := "/api/orgs/" + orgID
 	requests := []struct{ method, path string }{
-		{"GET", org + "/leave/42"},
+		{"GET", "/api/leave"},
 		{"POST", org + "/leave"},
 		{"POST", org + "/leave/42/approve"},
-		{"POST", org + "/members"},
 		{"DELETE", org},
 	}
 	for _, u := range users {
@@ -127,27 +138,39 @@ func run(args []string, out io.Writer) error {
 			roles = "(none)"
 		}
 		for _, r := range requests {
-			status, reason, err := check(ctx, client, r.method, r.path, "Bearer "+u.token)
+			status, reason, err := check(ctx, client, r.method, r.path, u.cookie, *baURL)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.name, roles, r.method, shorten(r.path, orgID), answer(status), reason)
 		}
 	}
-	for _, c := range []struct{ who, auth, method, path string }{
-		{"(anonymous)", "", "GET", "/healthz"},
-		{"(anonymous)", "", "GET", org + "/leave/42"},
-		{"(forged)", "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9.", "GET", org + "/leave/42"},
-		{"carol", "Bearer " + users[2].token, "GET", "/api/orgs/acme-" + run + "/leave/42"},
-		{"carol", "Bearer " + users[2].token, "GET", "/api/admin/../orgs/" + orgID},
-		{"alice", "Bearer " + users[0].token, "GET", "/api/unknown"},
+	alice = users[0].sess
+	forged := alice.Cookie.Name + "=" + strings.Split(alice.Cookie.Value, ".")[0] + ".forged"
+	for _, c := range []struct{ who, cookie, origin, method, path string }{
+		{"(anonymous)", "", "", "GET", "/healthz"},
+		{"(anonymous)", "", "", "GET", org + "/leave/42"},
+		{"(forged cookie)", forged, "", "GET", org + "/leave/42"},
+		{"carol", users[2].cookie, "", "GET", "/api/orgs/acme-" + run + "/leave/42"},
+		{"carol", users[2].cookie, "", "GET", "/api/admin/../orgs/" + orgID},
+		{"bob (cross-site)", users[1].cookie, "https://evil.example", "POST", org + "/leave/42/approve"},
+		{"alice", users[0].cookie, "", "GET", "/api/unknown"},
 	} {
-		status, reason, err := check(ctx, client, c.method, c.path, c.auth)
+		status, reason, err := check(ctx, client, c.method, c.path, c.cookie, c.origin)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.who, "-", c.method, shorten(c.path, orgID), answer(status), reason)
 	}
+	// Sign-out deletes the session: the same cookie is refused at once.
+	if err := ba.SignOut(ctx, users[3].sess); err != nil {
+		return fmt.Errorf("sign out dave: %w", err)
+	}
+	status, reason, err := check(ctx, client, "GET", "/api/leave", users[3].cookie, "")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", "dave (signed out)", "admin,member", "GET", "/api/leave", answer(status), reason)
 	return tw.Flush()
 }
 
@@ -160,10 +183,15 @@ func answer(status int) string {
 	return fmt.Sprintf("deny %d", status)
 }
 
-func check(ctx context.Context, c authv3.AuthorizationClient, method, path, auth string) (int, string, error) {
+// check asks the sidecar as Envoy would, with a browser's Cookie header and
+// Origin (a same-origin request when origin is Better Auth's own URL).
+func check(ctx context.Context, c authv3.AuthorizationClient, method, path, cookie, origin string) (int, string, error) {
 	h := map[string]string{"host": "app.example.test", "user-agent": "demo"}
-	if auth != "" {
-		h["authorization"] = auth
+	if cookie != "" {
+		h["cookie"] = cookie
+	}
+	if origin != "" {
+		h["origin"] = origin
 	}
 	resp, err := c.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: method, Path: path, Headers: h}},
@@ -184,10 +212,15 @@ func check(ctx context.Context, c authv3.AuthorizationClient, method, path, auth
 		return 0, "", errors.New("response without http answer")
 	}
 	var body struct {
-		Reason string `json:"reason"`
+		Message string `json:"message"`
+		Detail  string `json:"detail"`
 	}
 	if err := json.Unmarshal([]byte(d.GetBody()), &body); err != nil {
 		return 0, "", fmt.Errorf("deny body %q: %w", d.GetBody(), err)
 	}
-	return int(d.GetStatus().GetCode()), resp.GetStatus().GetMessage() + ": " + body.Reason, nil
+	msg := resp.GetStatus().GetMessage() + ": " + body.Message
+	if body.Detail != "" {
+		msg += " (" + body.Detail + ")"
+	}
+	return int(d.GetStatus().GetCode()), msg, nil
 }
