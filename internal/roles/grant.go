@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 )
 
@@ -49,18 +48,8 @@ type Grant struct {
 // policy's wildcards are expanded when it is loaded, and Better Auth's own
 // actions are literal). It does not allocate.
 func (g *Grant) Has(perm string) bool {
-	// Perms is sorted; most roles hold a handful of permissions, for which
-	// a linear scan beats a binary search.
-	if len(g.Perms) <= 16 {
-		for _, p := range g.Perms {
-			if p == perm {
-				return true
-			}
-		}
-		return false
-	}
-	i := sort.SearchStrings(g.Perms, perm)
-	return i < len(g.Perms) && g.Perms[i] == perm
+	_, found := slices.BinarySearch(g.Perms, perm)
+	return found
 }
 
 // All reports whether the grant authorizes every one of perms (Better

@@ -1,7 +1,9 @@
 package roles
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -366,6 +368,38 @@ func TestGrantHasLargeRole(t *testing.T) {
 	for _, p := range []string{"a:0", "e:6", "", "z:1", "c:"} {
 		if g.Has(p) {
 			t.Errorf("Has(%q) = true", p)
+		}
+	}
+}
+
+// source is a fake Source: memberships by user, or an error.
+type source struct {
+	m   map[string]Membership
+	err error
+}
+
+func (s source) Membership(_ context.Context, sub Subject) (Membership, error) {
+	return s.m[sub.UserID], s.err
+}
+
+func TestSourceResolver(t *testing.T) {
+	t.Parallel()
+	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	r := NewSourceResolver(source{m: map[string]Membership{"u": {UserFound: true, OrgID: "o", Roles: []string{"member"}}}}, func() time.Time { return clock })
+	a, tier, err := r.Resolve(context.Background(), Query{Subject: Subject{UserID: "u", OrgRef: "o"}, Tables: appRoles})
+	if err != nil || tier != TierSource || !a.Member() || !a.LoadedAt.Equal(clock) || !a.Grants.All([]string{"leave:read"}) {
+		t.Fatalf("Resolve = %+v, %v, %v", a, tier, err)
+	}
+	down := NewSourceResolver(source{err: fmt.Errorf("pg: %w", ErrUnavailable)}, nil)
+	if _, tier, err := down.Resolve(context.Background(), Query{Subject: Subject{UserID: "u"}, Tables: appRoles}); !errors.Is(err, ErrUnavailable) || tier != TierSource {
+		t.Fatalf("err = %v, tier %v", err, tier)
+	}
+	if got := NewSourceResolver(source{}, nil); got.now == nil {
+		t.Error("no default clock")
+	}
+	for tier, want := range map[Tier]string{TierNone: "none", TierL1: "l1", TierL2: "l2", TierSource: "postgres", Tier(9): "none"} {
+		if tier.String() != want {
+			t.Errorf("%d: %s", tier, tier.String())
 		}
 	}
 }
