@@ -1,0 +1,187 @@
+package tracing_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
+
+	"github.com/authz-sidecar/authz-sidecar/internal/authn"
+	"github.com/authz-sidecar/authz-sidecar/internal/authz"
+	"github.com/authz-sidecar/authz-sidecar/internal/policy"
+	"github.com/authz-sidecar/authz-sidecar/internal/roles"
+	"github.com/authz-sidecar/authz-sidecar/internal/tracing"
+)
+
+// receiver is a real OTLP trace receiver on loopback: what a collector
+// would get from the sidecar.
+type receiver struct {
+	collectortrace.UnimplementedTraceServiceServer
+	mu    sync.Mutex
+	spans []*tracepb.Span
+	got   chan struct{}
+}
+
+func (r *receiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+	r.mu.Lock()
+	for _, rs := range req.GetResourceSpans() {
+		for _, ss := range rs.GetScopeSpans() {
+			r.spans = append(r.spans, ss.GetSpans()...)
+		}
+	}
+	r.mu.Unlock()
+	select {
+	case r.got <- struct{}{}:
+	default:
+	}
+	return &collectortrace.ExportTraceServiceResponse{}, nil
+}
+
+func startReceiver(t *testing.T) (*receiver, string) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &receiver{got: make(chan struct{}, 1)}
+	s := grpc.NewServer()
+	collectortrace.RegisterTraceServiceServer(s, r)
+	go s.Serve(lis)
+	t.Cleanup(s.Stop)
+	return r, lis.Addr().String()
+}
+
+type verifier struct{}
+
+func (verifier) Verify(_ context.Context, raw string) (*authn.Identity, error) {
+	if raw != "h.bob.s" {
+		return nil, authn.ErrSignature
+	}
+	return authn.NewIdentity("bob", time.Now().Add(time.Hour), nil), nil
+}
+
+type source struct{}
+
+func (source) Resolve(_ context.Context, q roles.Query) (*roles.Access, roles.Tier, error) {
+	return roles.Compute(roles.Membership{UserFound: true, OrgID: q.OrgRef, Roles: []string{"member"}}, q.Tables), roles.TierSource, nil
+}
+
+const doc = `jwt: { issuer: a, audiences: [a], jwks_url: http://a/jwks }
+organization: { from: [path:org] }
+roles: { member: { permissions: [leave:read] } }
+routes:
+  - { name: read, path: "/orgs/{org}/leave", require: [leave:read] }
+`
+
+func TestSpansReachAnOTLPReceiver(t *testing.T) {
+	t.Parallel()
+	rec, addr := startReceiver(t)
+	ctx := context.Background()
+	tr, err := tracing.New(ctx, tracing.Config{Endpoint: addr, Insecure: true, SampleRatio: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.Parse("t.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	access := tr.Resolver("authz.l1", tr.Resolver("authz.postgres", source{}))
+	engine, err := authz.New(authz.State{Policy: pol, Verifier: tr.Verifier(verifier{})}, authz.Deps{Access: access}, authz.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := tr.Decider(engine)
+	const traceID, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	dec := d.Decide(ctx, &authz.Request{Method: "GET", Path: "/orgs/o1/leave", Headers: authz.HeaderMap{
+		"authorization": "Bearer h.bob.s", "traceparent": "00-" + traceID + "-" + parent + "-01",
+	}})
+	if !dec.Allow {
+		t.Fatalf("decision %+v", dec)
+	}
+	refused := d.Decide(ctx, &authz.Request{Method: "GET", Path: "/orgs/o1/leave", Headers: authz.HeaderMap{"authorization": "Bearer h.eve.s"}})
+	if refused.Allow {
+		t.Fatal("a bad token was allowed")
+	}
+	if err := tr.Shutdown(ctx); err != nil { // flushes to the receiver
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	byName := map[string][]*tracepb.Span{}
+	for _, s := range rec.spans {
+		byName[s.GetName()] = append(byName[s.GetName()], s)
+	}
+	for _, name := range []string{"authz.decide", "authz.token", "authz.l1", "authz.postgres"} {
+		if len(byName[name]) == 0 {
+			t.Fatalf("no %s span; got %v", name, spanNames(rec.spans))
+		}
+	}
+	var root *tracepb.Span
+	for _, s := range byName["authz.decide"] {
+		if hexID(s.GetTraceId()) == traceID {
+			root = s
+		}
+	}
+	if root == nil || hexID(root.GetParentSpanId()) != parent {
+		t.Fatalf("the decision span does not continue the request's trace context: %v", root)
+	}
+	attrs := map[string]string{}
+	for _, kv := range root.GetAttributes() {
+		attrs[kv.GetKey()] = kv.GetValue().GetStringValue()
+	}
+	if attrs["authz.route"] != "read" || attrs["authz.reason"] != "granted" || attrs["authz.decision_id"] != dec.ID || attrs["authz.credential"] != "jwt" {
+		t.Errorf("attributes %v", attrs)
+	}
+	// The lookups are children of the decision, in the same trace.
+	for _, name := range []string{"authz.token", "authz.l1"} {
+		found := false
+		for _, s := range byName[name] {
+			if hexID(s.GetTraceId()) == traceID && string(s.GetParentSpanId()) == string(root.GetSpanId()) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s is not a child of the decision span", name)
+		}
+	}
+	for _, s := range rec.spans {
+		for _, kv := range s.GetAttributes() {
+			if strings.Contains(kv.GetValue().GetStringValue(), "h.bob.s") {
+				t.Errorf("span %s carries the token", s.GetName())
+			}
+		}
+	}
+}
+
+func TestConfig(t *testing.T) {
+	t.Parallel()
+	if _, err := tracing.New(context.Background(), tracing.Config{}); err == nil {
+		t.Error("no endpoint accepted")
+	}
+	if _, err := tracing.New(context.Background(), tracing.Config{Endpoint: "x:1", SampleRatio: 2}); err == nil {
+		t.Error("a ratio above 1 accepted")
+	}
+}
+
+func spanNames(ss []*tracepb.Span) []string {
+	var out []string
+	for _, s := range ss {
+		out = append(out, s.GetName())
+	}
+	return out
+}
+
+func hexID(b []byte) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 2*len(b))
+	for i, c := range b {
+		out[2*i], out[2*i+1] = digits[c>>4], digits[c&0xf]
+	}
+	return string(out)
+}
