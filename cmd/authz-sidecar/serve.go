@@ -524,7 +524,7 @@ func (r *readiness) check() error {
 func (r *readiness) probe(ctx context.Context) {
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	err := r.db.Ping(pctx)
+	_, err := r.db.Check(pctx)
 	if err != nil {
 		err = fmt.Errorf("database: %w", err)
 	}
