@@ -3,6 +3,7 @@ package pg
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -81,6 +82,10 @@ func (e *Error) SourceCause() string { return e.Cause }
 
 // unavailable wraps err as an *Error of op, classified.
 func unavailable(op string, err error) *Error {
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && strings.Contains(pgErr.Message, "unsupported startup parameter") {
+		// PgBouncer's answer to QueryPrepare's session settings.
+		err = fmt.Errorf("%w (a pooler such as PgBouncer refuses the session settings of query mode prepare: use query mode describe or simple)", err)
+	}
 	return &Error{Op: op, Cause: classify(err), Err: err}
 }
 
