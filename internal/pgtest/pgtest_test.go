@@ -344,3 +344,19 @@ func TestLayoutSchemaIsACopy(t *testing.T) {
 		t.Error("changing a Schema() result changed the layout")
 	}
 }
+
+// NewPgBouncer reaches the database through a transaction-pooling
+// pgbouncer, which runs the connect query on its server connections.
+func TestNewPgBouncer(t *testing.T) {
+	t.Parallel()
+	dbURL := NewDatabase(t)
+	through := NewPgBouncer(t, dbURL, PgBouncerOptions{ConnectQuery: "SET default_transaction_read_only = on"})
+	if through == dbURL {
+		t.Fatal("the URL does not go through pgbouncer")
+	}
+	got := query[string](t, through, `SELECT current_database() || '|' || current_setting('default_transaction_read_only')`)
+	want := dbURL[strings.LastIndex(dbURL, "/")+1:strings.Index(dbURL, "?")] + "|on"
+	if got != want {
+		t.Errorf("through pgbouncer: %q, want %q", got, want)
+	}
+}
