@@ -509,17 +509,16 @@ func resolveNames(s policy.Schema, cat *catalog) (*names, error) {
 				plural = plural && cat.relations[pluralNames[m]] != nil
 				singular = singular && cat.relations[m] != nil
 			}
-			sets := fmt.Sprintf("Better Auth's plural tables (%s) and its singular tables (%s)",
-				strings.Join(pluralSet, ", "), strings.Join(singularSet, ", "))
+			plurals, singulars := strings.Join(pluralSet, ", "), strings.Join(singularSet, ", ")
 			switch {
 			case plural && singular:
 				return nil, &SchemaError{Problems: []string{fmt.Sprintf(
-					"schema.naming is auto, but both %s are in search_path %q; set schema.naming to plural or singular",
-					sets, cat.searchPath)}}
+					"schema.naming is auto, but both Better Auth's plural tables (%s) and its singular tables (%s) exist in search_path %s; set schema.naming to plural or singular",
+					plurals, singulars, cat.searchPath)}}
 			case !plural && !singular:
 				return nil, &SchemaError{Problems: []string{fmt.Sprintf(
-					"schema.naming is auto, but neither of %s are all in search_path %q (found: %s) as user %q; run Better Auth's migrator, or set schema.naming, or name renamed tables in schema.tables",
-					sets, cat.searchPath, orNone(found), cat.user)}}
+					"schema.naming is auto, but neither Better Auth's plural tables (%s) nor its singular tables (%s) all exist in search_path %s for user %q (found: %s); run Better Auth's migrator, or set schema.naming, or name renamed tables in schema.tables",
+					plurals, singulars, cat.searchPath, cat.user, orNone(found))}}
 			case plural:
 				n.naming = "plural"
 			default:

@@ -53,8 +53,8 @@ func TestNaming(t *testing.T) {
 		{
 			name: "auto with both sets", layout: pgtest.Singular,
 			ddl: `CREATE TABLE users (id text); CREATE TABLE organizations (id text); CREATE TABLE members (id text)`,
-			wantErr: []string{"both Better Auth's plural tables (users, organizations, members) and its singular tables (user, organization, member)",
-				`search_path "\"$user\", public"`, "set schema.naming to plural or singular"},
+			wantErr: []string{"both Better Auth's plural tables (users, organizations, members) and its singular tables (user, organization, member) exist",
+				`in search_path "$user", public;`, "set schema.naming to plural or singular"},
 		},
 		{
 			name: "both sets, naming says which", layout: pgtest.Singular, naming: "singular", wantNaming: "singular",
@@ -62,7 +62,8 @@ func TestNaming(t *testing.T) {
 		},
 		{
 			name: "auto with neither set", empty: true,
-			wantErr: []string{"neither of Better Auth's plural tables", "(found: none)", "run Better Auth's migrator, or set schema.naming"},
+			wantErr: []string{"neither Better Auth's plural tables (users, organizations, members) nor its singular tables (user, organization, member) all exist",
+				"(found: none)", "run Better Auth's migrator, or set schema.naming"},
 		},
 		{
 			name: "auto with an incomplete set", layout: pgtest.Singular, ddl: `DROP TABLE "member" CASCADE`,
