@@ -336,8 +336,10 @@ func (db *DB) Check(ctx context.Context) (Features, error) {
 // up to MaxConns connections and runs every query once on each (with
 // arguments that match nothing), so that in QueryPrepare mode each is
 // prepared there and in QueryDescribe mode its description is cached. The
-// sidecar should report SERVING only after Warm succeeded. Errors as
-// Check's.
+// sidecar should report SERVING only after Warm succeeded. It fails when
+// Check does or no connection can be warmed; connections beyond the first
+// that cannot be opened (the server's connection limit, say) are left to
+// open on demand. Errors as Check's.
 func (db *DB) Warm(ctx context.Context) (Features, error) {
 	f, err := db.Check(ctx)
 	if err != nil {
@@ -351,11 +353,14 @@ func (db *DB) Warm(ctx context.Context) (Features, error) {
 		}
 	}()
 	// Hold each connection while acquiring the next, so that they are
-	// distinct; then prepare on all of them at once.
+	// distinct; then ready all of them at once.
 	for range db.maxConns {
 		c, err := db.pool.Acquire(ctx)
 		if err != nil {
-			return f, unavailable("warm", err)
+			if len(conns) == 0 {
+				return f, unavailable("warm", err)
+			}
+			break
 		}
 		conns = append(conns, c)
 	}

@@ -381,3 +381,34 @@ func TestPoolDefaults(t *testing.T) {
 		})
 	}
 }
+
+// The query mode may come from the URL (pgx's default_query_exec_mode), so
+// an operator can choose it without a flag.
+func TestQueryModeFromURL(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		param string
+		want  pg.QueryMode
+	}{
+		{"", pg.QueryPrepare},
+		{"cache_statement", pg.QueryPrepare},
+		{"cache_describe", pg.QueryDescribe},
+		{"simple_protocol", pg.QuerySimple},
+	}
+	for _, tt := range tests {
+		t.Run(tt.param, func(t *testing.T) {
+			t.Parallel()
+			u := pgtest.DefaultURL
+			if tt.param != "" {
+				u += "&default_query_exec_mode=" + tt.param
+			}
+			if got := openDB(t, u, pg.Config{}).Mode(); got != tt.want {
+				t.Errorf("Mode() = %v, want %v", got, tt.want)
+			}
+			// Config wins over the URL.
+			if got := openDB(t, u, pg.Config{QueryMode: pg.QuerySimple}).Mode(); got != pg.QuerySimple {
+				t.Errorf("Mode() with Config = %v, want simple", got)
+			}
+		})
+	}
+}

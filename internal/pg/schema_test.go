@@ -173,33 +173,60 @@ func TestSchemaCheckErrors(t *testing.T) {
 	}
 }
 
-// A role that may not read a column is told which GRANT it lacks.
-func TestSchemaCheckPrivileges(t *testing.T) {
-	t.Parallel()
-	d := pgtest.NewDatabaseWith(t, pgtest.Options{Layout: pgtest.Singular})
+// newRole creates a login role (cluster-wide: a name of its own) with the
+// given options, runs grants (with %[1]s for its quoted name) in d, and
+// returns d's URL for that role. The role goes at the end, its grants first.
+func newRole(t *testing.T, d *pgtest.Database, options string, grants ...string) (string, string) {
+	t.Helper()
 	seed := d.Seeder(t)
-	// Roles are cluster-wide: a name of its own, dropped at the end (its
-	// grants first: they live in the test database).
 	role := fmt.Sprintf("authz_test_reader_%d_%d", os.Getpid(), time.Now().UnixNano())
-	seed.Exec(t, `CREATE ROLE "`+role+`" LOGIN`)
+	quoted := `"` + role + `"`
+	seed.Exec(t, `CREATE ROLE `+quoted+` LOGIN `+options)
 	t.Cleanup(func() {
-		seed.Exec(t, `DROP OWNED BY "`+role+`"`)
-		seed.Exec(t, `DROP ROLE "`+role+`"`)
+		seed.Exec(t, `DROP OWNED BY `+quoted)
+		seed.Exec(t, `DROP ROLE `+quoted)
 	})
-	seed.Exec(t, `GRANT SELECT ON "user", organization, "organizationRole", team, "teamMember", session, apikey TO "`+role+`"`)
-	seed.Exec(t, `GRANT SELECT (id, "organizationId", "userId", "createdAt") ON "member" TO "`+role+`"`)
+	for _, g := range grants {
+		seed.Exec(t, fmt.Sprintf(g, quoted))
+	}
 	u, err := url.Parse(d.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	u.User = url.User(role)
-	db := openDB(t, u.String(), pg.Config{})
-	_, err = db.Check(context.Background())
+	return role, u.String()
+}
+
+// A role that may not read a column is told which GRANT it lacks.
+func TestSchemaCheckPrivileges(t *testing.T) {
+	t.Parallel()
+	d := pgtest.NewDatabaseWith(t, pgtest.Options{Layout: pgtest.Singular})
+	role, roleURL := newRole(t, d, "",
+		`GRANT SELECT ON "user", organization, "organizationRole", team, "teamMember", session, apikey TO %[1]s`,
+		`GRANT SELECT (id, "organizationId", "userId", "createdAt") ON "member" TO %[1]s`)
+	db := openDB(t, roleURL, pg.Config{})
+	_, err := db.Check(context.Background())
 	wantSchemaError(t, err, `role "`+role+`" may not read "member" (columns role): GRANT SELECT ON "public"."member" TO "`+role+`"`)
 
-	seed.Exec(t, `GRANT SELECT ON "member" TO "`+role+`"`)
+	d.Seeder(t).Exec(t, `GRANT SELECT ON "member" TO "`+role+`"`)
 	if _, err := db.Warm(context.Background()); err != nil {
 		t.Fatalf("Warm after the grant: %v", err)
+	}
+}
+
+// Warm takes the connections it can get: a server that allows fewer than
+// MaxConns still lets the sidecar become ready.
+func TestWarmWithFewerConnections(t *testing.T) {
+	t.Parallel()
+	d := pgtest.NewDatabaseWith(t, pgtest.Options{Layout: pgtest.Singular})
+	_, roleURL := newRole(t, d, "CONNECTION LIMIT 2",
+		`GRANT SELECT ON "user", organization, "member", "organizationRole", team, "teamMember", session, apikey TO %[1]s`)
+	db := openDB(t, roleURL, pg.Config{MaxConns: 4})
+	if _, err := db.Warm(context.Background()); err != nil {
+		t.Fatalf("Warm: %v", err)
+	}
+	if n := pg.PoolOf(db).Stat().TotalConns(); n != 2 {
+		t.Errorf("%d connections, want the 2 the role may open", n)
 	}
 }
 
