@@ -260,13 +260,6 @@ func (f Features) names(on bool) []string {
 	return out
 }
 
-// String lists the parts present and absent, e.g. "on: teams, admin; off:
-// api_keys".
-func (f Features) String() string {
-	on, off := f.On(), f.Off()
-	return "on: " + orNone(on) + "; off: " + orNone(off)
-}
-
 func orNone(s []string) string {
 	if len(s) == 0 {
 		return "none"
@@ -343,7 +336,7 @@ func routeList(names []string) string {
 
 // names are the resolved table and column names of every model read.
 type names struct {
-	naming string            // plural, singular or custom: how the tables were found
+	naming string            // how the tables were found: plural, singular, custom, or one of the first two +renamed
 	tables map[string]string // model -> table name as in the catalog
 	fields map[string]map[string]string
 	// qualified maps a model to its schema-qualified, quoted table name,
@@ -387,10 +380,9 @@ func (n *names) showCol(model, field string) string {
 
 // relation is what the catalog says about one table name.
 type relation struct {
-	schema   string
-	canRead  bool // SELECT on the whole table
-	columns  map[string]attribute
-	resolved bool
+	schema  string
+	canRead bool // SELECT on the whole table
+	columns map[string]attribute
 }
 
 type attribute struct {
@@ -424,12 +416,14 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')`
 const settingsSQL = `SELECT current_setting('search_path'), current_user::text,
 	current_setting('default_transaction_read_only') = 'on'`
 
-// readCatalog asks the database about the given table names.
-func readCatalog(ctx context.Context, q interface {
+// querier is what the schema check needs of the pool.
+type querier interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
 	QueryRow(context.Context, string, ...any) pgx.Row
-}, tableNames []string,
-) (*catalog, error) {
+}
+
+// readCatalog asks the database about the given table names.
+func readCatalog(ctx context.Context, q querier, tableNames []string) (*catalog, error) {
 	cat := &catalog{relations: map[string]*relation{}}
 	if err := q.QueryRow(ctx, settingsSQL).Scan(&cat.searchPath, &cat.user, &cat.readOnly); err != nil {
 		return nil, err
@@ -447,7 +441,7 @@ func readCatalog(ctx context.Context, q interface {
 		}
 		r := cat.relations[name]
 		if r == nil {
-			r = &relation{schema: schema, canRead: canRead, columns: map[string]attribute{}, resolved: true}
+			r = &relation{schema: schema, canRead: canRead, columns: map[string]attribute{}}
 			cat.relations[name] = r
 		}
 		if col != "" {
@@ -631,11 +625,7 @@ const renameHint = "if the app renames tables or fields (modelName, fields), sta
 // check resolves (or, with known names, re-resolves) the schema and
 // evaluates it. It returns an I/O error as is, and schema problems as a
 // *SchemaError.
-func check(ctx context.Context, q interface {
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-	QueryRow(context.Context, string, ...any) pgx.Row
-}, s policy.Schema, known *names, start *Features,
-) (*names, Features, error) {
+func check(ctx context.Context, q querier, s policy.Schema, known *names, start *Features) (*names, Features, error) {
 	lookup := candidates(s)
 	if known != nil {
 		lookup = slices.Sorted(maps.Values(known.tables))

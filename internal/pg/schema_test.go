@@ -444,11 +444,3 @@ func TestSupports(t *testing.T) {
 		})
 	}
 }
-
-func TestFeaturesString(t *testing.T) {
-	t.Parallel()
-	f := pg.Features{Teams: true, Admin: true, Sessions: true}
-	if got, want := f.String(), "on: teams, admin, sessions; off: dynamic_roles, anonymous, two_factor, api_keys"; got != want {
-		t.Errorf("String() = %q, want %q", got, want)
-	}
-}
