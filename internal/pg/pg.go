@@ -78,6 +78,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -300,17 +301,16 @@ func (db *DB) Tables() (naming string, tables map[string]string) {
 	if st == nil {
 		return "", nil
 	}
-	tables = make(map[string]string, len(st.names.qualified))
-	for m, t := range st.names.qualified {
-		tables[m] = t
-	}
-	return st.names.naming, tables
+	return st.names.naming, maps.Clone(st.names.qualified)
 }
 
 // Check connects and checks the schema: the first time, it finds the
 // tables (naming), checks every table and column read and builds the
-// queries; later, it verifies that what was found then is still there. It
-// returns the features found at the first check. Errors are *Error,
+// queries; later, it verifies that what was found then is still there.
+// Readiness runs it every few seconds, so a pool that reconnected (to a
+// restored database, a new primary) is checked too. It costs two catalog
+// queries. It returns the features found at the first check, with
+// ReadOnly as the server says now. Errors are *Error,
 // matching roles.ErrUnavailable; a schema mismatch also matches ErrSchema
 // and says what is missing and which Better Auth option creates it.
 func (db *DB) Check(ctx context.Context) (Features, error) {
