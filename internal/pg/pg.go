@@ -66,8 +66,10 @@
 // opens them on demand (no minimum unless the URL's pool_min_conns says
 // so) and closes one after Config.MaxConnIdleTime idle (default 1 min;
 // pgxpool looks every minute), so an idle sidecar holds none. Warm opens
-// MaxConns at start, so the first requests pay no connect or prepare; a
-// quiet sidecar gives them back within two minutes. --pg-listen adds one
+// up to MaxConns at start, so the first requests pay no connect or
+// prepare; a quiet sidecar gives them back within two minutes, and the
+// first request after that pays one connect (and, in QueryPrepare mode,
+// one prepare per statement) again. --pg-listen adds one
 // dedicated connection (Listener). A fleet of N sidecars may thus open
 // N × (MaxConns + 1) server connections (each a PostgreSQL backend of a
 // few MB); behind PgBouncer in transaction mode they share its server
