@@ -168,7 +168,7 @@ func build(ctx context.Context, c serveConfig, getenv func(string) string, log *
 	if s.keys, err = newKeySet(s.pol, c, log, s.reg); err != nil {
 		return s, err
 	}
-	if s.db, err = pg.Open(ctx, c.DatabaseURL, pg.Config{MaxConns: int32(c.PGMaxConns)}); err != nil {
+	if s.db, err = pg.Open(ctx, c.DatabaseURL, pg.Config{MaxConns: int32(c.PGMaxConns), Schema: s.pol.Schema}); err != nil {
 		return s, fmt.Errorf("open database: %w", err)
 	}
 	s.closers = append(s.closers, func() { closeBounded(s.db.Close, time.Second, log, "postgres pool") })
@@ -192,7 +192,7 @@ func build(ctx context.Context, c serveConfig, getenv func(string) string, log *
 	}
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	s.ready = &readiness{keys: s.keys, db: s.db}
+	s.ready = &readiness{keys: s.keys, db: s.db, policy: s.engine.Policy, log: log}
 	return s, nil
 }
 
@@ -285,13 +285,13 @@ func (t *tiers) close() {
 // newTiers states the tier order once; serve and explain both use it.
 func newTiers(c serveConfig, db *pg.DB, log *zap.Logger, reg prometheus.Registerer) (*tiers, error) {
 	t := &tiers{}
-	source, err := observe.NewSource(pg.NewMemberRepository(db), reg)
+	sources, err := observe.NewSources(log, reg, observe.SourcesConfig{})
 	if err != nil {
 		return t, err
 	}
-	var resolver roles.Resolver = roles.NewSourceResolver(source, nil)
-	t.sessions = sourceSessions{pg.NewSessionRepository(db)}
-	t.apiKeys = sourceAPIKeys{pg.NewAPIKeyRepository(db)}
+	var resolver roles.Resolver = roles.NewSourceResolver(sources.Members(pg.NewMemberRepository(db)), nil)
+	t.sessions = sourceSessions{sources.Sessions(pg.NewSessionRepository(db))}
+	t.apiKeys = sourceAPIKeys{sources.APIKeys(pg.NewAPIKeyRepository(db))}
 
 	// Invalidation is on when a channel (with Redis) or --pg-listen is set;
 	// inv is nil otherwise, and the tiers then skip every check.
@@ -366,8 +366,9 @@ func newTiers(c serveConfig, db *pg.DB, log *zap.Logger, reg prometheus.Register
 	return t, nil
 }
 
-// sourceSessions and sourceAPIKeys ask PostgreSQL directly.
-type sourceSessions struct{ repo *pg.SessionRepository }
+// sourceSessions and sourceAPIKeys ask PostgreSQL directly (counted and
+// logged by observe).
+type sourceSessions struct{ repo *observe.Sessions }
 
 func (s sourceSessions) SessionByToken(ctx context.Context, token string) (*authn.Session, roles.Tier, error) {
 	started := time.Now()
@@ -383,7 +384,7 @@ func (s sourceSessions) SessionByID(ctx context.Context, id string) (*authn.Sess
 	return &v, roles.TierSource, err
 }
 
-type sourceAPIKeys struct{ repo *pg.APIKeyRepository }
+type sourceAPIKeys struct{ repo *observe.APIKeys }
 
 func (s sourceAPIKeys) APIKeyByHash(ctx context.Context, hash string) (*authn.APIKey, roles.Tier, error) {
 	started := time.Now()
@@ -496,11 +497,16 @@ func newVerifier(pol *policy.Policy, keys *authn.KeySet) (*authn.Verifier, error
 }
 
 // readiness says whether the sidecar can answer: signing keys loaded (when
-// the policy accepts JWTs) and the database reachable. Each failure names
-// its cause.
+// the policy accepts JWTs) and the database warmed, its schema as the
+// sidecar reads it and able to serve the policy in force. Each failure
+// names its cause.
 type readiness struct {
-	keys *authn.KeySet
-	db   *pg.DB
+	keys   *authn.KeySet
+	db     *pg.DB
+	policy func() *policy.Policy // the policy in force
+	log    *zap.Logger
+
+	warm bool // Warm succeeded; only probe (one goroutine) touches it
 
 	mu    sync.Mutex
 	dbErr error // guarded by mu: the last database check's failure
@@ -520,11 +526,31 @@ func (r *readiness) check() error {
 	return errors.Join(errs...)
 }
 
-// probe checks the database now.
+// probe checks the database now. Until it first succeeds, Warm connects
+// the pool, checks the schema and prepares every query, so the first
+// request pays none of it; then Check verifies the schema is still there.
+// The policy in force must not need an optional part the database lacks.
 func (r *readiness) probe(ctx context.Context) {
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	err := r.db.Ping(pctx)
+	var f pg.Features
+	var err error
+	if !r.warm {
+		if f, err = r.db.Warm(pctx); err == nil {
+			r.warm = true
+			naming, tables := r.db.Tables()
+			r.log.Info("database checked", zap.String("naming", naming), zap.Any("tables", tables),
+				zap.Strings("features_on", f.On()), zap.Strings("features_off", f.Off()), zap.Stringer("query_mode", r.db.Mode()))
+			if !f.ReadOnly {
+				r.log.Warn("database sessions are not read-only; set default_transaction_read_only on the role or in the pooler")
+			}
+		}
+	} else {
+		f, err = r.db.Check(pctx)
+	}
+	if err == nil {
+		err = f.Supports(r.policy())
+	}
 	if err != nil {
 		err = fmt.Errorf("database: %w", err)
 	}

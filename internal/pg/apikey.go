@@ -16,43 +16,37 @@ import (
 // usage counters Better Auth updates on every verification stay untouched
 // (see authn.APIKey.Counted).
 type APIKeyRepository struct {
-	q querier
+	db *DB
 }
 
 // NewAPIKeyRepository returns an APIKeyRepository reading through db.
 func NewAPIKeyRepository(db *DB) *APIKeyRepository {
-	return &APIKeyRepository{q: db.pool}
+	return &APIKeyRepository{db: db}
 }
 
-// apiKeyByHashSQL finds a key by its stored hash. The column is indexed but
-// not unique; Better Auth's findOne takes one row, and so does this.
-//
-// A key is counted (Better Auth writes usage on every verification that
-// needs it) when it has a remaining count, or a rate limit that is on (the
-// row's rateLimitEnabled, NULL meaning the default, on) with both a window
-// and a maximum (without them Better Auth skips the limit).
-const apiKeyByHashSQL = `SELECT k.id, coalesce(k."configId", 'default'), k."referenceId",
-	k.enabled IS DISTINCT FROM false,
-	k."expiresAt",
-	k.remaining IS NOT NULL OR (k."rateLimitEnabled" IS DISTINCT FROM false AND k."rateLimitTimeWindow" IS NOT NULL AND k."rateLimitMax" IS NOT NULL),
-	k.permissions
-FROM apikeys k WHERE k.key = $1 LIMIT 1`
-
 // APIKeyByHash returns the key whose stored hash is hash (Found false when
-// there is none). Errors wrap roles.ErrUnavailable.
+// there is none, or when the database has no apikey table). Errors are
+// *Error, wrapping roles.ErrUnavailable.
 func (r *APIKeyRepository) APIKeyByHash(ctx context.Context, hash string) (authn.APIKey, error) {
+	st, err := r.db.ready(ctx, "api key")
+	if err != nil {
+		return authn.APIKey{}, err
+	}
+	if st.q.apiKeyByHash == "" {
+		return authn.APIKey{}, nil // no apikey table: no such key
+	}
 	var (
 		k       authn.APIKey
 		expires pgtype.Timestamptz
 		perms   *string
 	)
-	err := r.q.QueryRow(ctx, apiKeyByHashSQL, hash).Scan(&k.ID, &k.ConfigID, &k.ReferenceID,
+	err = r.db.pool.QueryRow(ctx, st.q.apiKeyByHash, hash).Scan(&k.ID, &k.ConfigID, &k.ReferenceID,
 		&k.Enabled, &expires, &k.Counted, &perms)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return authn.APIKey{}, nil
 	}
 	if err != nil {
-		return authn.APIKey{}, unavailable("api key", err)
+		return authn.APIKey{}, r.db.fail(ctx, "api key", err)
 	}
 	k.Found = true
 	switch {

@@ -68,6 +68,21 @@ func TestOpenSessionSettings(t *testing.T) {
 			want: map[string]string{"statement_timeout": "750ms"},
 		},
 		{
+			// A pooler refuses these startup parameters: the role or the
+			// pooler sets them, and the URL cannot turn read-only off.
+			name: "pooler mode sends only application_name",
+			url: withQuery(t, dbURL, map[string]string{
+				"default_transaction_read_only": "off",
+				"statement_timeout":             "0",
+			}),
+			cfg: pg.Config{QueryMode: pg.QueryDescribe},
+			want: map[string]string{
+				"default_transaction_read_only": "off", // the server's default: nothing sent
+				"statement_timeout":             "0",
+				"application_name":              "authz-sidecar",
+			},
+		},
+		{
 			// The URL must not be able to turn read-only off.
 			name: "URL parameters are overridden",
 			url: withQuery(t, dbURL, map[string]string{
@@ -149,6 +164,9 @@ func TestOpenRejectsBadInput(t *testing.T) {
 		{"negative max conns", pgtest.DefaultURL, pg.Config{MaxConns: -1}},
 		{"negative statement timeout", pgtest.DefaultURL, pg.Config{StatementTimeout: -time.Second}},
 		{"negative connect timeout", pgtest.DefaultURL, pg.Config{ConnectTimeout: -time.Second}},
+		{"negative idle time", pgtest.DefaultURL, pg.Config{MaxConnIdleTime: -time.Second}},
+		{"unknown query mode", pgtest.DefaultURL, pg.Config{QueryMode: 9}},
+		{"unsupported exec mode in the URL", pgtest.DefaultURL + "&default_query_exec_mode=exec", pg.Config{}},
 		{"unparsable URL", "postgres://u:secret@[::1/db", pg.Config{}},
 	}
 	for _, tt := range tests {
@@ -167,8 +185,8 @@ func TestOpenRejectsBadInput(t *testing.T) {
 }
 
 // The pool dials lazily: Open succeeds against a dead server, and every
-// read then fails with roles.ErrUnavailable (never ErrNotFound, which
-// would read as "no such user" and could be cached).
+// read then fails with roles.ErrUnavailable, classified as a connection
+// failure (never a "not found", which could be cached).
 func TestUnreachableServer(t *testing.T) {
 	t.Parallel()
 	db, err := pg.Open(context.Background(), "postgres://postgres@127.0.0.1:1/postgres?sslmode=disable",
@@ -183,17 +201,18 @@ func TestUnreachableServer(t *testing.T) {
 		name string
 		call func() error
 	}{
-		{"ping", func() error { return db.Ping(ctx) }},
+		{"check", func() error { _, err := db.Check(ctx); return err }},
+		{"warm", func() error { _, err := db.Warm(ctx); return err }},
 		{"membership", func() error {
-			_, err := pg.NewMemberRepository(db).Membership(ctx, "u", "o")
+			_, err := pg.NewMemberRepository(db).Membership(ctx, roles.Subject{UserID: "u", OrgRef: "o"})
 			return err
 		}},
-		{"user", func() error {
-			_, err := pg.NewUserRepository(db).User(ctx, "u")
+		{"session", func() error {
+			_, err := pg.NewSessionRepository(db).SessionByToken(ctx, "t")
 			return err
 		}},
-		{"organization", func() error {
-			_, err := pg.NewOrganizationRepository(db).Organization(ctx, "o")
+		{"api key", func() error {
+			_, err := pg.NewAPIKeyRepository(db).APIKeyByHash(ctx, "h")
 			return err
 		}},
 	}
@@ -205,8 +224,9 @@ func TestUnreachableServer(t *testing.T) {
 			if !errors.Is(err, roles.ErrUnavailable) {
 				t.Fatalf("err = %v, want roles.ErrUnavailable", err)
 			}
-			if errors.Is(err, pg.ErrNotFound) {
-				t.Errorf("err = %v, must not be ErrNotFound", err)
+			var pgErr *pg.Error
+			if !errors.As(err, &pgErr) || pgErr.SourceCause() != pg.CauseConnection {
+				t.Errorf("err = %v (%T), want a pg.Error with cause connection", err, err)
 			}
 			if elapsed := time.Since(start); elapsed > 5*time.Second {
 				t.Errorf("took %v, ConnectTimeout not honoured", elapsed)
@@ -224,6 +244,7 @@ func TestMembershipUnavailable(t *testing.T) {
 	seed.User(t, "u1", "U")
 	seed.Org(t, "o1", "one")
 	seed.Member(t, "o1", "u1", "admin")
+	sub := roles.Subject{UserID: "u1", OrgRef: "o1"}
 
 	// A writer holding an ACCESS EXCLUSIVE lock on members blocks every
 	// reader, like a long migration or a stuck transaction would.
@@ -250,17 +271,19 @@ func TestMembershipUnavailable(t *testing.T) {
 	cancel()
 
 	tests := []struct {
-		name    string
-		cfg     pg.Config
-		lock    bool
-		ctx     func(t *testing.T) context.Context
-		wantErr error  // besides roles.ErrUnavailable
-		wantPg  string // SQLSTATE, when the server reported the error
+		name      string
+		cfg       pg.Config
+		lock      bool
+		ctx       func(t *testing.T) context.Context
+		wantErr   error  // besides roles.ErrUnavailable
+		wantPg    string // SQLSTATE, when the server reported the error
+		wantCause string
 	}{
 		{
-			name:    "context cancelled before the call",
-			ctx:     func(*testing.T) context.Context { return cancelled },
-			wantErr: context.Canceled,
+			name:      "context cancelled before the call",
+			ctx:       func(*testing.T) context.Context { return cancelled },
+			wantErr:   context.Canceled,
+			wantCause: pg.CauseCanceled,
 		},
 		{
 			name: "context deadline while blocked",
@@ -271,28 +294,30 @@ func TestMembershipUnavailable(t *testing.T) {
 				t.Cleanup(cancel)
 				return ctx
 			},
-			wantErr: context.DeadlineExceeded,
+			wantErr:   context.DeadlineExceeded,
+			wantCause: pg.CauseTimeout,
 		},
 		{
-			name:   "statement timeout while blocked",
-			cfg:    pg.Config{StatementTimeout: 100 * time.Millisecond},
-			lock:   true,
-			ctx:    func(*testing.T) context.Context { return context.Background() },
-			wantPg: "57014", // query_canceled
+			name:      "statement timeout while blocked",
+			cfg:       pg.Config{StatementTimeout: 100 * time.Millisecond},
+			lock:      true,
+			ctx:       func(*testing.T) context.Context { return context.Background() },
+			wantPg:    "57014", // query_canceled
+			wantCause: pg.CauseTimeout,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			db := openDB(t, dbURL, tt.cfg)
 			repo := pg.NewMemberRepository(db)
-			// Connect and prepare first, so the failure below is the query's.
-			if _, err := repo.Membership(context.Background(), "u1", "o1"); err != nil {
-				t.Fatalf("warm-up: %v", err)
+			// Connect, check and prepare first, so the failure below is the query's.
+			if _, err := db.Warm(context.Background()); err != nil {
+				t.Fatalf("Warm: %v", err)
 			}
 			if tt.lock {
 				lockMembers(t)
 			}
-			m, err := repo.Membership(tt.ctx(t), "u1", "o1")
+			m, err := repo.Membership(tt.ctx(t), sub)
 			if !errors.Is(err, roles.ErrUnavailable) {
 				t.Fatalf("err = %v, want roles.ErrUnavailable", err)
 			}
@@ -305,8 +330,84 @@ func TestMembershipUnavailable(t *testing.T) {
 					t.Errorf("err = %v, want SQLSTATE %s", err, tt.wantPg)
 				}
 			}
+			var e *pg.Error
+			if !errors.As(err, &e) || e.Cause != tt.wantCause {
+				t.Errorf("err = %v, want cause %s", err, tt.wantCause)
+			}
 			if m.UserFound || len(m.Roles) != 0 {
 				t.Errorf("membership = %+v alongside an error, want zero", m)
+			}
+		})
+	}
+}
+
+func TestParseQueryMode(t *testing.T) {
+	t.Parallel()
+	for _, m := range []pg.QueryMode{pg.QueryPrepare, pg.QueryDescribe, pg.QuerySimple} {
+		got, err := pg.ParseQueryMode(m.String())
+		if err != nil || got != m {
+			t.Errorf("ParseQueryMode(%q) = %v, %v; want %v", m.String(), got, err, m)
+		}
+	}
+	if _, err := pg.ParseQueryMode("exec"); err == nil {
+		t.Error(`ParseQueryMode("exec") succeeded`)
+	}
+}
+
+// An idle sidecar holds few connections: a small pool, no minimum, idle
+// connections closed after a minute; the URL or Config may change them.
+func TestPoolDefaults(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		url      string
+		cfg      pg.Config
+		max, min int32
+		idle     time.Duration
+	}{
+		{"defaults", pgtest.DefaultURL, pg.Config{}, 4, 0, time.Minute},
+		{"config", pgtest.DefaultURL, pg.Config{MaxConns: 9, MaxConnIdleTime: time.Second}, 9, 0, time.Second},
+		{"URL", pgtest.DefaultURL + "&pool_max_conns=7&pool_min_conns=1&pool_max_conn_idle_time=5s", pg.Config{}, 7, 1, 5 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			db := openDB(t, tt.url, tt.cfg)
+			c := pg.PoolOf(db).Config()
+			if c.MaxConns != tt.max || c.MinConns != tt.min || c.MaxConnIdleTime != tt.idle {
+				t.Errorf("pool MaxConns %d MinConns %d MaxConnIdleTime %v, want %d %d %v",
+					c.MaxConns, c.MinConns, c.MaxConnIdleTime, tt.max, tt.min, tt.idle)
+			}
+		})
+	}
+}
+
+// The query mode may come from the URL (pgx's default_query_exec_mode), so
+// an operator can choose it without a flag.
+func TestQueryModeFromURL(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		param string
+		want  pg.QueryMode
+	}{
+		{"", pg.QueryPrepare},
+		{"cache_statement", pg.QueryPrepare},
+		{"cache_describe", pg.QueryDescribe},
+		{"simple_protocol", pg.QuerySimple},
+	}
+	for _, tt := range tests {
+		t.Run(tt.param, func(t *testing.T) {
+			t.Parallel()
+			u := pgtest.DefaultURL
+			if tt.param != "" {
+				u += "&default_query_exec_mode=" + tt.param
+			}
+			if got := openDB(t, u, pg.Config{}).Mode(); got != tt.want {
+				t.Errorf("Mode() = %v, want %v", got, tt.want)
+			}
+			// Config wins over the URL.
+			if got := openDB(t, u, pg.Config{QueryMode: pg.QuerySimple}).Mode(); got != pg.QuerySimple {
+				t.Errorf("Mode() with Config = %v, want simple", got)
 			}
 		})
 	}

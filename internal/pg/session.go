@@ -14,50 +14,50 @@ import (
 // SessionRepository reads Better Auth's session table. It is read-only:
 // Better Auth deletes expired rows; the sidecar only judges expiresAt.
 type SessionRepository struct {
-	q querier
+	db *DB
 }
 
 // NewSessionRepository returns a SessionRepository reading through db.
 func NewSessionRepository(db *DB) *SessionRepository {
-	return &SessionRepository{q: db.pool}
+	return &SessionRepository{db: db}
 }
 
-// sessionColumns is what a session answer needs; the user join makes a
-// session whose user row is gone not found, as Better Auth's findSession
-// does. Index: the token's unique index, or the primary key.
-const sessionColumns = `SELECT s.id, s."userId", s."expiresAt",
-	coalesce(s."activeOrganizationId", ''), coalesce(s."activeTeamId", ''), coalesce(s."impersonatedBy", '')
-FROM sessions s JOIN users u ON u.id = s."userId"`
-
-const (
-	sessionByTokenSQL = sessionColumns + ` WHERE s.token = $1`
-	sessionByIDSQL    = sessionColumns + ` WHERE s.id = $1`
-)
-
 // SessionByToken returns the session whose token is token (Found false when
-// there is none). The token is a query parameter only; it is never logged.
-// Errors wrap roles.ErrUnavailable.
+// there is none, or when the database has no session table). The token is
+// a query parameter only; it is never logged. Errors are *Error, wrapping
+// roles.ErrUnavailable.
 func (r *SessionRepository) SessionByToken(ctx context.Context, token string) (authn.Session, error) {
-	return r.one(ctx, sessionByTokenSQL, token)
+	st, err := r.db.ready(ctx, "session")
+	if err != nil {
+		return authn.Session{}, err
+	}
+	return r.one(ctx, st.q.sessionByToken, token)
 }
 
 // SessionByID returns the session whose id is id, like SessionByToken.
 func (r *SessionRepository) SessionByID(ctx context.Context, id string) (authn.Session, error) {
-	return r.one(ctx, sessionByIDSQL, id)
+	st, err := r.db.ready(ctx, "session")
+	if err != nil {
+		return authn.Session{}, err
+	}
+	return r.one(ctx, st.q.sessionByID, id)
 }
 
 func (r *SessionRepository) one(ctx context.Context, sql, arg string) (authn.Session, error) {
+	if sql == "" {
+		return authn.Session{}, nil // no session table: no such session
+	}
 	var (
 		s       authn.Session
 		expires pgtype.Timestamptz
 	)
-	err := r.q.QueryRow(ctx, sql, arg).Scan(&s.ID, &s.UserID, &expires,
+	err := r.db.pool.QueryRow(ctx, sql, arg).Scan(&s.ID, &s.UserID, &expires,
 		&s.ActiveOrganizationID, &s.ActiveTeamID, &s.ImpersonatedBy)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return authn.Session{}, nil
 	}
 	if err != nil {
-		return authn.Session{}, unavailable("session", err)
+		return authn.Session{}, r.db.fail(ctx, "session", err)
 	}
 	s.Found = true
 	switch {

@@ -1,12 +1,19 @@
 // Package pgtest gives tests a fresh PostgreSQL database holding Better
 // Auth's schema, and a writable Seeder to fill it. It is test support: import
-// it only from _test.go files.
+// it only from _test.go files (and test drivers).
+//
+// The schema is schema.sql, the dump of Better Auth's own migrator with plural
+// table names, plus plugins.sql (hand-written stand-in for the api-key,
+// anonymous and two-factor plugins). A test may ask for another Layout
+// (Singular, Custom: the same schema with tables and columns renamed, as
+// Better Auth's modelName and fields options do) and for a database without
+// some optional Parts (dynamic roles, teams, admin columns, ...).
 //
 // Databases are cloned from a template database (CREATE DATABASE ... TEMPLATE),
-// which takes milliseconds instead of replaying the schema every time. The
-// template's name is derived from a hash of schema.sql, so it is built once per
-// schema version and then reused by every process, run and package that
-// tests against the same server.
+// which takes milliseconds instead of replaying the schema every time. A
+// template's name is derived from a hash of the SQL that builds it, so it is
+// built once per schema version and layout and then reused by every process,
+// run and package that tests against the same server.
 //
 // The server is found through AUTHZ_TEST_DATABASE_URL (URL form, a role
 // allowed to CREATE DATABASE), default DefaultURL. When it is unreachable the
@@ -23,12 +30,16 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 )
 
 // DefaultURL is the server used when AUTHZ_TEST_DATABASE_URL is unset.
@@ -40,33 +51,104 @@ const EnvURL = "AUTHZ_TEST_DATABASE_URL"
 //go:embed schema.sql
 var schemaSQL string
 
-// Process-wide state, deliberately package-level: the template exists once
-// per server and name uniqueness is per process, whatever test asks.
+//go:embed plugins.sql
+var pluginsSQL string
+
+// Process-wide state, deliberately package-level: a template exists once
+// per server and layout, and name uniqueness is per process, whatever test
+// asks.
 var (
-	templateOnce sync.Once
-	templateName string
-	templateErr  error
-	dbCounter    atomic.Uint64
+	templates sync.Map // layout name -> *templateDB
+	dbCounter atomic.Uint64
 )
 
-// NewDatabase creates a database for t with Better Auth's schema, returns
-// its connection URL and drops it (terminating leftover connections) when t
-// and its subtests finish. Call it once per test, or once in a parent test
-// whose subtests share the data.
+type templateDB struct {
+	once sync.Once
+	name string
+	err  error
+}
+
+// Options say what database NewDatabaseWith creates.
+type Options struct {
+	// Layout names the tables and columns; the zero Layout is Plural.
+	Layout Layout
+	// Without lists optional parts the database lacks.
+	Without []Part
+}
+
+// Database is a test database: its URL and how it was made.
+type Database struct {
+	URL     string
+	Layout  Layout
+	Without []Part
+}
+
+// NewDatabase creates a database for t with Better Auth's schema (Plural,
+// every part), returns its connection URL and drops it (terminating
+// leftover connections) when t and its subtests finish. Call it once per
+// test, or once in a parent test whose subtests share the data.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
-	return create(t, true)
+	return NewDatabaseWith(t, Options{}).URL
 }
+
+// NewDatabaseWith is NewDatabase for another layout, or without some
+// optional parts. Seed it with (*Database).Seeder, which writes the names
+// and columns the database has.
+func NewDatabaseWith(t testing.TB, o Options) *Database {
+	t.Helper()
+	if o.Layout.name == "" {
+		o.Layout = Plural
+	}
+	d := &Database{Layout: o.Layout, Without: slices.Clone(o.Without)}
+	d.URL = create(t, &o.Layout)
+	if len(o.Without) > 0 {
+		var b strings.Builder
+		for _, p := range dropOrder {
+			if slices.Contains(o.Without, p) {
+				b.WriteString(o.Layout.dropSQL(p))
+			}
+		}
+		execSQL(t, d.URL, b.String())
+	}
+	return d
+}
+
+// dropOrder drops columns before the tables that hold them.
+var dropOrder = []Part{Admin, Anonymous, TwoFactor, Teams, DynamicRoles, APIKeys, Sessions}
+
+// Has reports whether the database has the optional part p.
+func (d *Database) Has(p Part) bool { return !slices.Contains(d.Without, p) }
+
+// Schema is the policy schema section for the database's layout.
+func (d *Database) Schema() policy.Schema { return d.Layout.Schema() }
 
 // NewEmptyDatabase creates an empty database for t (no tables), for a test
 // whose schema comes from Better Auth's own migrator, and drops it when t
 // finishes.
 func NewEmptyDatabase(t testing.TB) string {
 	t.Helper()
-	return create(t, false)
+	return create(t, nil)
 }
 
-func create(t testing.TB, withSchema bool) string {
+// execSQL runs sql (several statements) on databaseURL.
+func execSQL(t testing.TB, databaseURL, sql string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := connect(ctx, databaseURL)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatalf("pgtest: %s: %v", sql, err)
+	}
+}
+
+// create makes a database from layout's template, or an empty one when
+// layout is nil.
+func create(t testing.TB, layout *Layout) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -82,14 +164,16 @@ func create(t testing.TB, withSchema bool) string {
 	defer admin.Close(context.Background())
 
 	template := "template0"
-	if withSchema {
-		templateOnce.Do(func() {
-			templateName, templateErr = ensureTemplate(ctx, admin, adminURL)
+	if layout != nil {
+		v, _ := templates.LoadOrStore(layout.name, new(templateDB))
+		tmpl := v.(*templateDB)
+		tmpl.once.Do(func() {
+			tmpl.name, tmpl.err = ensureTemplate(ctx, admin, adminURL, buildSQL(*layout))
 		})
-		if templateErr != nil {
-			t.Fatalf("pgtest: template database: %v", templateErr)
+		if tmpl.err != nil {
+			t.Fatalf("pgtest: %s template database: %v", layout.name, tmpl.err)
 		}
-		template = templateName
+		template = tmpl.name
 	}
 
 	name := fmt.Sprintf("authz_test_%d_%d_%s", os.Getpid(), dbCounter.Add(1), randomHex(4))
@@ -117,13 +201,19 @@ func unreachable(t testing.TB, adminURL string, err error) {
 	t.Skip(msg)
 }
 
-// ensureTemplate returns the name of the template database for this schema,
-// building it if no process did before. Parallel test packages are separate
+// buildSQL is what builds layout's template: the dump, the plugins, the
+// renames.
+func buildSQL(layout Layout) string {
+	return schemaSQL + "\n" + pluginsSQL + "\n" + layout.renameSQL()
+}
+
+// ensureTemplate returns the name of the template database built by
+// buildSQL, building it if no process did before. Parallel test packages are separate
 // processes, so creation is serialised with an advisory lock, and the
 // template is built under a scratch name and renamed when complete: a
 // database with the template's name is always whole, even after a crash.
-func ensureTemplate(ctx context.Context, admin *pgx.Conn, adminURL string) (string, error) {
-	sum := sha256.Sum256([]byte(schemaSQL))
+func ensureTemplate(ctx context.Context, admin *pgx.Conn, adminURL, buildSQL string) (string, error) {
+	sum := sha256.Sum256([]byte(buildSQL))
 	name := "authz_tmpl_" + hex.EncodeToString(sum[:8])
 	building := name + "_building"
 	lockKey := int64(binary.BigEndian.Uint64(sum[:8]))
@@ -161,7 +251,7 @@ func ensureTemplate(ctx context.Context, admin *pgx.Conn, adminURL string) (stri
 		return "", fmt.Errorf("connect %s: %w", building, err)
 	}
 	// Simple protocol: the schema is several statements in one string.
-	_, err = conn.Exec(ctx, schemaSQL, pgx.QueryExecModeSimpleProtocol)
+	_, err = conn.Exec(ctx, buildSQL, pgx.QueryExecModeSimpleProtocol)
 	conn.Close(context.Background())
 	if err != nil {
 		return "", fmt.Errorf("apply schema: %w", err)

@@ -35,7 +35,7 @@ func TestNewDatabase(t *testing.T) {
 		}
 		for _, u := range []string{first, second} {
 			tables := query[[]string](t, u, `SELECT array_agg(tablename::text ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'`)
-			want := []string{"accounts", "invitations", "jwks", "members", "organizationRoles", "organizations", "sessions", "teamMembers", "teams", "users", "verifications"}
+			want := []string{"accounts", "apikeys", "invitations", "jwks", "members", "organizationRoles", "organizations", "sessions", "teamMembers", "teams", "users", "verifications"}
 			if fmt.Sprint(tables) != fmt.Sprint(want) {
 				t.Errorf("tables = %v, want %v", tables, want)
 			}
@@ -80,8 +80,10 @@ func TestSchemaFacts(t *testing.T) {
 	t.Run("indexes", func(t *testing.T) {
 		got := query[[]string](t, dbURL, `SELECT array_agg(indexname::text ORDER BY indexname) FROM pg_indexes
 			WHERE schemaname = 'public' AND indexname LIKE '%\_idx'`)
-		// As Better Auth 1.7.25's migrator creates them (test/betterauth/schema.sql).
-		want := []string{"accounts_userId_idx", "invitations_email_idx", "invitations_organizationId_idx",
+		// As Better Auth 1.7.25's migrator creates them (test/betterauth/schema.sql),
+		// and plugins.sql's stand-in for the api-key plugin.
+		want := []string{"accounts_userId_idx", "apikeys_configId_idx", "apikeys_key_idx", "apikeys_referenceId_idx",
+			"invitations_email_idx", "invitations_organizationId_idx",
 			"members_organizationId_idx", "members_userId_idx", "organizationRoles_organizationId_idx",
 			"organizationRoles_role_idx", "sessions_userId_idx", "teamMembers_teamId_idx", "teamMembers_userId_idx",
 			"teams_organizationId_idx", "verifications_identifier_idx"}
@@ -187,5 +189,174 @@ func TestSchemaIsBetterAuthsDump(t *testing.T) {
 	}
 	if string(dump) != schemaSQL {
 		t.Fatal("internal/pgtest/schema.sql differs from test/betterauth/schema.sql; copy the migrator's dump over")
+	}
+}
+
+// columns lists "table.column" for every column of the public schema.
+func columns(t *testing.T, databaseURL string) map[string]string {
+	t.Helper()
+	rows := query[[]string](t, databaseURL, `SELECT array_agg(table_name || '.' || column_name || ':' || data_type ORDER BY 1)
+		FROM information_schema.columns WHERE table_schema = 'public'`)
+	m := make(map[string]string, len(rows))
+	for _, r := range rows {
+		col, typ, _ := strings.Cut(r, ":")
+		m[col] = typ
+	}
+	return m
+}
+
+// Each layout names the tables and columns it says it does, with the
+// types of the dump.
+func TestLayouts(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		layout Layout
+		want   map[string]string // "table.column" -> type
+		absent []string
+	}{
+		{Plural, map[string]string{"users.emailVerified": "boolean", "apikeys.key": "text", "teamMembers.userId": "text",
+			"users.isAnonymous": "boolean", "users.twoFactorEnabled": "boolean", "apikeys.rateLimitMax": "integer"}, []string{"user.id"}},
+		{Singular, map[string]string{"user.emailVerified": "boolean", "session.token": "text", "apikey.key": "text",
+			"organizationRole.permission": "text", "teamMember.userId": "text", "account.userId": "text"}, []string{"users.id", "sessions.id"}},
+		{Custom, map[string]string{"AppUser.email_verified": "boolean", "AppUser.ban_expires": "timestamp with time zone",
+			"app_orgs.handle": "text", "app_org_members.organization_id": "text", "app_org_members.roles": "text",
+			"app_sessions.session_token": "text", "app_team_members.user_id": "text", "app_api_keys.key_hash": "text",
+			"app_api_keys.owner_id": "text"}, []string{"user.id", "users.id", "AppUser.emailVerified"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.layout.String(), func(t *testing.T) {
+			t.Parallel()
+			d := NewDatabaseWith(t, Options{Layout: tt.layout})
+			cols := columns(t, d.URL)
+			for col, typ := range tt.want {
+				if cols[col] != typ {
+					t.Errorf("%s is %q, want %q", col, cols[col], typ)
+				}
+			}
+			for _, col := range tt.absent {
+				if _, ok := cols[col]; ok {
+					t.Errorf("%s exists", col)
+				}
+			}
+			// The layout's accessors name what exists.
+			for _, mf := range [][2]string{{"user", "emailVerified"}, {"member", "organizationId"}, {"apikey", "key"}, {"session", "token"}} {
+				if _, ok := cols[d.Layout.Table(mf[0])+"."+d.Layout.Column(mf[0], mf[1])]; !ok {
+					t.Errorf("Table/Column(%s, %s) = %s.%s does not exist", mf[0], mf[1], d.Layout.Table(mf[0]), d.Layout.Column(mf[0], mf[1]))
+				}
+			}
+		})
+	}
+}
+
+// Without drops exactly the optional parts asked for, and the Seeder still
+// writes every row it has a table for.
+func TestWithout(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		part   Part
+		absent []string // in the Singular layout
+	}{
+		{DynamicRoles, []string{"organizationRole.id"}},
+		{Teams, []string{"team.id", "teamMember.id", "session.activeTeamId", "invitation.teamId"}},
+		{Admin, []string{"user.role", "user.banned", "user.banReason", "user.banExpires", "session.impersonatedBy"}},
+		{Anonymous, []string{"user.isAnonymous"}},
+		{TwoFactor, []string{"user.twoFactorEnabled"}},
+		{APIKeys, []string{"apikey.id"}},
+		{Sessions, []string{"session.id"}},
+	}
+	all := make([]Part, 0, len(tests))
+	for _, tt := range tests {
+		all = append(all, tt.part)
+		t.Run(string(tt.part), func(t *testing.T) {
+			t.Parallel()
+			d := NewDatabaseWith(t, Options{Layout: Singular, Without: []Part{tt.part}})
+			cols := columns(t, d.URL)
+			for _, col := range tt.absent {
+				if _, ok := cols[col]; ok {
+					t.Errorf("%s exists", col)
+				}
+			}
+			if _, ok := cols["user.emailVerified"]; !ok {
+				t.Error("user.emailVerified is gone too")
+			}
+		})
+	}
+	t.Run("all at once, seeded", func(t *testing.T) {
+		t.Parallel()
+		d := NewDatabaseWith(t, Options{Layout: Custom, Without: all})
+		seed := d.Seeder(t)
+		seed.User(t, "u", "U")
+		seed.SetUser(t, "u", "emailVerified", true)
+		seed.Org(t, "o", "o")
+		seed.Member(t, "o", "u", "owner")
+		if got := query[string](t, d.URL, `SELECT string_agg(roles, ',') FROM app_org_members`); got != "owner" {
+			t.Errorf("roles = %q", got)
+		}
+	})
+}
+
+// The Seeder writes every helper's row in each layout.
+func TestSeederLayouts(t *testing.T) {
+	t.Parallel()
+	for _, l := range []Layout{Plural, Singular, Custom} {
+		t.Run(l.String(), func(t *testing.T) {
+			t.Parallel()
+			d := NewDatabaseWith(t, Options{Layout: l})
+			seed := d.Seeder(t)
+			seed.User(t, "u", "U")
+			seed.Ban(t, "u", nil)
+			seed.SetUser(t, "u", "isAnonymous", true)
+			seed.Org(t, "o", "slug")
+			seed.Member(t, "o", "u", "admin")
+			seed.SetRole(t, "o", "u", "owner")
+			seed.CustomRole(t, "o", "billing", `{}`)
+			seed.Team(t, "t", "o")
+			seed.TeamMember(t, "t", "u")
+			seed.Session(t, Session{ID: "s", Token: "tok", UserID: "u", ExpiresAt: time.Now().Add(time.Hour), ActiveOrganizationID: "o", ActiveTeamID: "t"})
+			enabled := true
+			seed.APIKey(t, APIKey{ID: "k", ConfigID: "default", ReferenceID: "u", Hash: "h", Enabled: &enabled})
+			count := func(model string) int {
+				return query[int](t, d.URL, "SELECT count(*)::int FROM "+l.T(model))
+			}
+			for _, m := range []string{"user", "organization", "member", "organizationRole", "team", "teamMember", "session", "apikey"} {
+				if n := count(m); n != 1 {
+					t.Errorf("%s rows = %d, want 1", m, n)
+				}
+			}
+			if got := query[string](t, d.URL, "SELECT concat_ws('|', "+l.C("user", "banned")+", "+l.C("user", "isAnonymous")+") FROM "+l.T("user")); got != "t|t" {
+				t.Errorf("banned|isAnonymous = %q", got)
+			}
+			seed.RemoveMember(t, "o", "u")
+			if n := count("member"); n != 0 {
+				t.Errorf("member rows after RemoveMember = %d", n)
+			}
+		})
+	}
+}
+
+// Schema returns a copy: a test cannot change the layout for the others.
+func TestLayoutSchemaIsACopy(t *testing.T) {
+	t.Parallel()
+	s := Custom.Schema()
+	s.Tables["user"] = "changed"
+	s.Fields["member"]["role"] = "changed"
+	if Custom.Schema().Tables["user"] != "AppUser" || Custom.Column("member", "role") != "roles" {
+		t.Error("changing a Schema() result changed the layout")
+	}
+}
+
+// NewPgBouncer reaches the database through a transaction-pooling
+// pgbouncer, which runs the connect query on its server connections.
+func TestNewPgBouncer(t *testing.T) {
+	t.Parallel()
+	dbURL := NewDatabase(t)
+	through := NewPgBouncer(t, dbURL, PgBouncerOptions{ConnectQuery: "SET default_transaction_read_only = on"})
+	if through == dbURL {
+		t.Fatal("the URL does not go through pgbouncer")
+	}
+	got := query[string](t, through, `SELECT current_database() || '|' || current_setting('default_transaction_read_only')`)
+	want := dbURL[strings.LastIndex(dbURL, "/")+1:strings.Index(dbURL, "?")] + "|on"
+	if got != want {
+		t.Errorf("through pgbouncer: %q, want %q", got, want)
 	}
 }

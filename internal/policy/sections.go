@@ -155,7 +155,7 @@ var Models = map[string][]string{
 	"organizationRole": {"id", "organizationId", "role", "permission"},
 	"team":             {"id", "organizationId"},
 	"teamMember":       {"id", "teamId", "userId"},
-	"apikey":           {"id", "configId", "referenceId", "key", "enabled", "expiresAt", "remaining", "rateLimitEnabled", "permissions"},
+	"apikey":           {"id", "configId", "referenceId", "key", "enabled", "expiresAt", "remaining", "rateLimitEnabled", "rateLimitTimeWindow", "rateLimitMax", "permissions"},
 }
 
 func modelNames() []string {
