@@ -10,7 +10,7 @@ import (
 )
 
 // Layout is how a test database names Better Auth's tables and columns.
-// Plural is the dump in schema.sql (plus plugins.sql); Singular and Custom
+// Plural is the dump in schema.sql; Singular and Custom
 // are made from it by renaming tables and columns, which is what Better
 // Auth's modelName and fields options amount to.
 type Layout struct {
@@ -20,7 +20,7 @@ type Layout struct {
 	schema policy.Schema                // the schema section that describes the layout
 }
 
-// pluralTables are the models of schema.sql and plugins.sql and their
+// pluralTables are the models of schema.sql and their
 // (plural) table names there.
 var pluralTables = map[string]string{
 	"user": "users", "session": "sessions", "account": "accounts", "verification": "verifications",

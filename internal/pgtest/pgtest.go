@@ -3,8 +3,8 @@
 // it only from _test.go files (and test drivers).
 //
 // The schema is schema.sql, the dump of Better Auth's own migrator with plural
-// table names, plus plugins.sql (hand-written stand-in for the api-key,
-// anonymous and two-factor plugins). A test may ask for another Layout
+// table names and the api-key, anonymous and two-factor plugins. A test may
+// ask for another Layout
 // (Singular, Custom: the same schema with tables and columns renamed, as
 // Better Auth's modelName and fields options do) and for a database without
 // some optional Parts (dynamic roles, teams, admin columns, ...).
@@ -50,9 +50,6 @@ const EnvURL = "AUTHZ_TEST_DATABASE_URL"
 
 //go:embed schema.sql
 var schemaSQL string
-
-//go:embed plugins.sql
-var pluginsSQL string
 
 // Process-wide state, deliberately package-level: a template exists once
 // per server and layout, and name uniqueness is per process, whatever test
@@ -201,10 +198,9 @@ func unreachable(t testing.TB, adminURL string, err error) {
 	t.Skip(msg)
 }
 
-// buildSQL is what builds layout's template: the dump, the plugins, the
-// renames.
+// buildSQL is what builds layout's template: the dump, then the renames.
 func buildSQL(layout Layout) string {
-	return schemaSQL + "\n" + pluginsSQL + "\n" + layout.renameSQL()
+	return schemaSQL + "\n" + layout.renameSQL()
 }
 
 // ensureTemplate returns the name of the template database built by

@@ -35,7 +35,7 @@ func TestNewDatabase(t *testing.T) {
 		}
 		for _, u := range []string{first, second} {
 			tables := query[[]string](t, u, `SELECT array_agg(tablename::text ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'`)
-			want := []string{"accounts", "apikeys", "invitations", "jwks", "members", "organizationRoles", "organizations", "sessions", "teamMembers", "teams", "users", "verifications"}
+			want := []string{"accounts", "apikeys", "invitations", "jwks", "members", "organizationRoles", "organizations", "sessions", "teamMembers", "teams", "twoFactors", "users", "verifications"}
 			if fmt.Sprint(tables) != fmt.Sprint(want) {
 				t.Errorf("tables = %v, want %v", tables, want)
 			}
@@ -80,13 +80,12 @@ func TestSchemaFacts(t *testing.T) {
 	t.Run("indexes", func(t *testing.T) {
 		got := query[[]string](t, dbURL, `SELECT array_agg(indexname::text ORDER BY indexname) FROM pg_indexes
 			WHERE schemaname = 'public' AND indexname LIKE '%\_idx'`)
-		// As Better Auth 1.7.25's migrator creates them (test/betterauth/schema.sql),
-		// and plugins.sql's stand-in for the api-key plugin.
+		// As Better Auth 1.7.25's migrator creates them (test/betterauth/schema.sql).
 		want := []string{"accounts_userId_idx", "apikeys_configId_idx", "apikeys_key_idx", "apikeys_referenceId_idx",
 			"invitations_email_idx", "invitations_organizationId_idx",
 			"members_organizationId_idx", "members_userId_idx", "organizationRoles_organizationId_idx",
 			"organizationRoles_role_idx", "sessions_userId_idx", "teamMembers_teamId_idx", "teamMembers_userId_idx",
-			"teams_organizationId_idx", "verifications_identifier_idx"}
+			"teams_organizationId_idx", "twoFactors_secret_idx", "twoFactors_userId_idx", "verifications_identifier_idx"}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("indexes = %v, want %v", got, want)
 		}

@@ -1,6 +1,6 @@
 -- Schema created by Better Auth 1.7.25's own migrator (getMigrations(auth.options).runMigrations())
 -- for the configuration in server.ts (organization with teams and dynamic access control, jwt,
--- bearer, admin; plural table names via modelName), on PostgreSQL 15. Reference only: the tests
+-- bearer, admin, api-key, anonymous, two-factor; plural table names via modelName), on PostgreSQL 15. Reference only: the tests
 -- create the schema with `scripts/betterauth.sh migrate`, not from this file.
 -- Regenerate: see README.md (pg_dump -s --no-owner --no-privileges, minus the \restrict lines).
 --
@@ -42,6 +42,36 @@ CREATE TABLE public.accounts (
     password text,
     "createdAt" timestamp with time zone DEFAULT CURRENT_TIMESTAMP NOT NULL,
     "updatedAt" timestamp with time zone NOT NULL
+);
+
+
+--
+-- Name: apikeys; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.apikeys (
+    id text NOT NULL,
+    "configId" text NOT NULL,
+    name text,
+    start text,
+    "referenceId" text NOT NULL,
+    prefix text,
+    key text NOT NULL,
+    "refillInterval" integer,
+    "refillAmount" integer,
+    "lastRefillAt" timestamp with time zone,
+    enabled boolean,
+    "rateLimitEnabled" boolean,
+    "rateLimitTimeWindow" integer,
+    "rateLimitMax" integer,
+    "requestCount" integer,
+    remaining integer,
+    "lastRequest" timestamp with time zone,
+    "expiresAt" timestamp with time zone,
+    "createdAt" timestamp with time zone NOT NULL,
+    "updatedAt" timestamp with time zone NOT NULL,
+    permissions text,
+    metadata text
 );
 
 
@@ -165,6 +195,21 @@ CREATE TABLE public.teams (
 
 
 --
+-- Name: twoFactors; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public."twoFactors" (
+    id text NOT NULL,
+    secret text NOT NULL,
+    "backupCodes" text NOT NULL,
+    "userId" text NOT NULL,
+    verified boolean,
+    "failedVerificationCount" integer,
+    "lockedUntil" timestamp with time zone
+);
+
+
+--
 -- Name: users; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -179,7 +224,9 @@ CREATE TABLE public.users (
     role text,
     banned boolean,
     "banReason" text,
-    "banExpires" timestamp with time zone
+    "banExpires" timestamp with time zone,
+    "isAnonymous" boolean,
+    "twoFactorEnabled" boolean
 );
 
 
@@ -203,6 +250,14 @@ CREATE TABLE public.verifications (
 
 ALTER TABLE ONLY public.accounts
     ADD CONSTRAINT accounts_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: apikeys apikeys_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.apikeys
+    ADD CONSTRAINT apikeys_pkey PRIMARY KEY (id);
 
 
 --
@@ -294,6 +349,14 @@ ALTER TABLE ONLY public.teams
 
 
 --
+-- Name: twoFactors twoFactors_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public."twoFactors"
+    ADD CONSTRAINT "twoFactors_pkey" PRIMARY KEY (id);
+
+
+--
 -- Name: users users_email_key; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -322,6 +385,27 @@ ALTER TABLE ONLY public.verifications
 --
 
 CREATE INDEX "accounts_userId_idx" ON public.accounts USING btree ("userId");
+
+
+--
+-- Name: apikeys_configId_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX "apikeys_configId_idx" ON public.apikeys USING btree ("configId");
+
+
+--
+-- Name: apikeys_key_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX apikeys_key_idx ON public.apikeys USING btree (key);
+
+
+--
+-- Name: apikeys_referenceId_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX "apikeys_referenceId_idx" ON public.apikeys USING btree ("referenceId");
 
 
 --
@@ -392,6 +476,20 @@ CREATE INDEX "teamMembers_userId_idx" ON public."teamMembers" USING btree ("user
 --
 
 CREATE INDEX "teams_organizationId_idx" ON public.teams USING btree ("organizationId");
+
+
+--
+-- Name: twoFactors_secret_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX "twoFactors_secret_idx" ON public."twoFactors" USING btree (secret);
+
+
+--
+-- Name: twoFactors_userId_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX "twoFactors_userId_idx" ON public."twoFactors" USING btree ("userId");
 
 
 --
@@ -479,6 +577,14 @@ ALTER TABLE ONLY public."teamMembers"
 
 ALTER TABLE ONLY public.teams
     ADD CONSTRAINT "teams_organizationId_fkey" FOREIGN KEY ("organizationId") REFERENCES public.organizations(id) ON DELETE CASCADE;
+
+
+--
+-- Name: twoFactors twoFactors_userId_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public."twoFactors"
+    ADD CONSTRAINT "twoFactors_userId_fkey" FOREIGN KEY ("userId") REFERENCES public.users(id) ON DELETE CASCADE;
 
 
 --
