@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/authz-sidecar/authz-sidecar/internal/pg"
+
 	"errors"
 	"flag"
 	"fmt"
@@ -40,6 +42,7 @@ type serveConfig struct {
 	PGListenURL         string
 	InvalidationSkew    time.Duration
 	PGMaxConns          int
+	PGQueryMode         string
 	LogAllowEvery       uint64
 	Reflection          bool
 	DrainTimeout        time.Duration
@@ -74,7 +77,8 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 		MemoryLimit:         -1,
 		InvalidationChannel: "authz:invalidate",
 		InvalidationSkew:    500 * time.Millisecond,
-		PGMaxConns:          8,
+		PGMaxConns:          4,
+		PGQueryMode:         "prepare",
 		LogAllowEvery:       0,
 		DrainTimeout:        10 * time.Second,
 	}
@@ -163,7 +167,8 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	boolean(&c.PGListen, "pg-listen", "AUTHZ_PG_LISTEN", "LISTEN on PostgreSQL channel authz_invalidate (sql/invalidation-triggers.sql) and republish to the invalidation channel")
 	str(&c.PGListenURL, "pg-listen-url", "AUTHZ_PG_LISTEN_URL", "database URL for --pg-listen; must be the primary, not a standby (empty: --database-url)")
 	dur(&c.InvalidationSkew, "invalidation-skew", "AUTHZ_INVALIDATION_SKEW", "largest clock difference between replicas tolerated when judging shared cache entries")
-	integer(&c.PGMaxConns, "pg-max-conns", "AUTHZ_PG_MAX_CONNS", "PostgreSQL pool size")
+	integer(&c.PGMaxConns, "pg-max-conns", "AUTHZ_PG_MAX_CONNS", "PostgreSQL pool size; connections open lazily and close after 1 min idle")
+	str(&c.PGQueryMode, "pg-query-mode", "AUTHZ_PG_QUERY_MODE", "prepare (named prepared statements), or describe / simple (no named statements: through PgBouncer in transaction pooling mode)")
 	u64(&c.LogAllowEvery, "log-allow-every", "AUTHZ_LOG_ALLOW_EVERY", "log one allow decision in N (0: none); denies are always logged")
 	boolean(&c.Reflection, "grpc-reflection", "AUTHZ_GRPC_REFLECTION", "enable gRPC server reflection")
 	dur(&c.DrainTimeout, "drain-timeout", "AUTHZ_DRAIN_TIMEOUT", "on SIGTERM, how long in-flight checks may take to finish")
@@ -198,6 +203,12 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	}
 	if c.InvalidationSkew < 0 {
 		return c, errors.New("--invalidation-skew must not be negative")
+	}
+	if _, err := pg.ParseQueryMode(c.PGQueryMode); err != nil {
+		return c, fmt.Errorf("--pg-query-mode: %w", err)
+	}
+	if c.PGMaxConns < 1 {
+		return c, errors.New("--pg-max-conns must be at least 1")
 	}
 	if c.CheckTimeout <= 0 || c.LoadTimeout <= 0 {
 		return c, errors.New("--check-timeout and --load-timeout must be positive")

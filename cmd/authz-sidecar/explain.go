@@ -197,7 +197,7 @@ func explainTrusted(ctx context.Context, pol *policy.Policy, req *authz.Request,
 	if o.roles != "" {
 		return policytest.Decide(ctx, pol, *req, u, nil)
 	}
-	t, closeTiers, err := explainTiers(ctx, o)
+	t, closeTiers, err := explainTiers(ctx, pol, o)
 	if err != nil {
 		return authz.Decision{}, err
 	}
@@ -219,7 +219,7 @@ func explainOnline(ctx context.Context, pol *policy.Policy, req *authz.Request, 
 	case o.cookie != "":
 		h["cookie"] = pol.Session.CookieName + "=" + url.QueryEscape(o.cookie)
 	}
-	t, closeTiers, err := explainTiers(ctx, o)
+	t, closeTiers, err := explainTiers(ctx, pol, o)
 	if err != nil {
 		return authz.Decision{}, err
 	}
@@ -243,6 +243,13 @@ func explainOnline(ctx context.Context, pol *policy.Policy, req *authz.Request, 
 	if err != nil {
 		return authz.Decision{}, err
 	}
+	if secret.IsZero() && pol.Session.Enabled {
+		if o.cookie != "" || o.sessionToken != "" {
+			return authz.Decision{}, errors.New("a session credential is checked with Better Auth's secret: set $BETTER_AUTH_SECRET, $BETTER_AUTH_SECRETS or --better-auth-secret-file")
+		}
+		// No session credential to check: any secret lets the engine run.
+		secret, _ = authn.NewSecret("explain: no session credential is checked")
+	}
 	e, err := authz.New(st, t.deps(), authz.Config{Secret: secret})
 	if err != nil {
 		return authz.Decision{}, err
@@ -251,13 +258,23 @@ func explainOnline(ctx context.Context, pol *policy.Policy, req *authz.Request, 
 }
 
 // explainTiers opens the database (and Redis) and builds serve's tiers.
-func explainTiers(ctx context.Context, o explainOptions) (*tiers, func(), error) {
+func explainTiers(ctx context.Context, pol *policy.Policy, o explainOptions) (*tiers, func(), error) {
 	if o.database == "" {
 		return nil, nil, errors.New("this needs Better Auth's tables: set --database-url or $DATABASE_URL (or give --roles to stay offline)")
 	}
-	db, err := pg.Open(ctx, o.database, pg.Config{MaxConns: 2})
+	db, err := pg.Open(ctx, o.database, pg.Config{MaxConns: 2, Schema: pol.Schema})
 	if err != nil {
 		return nil, nil, err
+	}
+	// The schema check also tells why a lookup would fail (a missing
+	// table, a plugin that is off), before any decision is explained.
+	f, err := db.Check(ctx)
+	if err == nil {
+		err = f.Supports(pol)
+	}
+	if err != nil {
+		db.Close()
+		return nil, nil, fmt.Errorf("database: %w", err)
 	}
 	c := serveConfig{
 		DatabaseURL: o.database, RedisURL: o.redisURL, RedisPrefix: o.redisPrefix,

@@ -22,10 +22,11 @@ import (
 // rejected whole: the policy in force keeps serving, the failure is logged
 // with every file:line problem, counted, and shown on /readyz.
 type reloader struct {
-	path   string
-	states stateBuilder
-	engine *authz.Engine
-	log    *zap.Logger
+	path     string
+	states   stateBuilder
+	supports func(*policy.Policy) error // the database can serve the policy
+	engine   *authz.Engine
+	log      *zap.Logger
 
 	reloads *prometheus.CounterVec
 	info    *prometheus.GaugeVec
@@ -34,9 +35,9 @@ type reloader struct {
 	lastErr error // guarded by mu; nil after a successful (re)load
 }
 
-func newReloader(path string, states stateBuilder, engine *authz.Engine, log *zap.Logger, reg prometheus.Registerer) (*reloader, error) {
+func newReloader(path string, states stateBuilder, supports func(*policy.Policy) error, engine *authz.Engine, log *zap.Logger, reg prometheus.Registerer) (*reloader, error) {
 	r := &reloader{
-		path: path, states: states, engine: engine, log: log.Named("policy"),
+		path: path, states: states, supports: supports, engine: engine, log: log.Named("policy"),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authz_policy_reloads_total",
 			Help: "Policy reload attempts by result (success, failure, unchanged).",
@@ -62,6 +63,9 @@ func (r *reloader) reload() error {
 	var st authz.State
 	if err == nil {
 		err = restartNeeded(cur, pol)
+	}
+	if err == nil {
+		err = r.supports(pol)
 	}
 	if err == nil {
 		st, err = r.states.state(pol)

@@ -168,7 +168,8 @@ func build(ctx context.Context, c serveConfig, getenv func(string) string, log *
 	if s.keys, err = newKeySet(s.pol, c, log, s.reg); err != nil {
 		return s, err
 	}
-	if s.db, err = pg.Open(ctx, c.DatabaseURL, pg.Config{MaxConns: int32(c.PGMaxConns), Schema: s.pol.Schema}); err != nil {
+	mode, _ := pg.ParseQueryMode(c.PGQueryMode) // checked when parsed
+	if s.db, err = pg.Open(ctx, c.DatabaseURL, pg.Config{MaxConns: int32(c.PGMaxConns), Schema: s.pol.Schema, QueryMode: mode}); err != nil {
 		return s, fmt.Errorf("open database: %w", err)
 	}
 	s.closers = append(s.closers, func() { closeBounded(s.db.Close, time.Second, log, "postgres pool") })
@@ -187,12 +188,12 @@ func build(ctx context.Context, c serveConfig, getenv func(string) string, log *
 	if s.recorder, err = observe.NewRecorder(log, s.reg, observe.Config{AllowSampleRate: c.LogAllowEvery}); err != nil {
 		return s, err
 	}
-	if s.reload, err = newReloader(c.Policies, states, s.engine, log, s.reg); err != nil {
-		return s, err
-	}
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	s.ready = &readiness{keys: s.keys, db: s.db, policy: s.engine.Policy, log: log}
+	if s.reload, err = newReloader(c.Policies, states, s.ready.supports, s.engine, log, s.reg); err != nil {
+		return s, err
+	}
 	return s, nil
 }
 
@@ -508,8 +509,9 @@ type readiness struct {
 
 	warm bool // Warm succeeded; only probe (one goroutine) touches it
 
-	mu    sync.Mutex
-	dbErr error // guarded by mu: the last database check's failure
+	mu       sync.Mutex
+	dbErr    error        // guarded by mu: the last database check's failure
+	features *pg.Features // guarded by mu: what the last successful check found
 }
 
 // check returns why the sidecar is not ready, or nil.
@@ -548,6 +550,7 @@ func (r *readiness) probe(ctx context.Context) {
 	} else {
 		f, err = r.db.Check(pctx)
 	}
+	checked := err == nil
 	if err == nil {
 		err = f.Supports(r.policy())
 	}
@@ -556,7 +559,23 @@ func (r *readiness) probe(ctx context.Context) {
 	}
 	r.mu.Lock()
 	r.dbErr = err
+	if checked {
+		r.features = &f
+	}
 	r.mu.Unlock()
+}
+
+// supports refuses a policy that needs a part of Better Auth's schema the
+// database lacks (a policy reload is checked with it), as far as the last
+// check knows; before the first check, readiness will tell.
+func (r *readiness) supports(pol *policy.Policy) error {
+	r.mu.Lock()
+	f := r.features
+	r.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	return f.Supports(pol)
 }
 
 // watch keeps gRPC health in step with readiness: SERVING once everything
