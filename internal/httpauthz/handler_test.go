@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/authz"
-	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 	"github.com/authz-sidecar/authz-sidecar/internal/extauthz"
 	"github.com/authz-sidecar/authz-sidecar/internal/httpauthz"
+	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 )
 
 // fakeDecider records every request it is asked about and answers with
@@ -503,7 +503,7 @@ func TestAnswers(t *testing.T) {
 			if !tc.decision.Allow {
 				assertNoIdentity(t, res.header)
 				// Same body and reason as the gRPC server.
-				grpc := extauthz.Response(&tc.decision).GetDeniedResponse()
+				grpc := extauthz.Response(&tc.decision, extauthz.Options{}).GetDeniedResponse()
 				if grpc.GetBody() != res.body {
 					t.Errorf("body %q differs from extauthz's %q", res.body, grpc.GetBody())
 				}
@@ -514,7 +514,6 @@ func TestAnswers(t *testing.T) {
 		})
 	}
 }
-
 
 func TestHeadersToEngine(t *testing.T) {
 	t.Parallel()
