@@ -60,4 +60,9 @@ ensure_redis() {
 
 ensure_postgres
 ensure_redis
+
+# Caddy, for the forward-auth test (internal/httpauthz/caddy_test.go); the
+# test itself never installs it. (Added by the envoy branch.)
+command -v caddy >/dev/null || apt_install caddy
+
 log "PostgreSQL $PGHOST_:$PGPORT_ and Redis 127.0.0.1:$REDIS_PORT are up"
