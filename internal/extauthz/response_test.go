@@ -9,6 +9,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/authz"
@@ -204,7 +205,7 @@ func TestMetadata(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			md := extauthz.Response(&tt.d, extauthz.Options{PolicyVersion: tt.version}).GetDynamicMetadata()
+			md := metadataOf(t, extauthz.Response(&tt.d, extauthz.Options{PolicyVersion: tt.version}))
 			got := md.AsMap()
 			if !maps.EqualFunc(got, tt.want, func(a, b any) bool { return a == b }) {
 				t.Errorf("metadata %v,\nwant     %v", got, tt.want)
@@ -218,6 +219,45 @@ func TestMetadata(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// metadataOf is r's dynamic metadata as Envoy reads it: after the wire.
+func metadataOf(t *testing.T, r *authv3.CheckResponse) *structpb.Struct {
+	t.Helper()
+	wire, err := proto.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back authv3.CheckResponse
+	if err := proto.Unmarshal(wire, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.GetDynamicMetadata() == nil {
+		t.Fatal("no dynamic metadata")
+	}
+	return back.GetDynamicMetadata()
+}
+
+// TestMetadataWireForm: what Response writes by hand parses as a Struct
+// whose every field is in its map (nothing left over as unknown), with long
+// values too (two-byte lengths, past the answer's buffer).
+func TestMetadataWireForm(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("r", 300)
+	withLong := fullDecision
+	withLong.Roles = []string{long, long}
+	for _, d := range []authz.Decision{fullDecision, withLong, {Code: authz.CodeUnavailable, Reason: authz.ReasonDeadline}} {
+		got := metadataOf(t, extauthz.Response(&d, extauthz.Options{PolicyVersion: "v"}))
+		if u := got.ProtoReflect().GetUnknown(); len(u) > 0 {
+			t.Errorf("%d bytes did not parse as Struct fields", len(u))
+		}
+		if want := strings.Join(d.Roles, ","); got.GetFields()["roles"].GetStringValue() != want {
+			t.Errorf("roles %.40q..., want %.40q...", got.GetFields()["roles"].GetStringValue(), want)
+		}
+		if got.GetFields()["policy_version"].GetStringValue() != "v" || got.GetFields()["status"].GetNumberValue() != float64(d.Status()) {
+			t.Errorf("metadata %v", got.AsMap())
+		}
 	}
 }
 
@@ -260,7 +300,7 @@ func TestCheckNamesThePolicy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := r.GetDynamicMetadata().GetFields()["policy_version"].GetStringValue(); got != tt.want {
+			if got := metadataOf(t, r).GetFields()["policy_version"].GetStringValue(); got != tt.want {
 				t.Errorf("policy_version %q, want %q", got, tt.want)
 			}
 		})

@@ -14,6 +14,7 @@ package extauthz
 
 import (
 	"context"
+	"math"
 	"strings"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	rpccode "google.golang.org/genproto/googleapis/rpc/code"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/authz"
@@ -190,8 +192,8 @@ var upstreamHeaders = func() (h [len(authz.IdentityHeaders) + 1]string) {
 // maxUpstream is the number of headers an allow may set.
 const maxUpstream = len(upstreamHeaders)
 
-// okAnswer holds every message of an allow answer so that building one
-// costs a single allocation on the hot path besides the metadata's map.
+// okAnswer holds every message of an allow answer, metadata included, so
+// that building one costs a single allocation on the hot path.
 type okAnswer struct {
 	resp   authv3.CheckResponse
 	status rpcstatus.Status
@@ -297,13 +299,16 @@ func Response(d *authz.Decision, o Options) *authv3.CheckResponse {
 	}
 }
 
-// metadata holds an answer's dynamic metadata and its values, so that only
-// the Struct's map is allocated apart from the answer.
+// metadata is an answer's dynamic metadata: a google.protobuf.Struct whose
+// fields are written straight in their wire form (the Struct's unknown
+// fields, which protobuf-go marshals as they are and Envoy reads as the
+// Struct's map). A Struct built as a Go map cost four allocations to build
+// and two per key to marshal, which tripled the cost of an allow; this
+// costs none while the fields fit in buf. In Go, read the metadata back
+// through a marshal round trip, as Envoy does; GetFields is empty.
 type metadata struct {
-	st     structpb.Struct
-	vals   [len(MetadataKeys)]structpb.Value
-	strs   [len(MetadataKeys)]structpb.Value_StringValue
-	status structpb.Value_NumberValue
+	st  structpb.Struct
+	buf [512]byte
 }
 
 // joined are the decision's values that take building: its roles
@@ -317,6 +322,17 @@ func join(d *authz.Decision) joined {
 	}
 	return j
 }
+
+// The field numbers of google/protobuf/struct.proto the encoding writes.
+const (
+	structFields     protowire.Number = 1 // Struct.fields, map<string, Value>
+	mapEntryKey      protowire.Number = 1
+	mapEntryValue    protowire.Number = 2
+	valueNumberValue protowire.Number = 2 // Value.number_value, double
+	valueStringValue protowire.Number = 3 // Value.string_value
+	fixed64Size                       = 8
+	structTagSize                     = 1 // every tag above fits one byte
+)
 
 // fill builds the metadata of d.
 func (m *metadata) fill(d *authz.Decision, j joined, version string) *structpb.Struct {
@@ -332,27 +348,44 @@ func (m *metadata) fill(d *authz.Decision, j joined, version string) *structpb.S
 		d.ID, result, "", string(d.Reason), d.Route, d.UserID, d.OrgID, j.orgSource,
 		d.TeamID, j.roles, d.Credential.String(), d.ImpersonatedBy, d.APIKeyID, version,
 	}
-	n := 1
-	for _, s := range strs {
-		if s != "" {
-			n++
+	b := m.buf[:0]
+	for i, key := range MetadataKeys {
+		if key == MetaStatus {
+			b = appendNumberField(b, key, float64(status))
+		} else if strs[i] != "" {
+			b = appendStringField(b, key, strs[i])
 		}
 	}
-	m.st.Fields = make(map[string]*structpb.Value, n)
-	for i, s := range strs {
-		switch {
-		case MetadataKeys[i] == MetaStatus:
-			m.status.NumberValue = float64(status)
-			m.vals[i].Kind = &m.status
-		case s == "":
-			continue
-		default:
-			m.strs[i].StringValue = s
-			m.vals[i].Kind = &m.strs[i]
-		}
-		m.st.Fields[MetadataKeys[i]] = &m.vals[i]
-	}
+	m.st.ProtoReflect().SetUnknown(b)
 	return &m.st
+}
+
+// appendStringField appends one Struct field holding a string value.
+func appendStringField(b []byte, key, s string) []byte {
+	value := structTagSize + protowire.SizeBytes(len(s))
+	entry := structTagSize + protowire.SizeBytes(len(key)) + structTagSize + protowire.SizeBytes(value)
+	b = protowire.AppendTag(b, structFields, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(entry))
+	b = protowire.AppendTag(b, mapEntryKey, protowire.BytesType)
+	b = protowire.AppendString(b, key)
+	b = protowire.AppendTag(b, mapEntryValue, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(value))
+	b = protowire.AppendTag(b, valueStringValue, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+// appendNumberField appends one Struct field holding a number value.
+func appendNumberField(b []byte, key string, f float64) []byte {
+	value := structTagSize + fixed64Size
+	entry := structTagSize + protowire.SizeBytes(len(key)) + structTagSize + protowire.SizeBytes(value)
+	b = protowire.AppendTag(b, structFields, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(entry))
+	b = protowire.AppendTag(b, mapEntryKey, protowire.BytesType)
+	b = protowire.AppendString(b, key)
+	b = protowire.AppendTag(b, mapEntryValue, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(value))
+	b = protowire.AppendTag(b, valueNumberValue, protowire.Fixed64Type)
+	return protowire.AppendFixed64(b, math.Float64bits(f))
 }
 
 // rpcCode is the gRPC status code of a deny, for Envoy's logs (Envoy acts on
