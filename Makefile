@@ -4,12 +4,22 @@ BIN      := bin/authz-sidecar
 PKGS     := ./...
 FUZZTIME ?= 20s
 
-.PHONY: all build test e2e demo bench fuzz lint services betterauth clean compose-check image soak loadtest
+.PHONY: all build test e2e demo bench fuzz lint services betterauth clean compose-check image soak loadtest envoy-routes
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/authz-sidecar
+
+# Rewrites the generated route lists of envoy/envoy.yaml and
+# envoy/envoy-compose.yaml (between their BEGIN/END generated routes
+# markers) from policies.yaml; `go test ./envoy/` fails while they disagree.
+envoy-routes: build
+	@for f in envoy/envoy.yaml envoy/envoy-compose.yaml; do \
+	  $(BIN) envoy-routes --policies policies.yaml --cluster app --indent 24 > $$f.routes || exit 1; \
+	  awk -v routes=$$f.routes '/# END generated routes/ { skip = 0 } !skip { print } /# BEGIN generated routes/ { while ((getline l < routes) > 0) print l; skip = 1 }' $$f > $$f.new || exit 1; \
+	  mv $$f.new $$f; rm -f $$f.routes; \
+	done
 
 # Starts (or installs) PostgreSQL and Redis when they are not answering.
 services:

@@ -7,7 +7,6 @@ import (
 	"os"
 	"reflect"
 	"regexp"
-	"regexp/syntax"
 	"slices"
 	"strings"
 	"testing"
@@ -17,19 +16,25 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	reqwithoutqueryv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/formatter/req_without_query/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"github.com/google/go-cmp/cmp"
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/authz-sidecar/authz-sidecar/internal/envoyconf"
+	"github.com/authz-sidecar/authz-sidecar/internal/extauthz"
 	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 )
 
@@ -48,12 +53,8 @@ const (
 	// would hold every request that long when the sidecar hangs.
 	maxExtAuthzTimeout = 250 * time.Millisecond
 
-	// maxGoRegexInsts bounds a route regex's size as Go compiles it. Envoy
-	// refuses a regex whose RE2 program size is above 100 (runtime key
-	// re2.max_program_size.error_level); Go's compiler counts fewer
-	// instructions than RE2 for the same regex (measured with libre2: 33
-	// for Go against 49 for RE2 on approve-leave's), so 50 keeps a margin.
-	maxGoRegexInsts = 50
+	// appCluster is the cluster the shipped routes forward to.
+	appCluster = "app"
 )
 
 // typedExtensions are the Go types of every typed extension ("@type") the
@@ -66,6 +67,8 @@ var typedExtensions = []proto.Message{
 	(*extauthzv3.ExtAuthzPerRoute)(nil),
 	(*routerv3.Router)(nil),
 	(*upstreamhttpv3.HttpProtocolOptions)(nil),
+	(*streamv3.StdoutAccessLog)(nil),
+	(*reqwithoutqueryv3.ReqWithoutQuery)(nil),
 }
 
 // loadBootstrap turns Envoy YAML into a Bootstrap the way Envoy does (YAML
@@ -195,6 +198,8 @@ type frontProxy struct {
 	adminAddr *corev3.SocketAddress
 	clusters  map[string]*clusterv3.Cluster
 	hcms      []*hcmv3.HttpConnectionManager
+	// statPrefixes are the listeners' stat_prefix by listener name.
+	statPrefixes map[string]string
 }
 
 func unpack[T proto.Message](a *anypb.Any) (T, error) {
@@ -212,13 +217,15 @@ func unpack[T proto.Message](a *anypb.Any) (T, error) {
 
 func parseFrontProxy(b *bootstrapv3.Bootstrap) (*frontProxy, error) {
 	fp := &frontProxy{
-		adminAddr: b.GetAdmin().GetAddress().GetSocketAddress(),
-		clusters:  map[string]*clusterv3.Cluster{},
+		adminAddr:    b.GetAdmin().GetAddress().GetSocketAddress(),
+		clusters:     map[string]*clusterv3.Cluster{},
+		statPrefixes: map[string]string{},
 	}
 	for _, c := range b.GetStaticResources().GetClusters() {
 		fp.clusters[c.GetName()] = c
 	}
 	for _, l := range b.GetStaticResources().GetListeners() {
+		fp.statPrefixes[l.GetName()] = l.GetStatPrefix()
 		for _, fc := range l.GetFilterChains() {
 			for _, f := range fc.GetFilters() {
 				h, err := unpack[*hcmv3.HttpConnectionManager](f.GetTypedConfig())
@@ -248,6 +255,11 @@ func checkFrontProxy(b *bootstrapv3.Bootstrap, pol *policy.Policy) error {
 
 	if a := fp.adminAddr; a != nil && a.GetAddress() != "127.0.0.1" && a.GetAddress() != "::1" {
 		bad("admin listens on %s: the admin API is unauthenticated and must stay on loopback", a.GetAddress())
+	}
+	for name, prefix := range fp.statPrefixes {
+		if prefix == "" {
+			bad("listener %s has no stat_prefix", name)
+		}
 	}
 	mirrored := map[string]bool{}
 	for _, h := range fp.hcms {
@@ -313,8 +325,9 @@ func checkHCM(h *hcmv3.HttpConnectionManager, fp *frontProxy, pol *policy.Policy
 		bad("%s runs after the router", extAuthzFilter)
 	}
 	if authz != nil {
-		errs = append(errs, checkExtAuthz(authz, fp)...)
+		errs = append(errs, checkExtAuthz(authz, fp, pol)...)
 	}
+	errs = append(errs, checkAccessLog(h)...)
 
 	rc := h.GetRouteConfig()
 	if rc == nil {
@@ -326,6 +339,7 @@ func checkHCM(h *hcmv3.HttpConnectionManager, fp *frontProxy, pol *policy.Policy
 		if _, ok := vh.GetTypedPerFilterConfig()[extAuthzFilter]; ok {
 			bad("virtual host %s: ext_authz is configured per virtual host; configure it per route", vh.GetName())
 		}
+		errs = append(errs, checkRateLimits(vh)...)
 		routes := vh.GetRoutes()
 		if len(routes) == 0 {
 			bad("virtual host %s has no routes", vh.GetName())
@@ -361,9 +375,16 @@ func checkHCM(h *hcmv3.HttpConnectionManager, fp *frontProxy, pol *policy.Policy
 	return errs
 }
 
-func checkExtAuthz(a *extauthzv3.ExtAuthz, fp *frontProxy) []error {
+func checkExtAuthz(a *extauthzv3.ExtAuthz, fp *frontProxy, pol *policy.Policy) []error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if a.GetStatPrefix() == "" {
+		bad("ext_authz has no stat_prefix")
+	}
+	if v := a.GetEnableDynamicMetadataIngestion(); v != nil && !v.GetValue() {
+		bad("ext_authz enable_dynamic_metadata_ingestion is false: the decision metadata would be dropped")
+	}
+	errs = append(errs, checkAllowedHeaders(a, pol)...)
 	if a.GetFailureModeAllow() {
 		bad("ext_authz failure_mode_allow is true: requests would pass when the sidecar is down")
 	}
@@ -410,6 +431,129 @@ func checkExtAuthz(a *extauthzv3.ExtAuthz, fp *frontProxy) []error {
 		bad("cluster %s: %v", name, err)
 	} else if po.GetExplicitHttpConfig().GetHttp2ProtocolOptions() == nil {
 		bad("cluster %s does not use explicit HTTP/2: gRPC needs it", name)
+	}
+	return errs
+}
+
+// forwardedHeaders are the headers the shipped configurations forward to
+// the sidecar: what a decision under the policy may read, and the request
+// id for the decision log.
+func forwardedHeaders(pol *policy.Policy) []string {
+	hs := append(envoyconf.RequestHeaders(pol), "x-request-id")
+	slices.Sort(hs)
+	return hs
+}
+
+// checkAllowedHeaders: ext_authz forwards exactly the headers a decision
+// under pol may read (and the request id), as exact lower-case names, so
+// a header source added to the policy fails here until Envoy forwards it.
+func checkAllowedHeaders(a *extauthzv3.ExtAuthz, pol *policy.Policy) []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if a.GetDisallowedHeaders() != nil {
+		bad("ext_authz disallowed_headers is set: the allowed_headers list says it all")
+	}
+	if a.GetAllowedHeaders() == nil {
+		return append(errs, errors.New("ext_authz allowed_headers is not set: every request header (and every cookie of other apps) would go to the sidecar"))
+	}
+	var allowed []string
+	for _, p := range a.GetAllowedHeaders().GetPatterns() {
+		if p.GetExact() == "" || p.GetIgnoreCase() || strings.ToLower(p.GetExact()) != p.GetExact() {
+			bad("ext_authz allowed_headers pattern %v: only exact lower-case names are expected", p)
+			continue
+		}
+		allowed = append(allowed, p.GetExact())
+	}
+	slices.Sort(allowed)
+	want := forwardedHeaders(pol)
+	for _, h := range want {
+		if !slices.Contains(allowed, h) {
+			bad("ext_authz allowed_headers lacks %s, which %s reads: the sidecar would never see it", h, policiesFile)
+		}
+	}
+	for _, h := range allowed {
+		if !slices.Contains(want, h) {
+			bad("ext_authz allowed_headers forwards %s, which no decision reads", h)
+		}
+	}
+	return errs
+}
+
+// metadataCommand matches an access log command reading dynamic metadata.
+var metadataCommand = regexp.MustCompile(`%DYNAMIC_METADATA\(([^:)]*)((?::[^:)]*)*)\)%`)
+
+// pathWithQuery matches an access log command printing the path with its
+// query string (REQ_WITHOUT_QUERY prints it without).
+var pathWithQuery = regexp.MustCompile(`%REQ\([^)]*PATH\)%`)
+
+// checkAccessLog: an access log records every metadata key the sidecar
+// sets, each from ext_authz's namespace, the path without its query, and
+// no credential.
+func checkAccessLog(h *hcmv3.HttpConnectionManager) []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	logged := map[string]bool{}
+	for _, al := range h.GetAccessLog() {
+		sl, err := unpack[*streamv3.StdoutAccessLog](al.GetTypedConfig())
+		if err != nil {
+			bad("access log %s: %v", al.GetName(), err)
+			continue
+		}
+		js, err := protojson.Marshal(sl.GetLogFormat().GetJsonFormat())
+		if err != nil {
+			bad("access log %s: %v", al.GetName(), err)
+			continue
+		}
+		format := string(js)
+		for _, m := range metadataCommand.FindAllStringSubmatch(format, -1) {
+			key := strings.TrimPrefix(m[2], ":")
+			switch {
+			case m[1] != extauthz.MetadataNamespace:
+				bad("access log reads metadata namespace %q; the sidecar's decision is in %q", m[1], extauthz.MetadataNamespace)
+			case !slices.Contains(extauthz.MetadataKeys[:], key) && key != "ext_authz_duration":
+				bad("access log reads metadata key %q, which the sidecar never sets", key)
+			}
+			logged[key] = true
+		}
+		upper := strings.ToUpper(format)
+		for _, secret := range []string{"AUTHORIZATION", "COOKIE", "X-API-KEY"} {
+			if strings.Contains(upper, "("+secret+")") {
+				bad("access log records the %s header: credentials are never logged", secret)
+			}
+		}
+		if pathWithQuery.MatchString(format) {
+			bad("access log records the path with its query string, which may carry a token")
+		}
+	}
+	for _, k := range extauthz.MetadataKeys {
+		if !logged[k] {
+			bad("no access log records the decision's %s (%%DYNAMIC_METADATA(%s:%s)%%)", k, extauthz.MetadataNamespace, k)
+		}
+	}
+	return errs
+}
+
+// checkRateLimits: a rate limit action reading dynamic metadata reads a key
+// the sidecar sets, in ext_authz's namespace.
+func checkRateLimits(vh *routev3.VirtualHost) []error {
+	var errs []error
+	for _, rl := range vh.GetRateLimits() {
+		for _, a := range rl.GetActions() {
+			md := a.GetMetadata()
+			if md == nil {
+				continue
+			}
+			key := md.GetMetadataKey()
+			path := key.GetPath()
+			switch {
+			case md.GetSource() != routev3.RateLimit_Action_MetaData_DYNAMIC:
+				errs = append(errs, fmt.Errorf("virtual host %s: rate limit action reads route metadata, not the decision", vh.GetName()))
+			case key.GetKey() != extauthz.MetadataNamespace:
+				errs = append(errs, fmt.Errorf("virtual host %s: rate limit action reads namespace %q; the decision is in %q", vh.GetName(), key.GetKey(), extauthz.MetadataNamespace))
+			case len(path) != 1 || !slices.Contains(extauthz.MetadataKeys[:], path[0].GetKey()):
+				errs = append(errs, fmt.Errorf("virtual host %s: rate limit action reads %v, not one key the sidecar sets", vh.GetName(), path))
+			}
+		}
 	}
 	return errs
 }
@@ -634,7 +778,19 @@ func TestSecurityContractCatchesRegressions(t *testing.T) {
 		{name: "no catch-all", old: "match: { prefix: / }", new: "match: { prefix: /api }", want: "catch-all"},
 		{name: "admin on every interface", old: "address: 127.0.0.1, port_value: 9901", new: "address: 0.0.0.0, port_value: 9901", want: "admin"},
 		{name: "sidecar cluster without HTTP/2", old: "http2_protocol_options: {}", new: "http_protocol_options: {}", want: "HTTP/2"},
-		{name: "route to an undefined cluster", old: "path: /api/me\n                          route: { cluster: app }", new: "path: /api/me\n                          route: { cluster: ap }", want: "defined cluster"},
+		{name: "route to an undefined cluster", old: "match: { path: /api/me }\n                          route: { cluster: app }", new: "match: { path: /api/me }\n                          route: { cluster: ap }", want: "defined cluster"},
+		{name: "no ext_authz stat_prefix", old: "                      stat_prefix: authz_sidecar\n", new: "", want: "ext_authz has no stat_prefix"},
+		{name: "no listener stat_prefix", old: "      stat_prefix: ingress\n", new: "", want: "listener ingress has no stat_prefix"},
+		{name: "metadata ingestion off", old: "stat_prefix: authz_sidecar\n", new: "stat_prefix: authz_sidecar\n                      enable_dynamic_metadata_ingestion: false\n", want: "enable_dynamic_metadata_ingestion"},
+		{name: "a header the policy reads is not forwarded", old: "                          - { exact: x-team-id }\n", new: "", want: "lacks x-team-id"},
+		{name: "a header no decision reads is forwarded", old: "- { exact: x-request-id }", new: "- { exact: x-request-id }\n                          - { exact: x-forwarded-for }", want: "forwards x-forwarded-for"},
+		{name: "access log misses a key", old: "                          authz_team: \"%DYNAMIC_METADATA(envoy.filters.http.ext_authz:team)%\"\n", new: "", want: "decision's team"},
+		{name: "access log reads another namespace", old: "ext_authz:user)%", new: "extauthz:user)%", want: `namespace "envoy.filters.http.extauthz"`},
+		{name: "access log reads a key never set", old: "ext_authz:org)%", new: "ext_authz:organization)%", want: `key "organization"`},
+		{name: "access log records the query", old: "%REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)%", new: "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%", want: "query string"},
+		{name: "access log records a credential", old: "%REQ(X-REQUEST-ID)%", new: "%REQ(AUTHORIZATION)%", want: "AUTHORIZATION"},
+		{name: "rate limit reads another namespace", old: "key: envoy.filters.http.ext_authz\n", new: "key: envoy.filters.http.rbac\n", want: "rate limit action reads namespace"},
+		{name: "rate limit reads a key never set", old: "path: [{ key: org }]", new: "path: [{ key: organization }]", want: "not one key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -652,13 +808,28 @@ func TestSecurityContractCatchesRegressions(t *testing.T) {
 			}
 		})
 	}
+	t.Run("every header forwarded", func(t *testing.T) {
+		t.Parallel()
+		const first, last = "                      allowed_headers:\n", "- { exact: x-request-id }\n"
+		i, j := strings.Index(src, first), strings.Index(src, last)
+		if i < 0 || j < i {
+			t.Fatal("allowed_headers block not found")
+		}
+		b, err := loadBootstrap([]byte(src[:i] + src[j+len(last):]))
+		if err != nil {
+			t.Fatalf("mutated file does not load: %v", err)
+		}
+		if err := checkFrontProxy(b, pol); err == nil || !strings.Contains(err.Error(), "allowed_headers is not set") {
+			t.Errorf("error %v does not mention allowed_headers", err)
+		}
+	})
 }
 
 // envoyRoute is one Envoy route as the agreement test emulates it.
 type envoyRoute struct {
-	name    string // Envoy's route name
-	policy  string // context_extensions route, "" for none
-	methods []string
+	name    string           // Envoy's route name
+	policy  string           // context_extensions route, "" for none
+	methods []*regexp.Regexp // all must match
 	match   func(path string) bool
 }
 
@@ -666,21 +837,36 @@ type envoyRoute struct {
 // uses (path, prefix, safe_regex, exact :method headers) and fails on any
 // other, so a new kind of matcher cannot slip past the agreement test.
 func envoyRoutes(b *bootstrapv3.Bootstrap) ([]envoyRoute, error) {
+	routes, err := shippedRoutes(b)
+	if err != nil {
+		return nil, err
+	}
+	return emulateAll(routes)
+}
+
+// shippedRoutes returns the routes of every virtual host of b, in order.
+func shippedRoutes(b *bootstrapv3.Bootstrap) ([]*routev3.Route, error) {
 	fp, err := parseFrontProxy(b)
 	if err != nil {
 		return nil, err
 	}
-	var out []envoyRoute
+	var out []*routev3.Route
 	for _, h := range fp.hcms {
 		for _, vh := range h.GetRouteConfig().GetVirtualHosts() {
-			for _, r := range vh.GetRoutes() {
-				er, err := emulate(r)
-				if err != nil {
-					return nil, fmt.Errorf("route %s: %w", r.GetName(), err)
-				}
-				out = append(out, er)
-			}
+			out = append(out, vh.GetRoutes()...)
 		}
+	}
+	return out, nil
+}
+
+func emulateAll(routes []*routev3.Route) ([]envoyRoute, error) {
+	var out []envoyRoute
+	for _, r := range routes {
+		er, err := emulate(r)
+		if err != nil {
+			return nil, fmt.Errorf("route %s: %w", r.GetName(), err)
+		}
+		out = append(out, er)
 	}
 	return out, nil
 }
@@ -712,16 +898,8 @@ func emulate(r *routev3.Route) (envoyRoute, error) {
 		if err != nil {
 			return er, err
 		}
-		parsed, err := syntax.Parse(src, syntax.Perl)
-		if err != nil {
-			return er, err
-		}
-		prog, err := syntax.Compile(parsed.Simplify())
-		if err != nil {
-			return er, err
-		}
-		if n := len(prog.Inst); n > maxGoRegexInsts {
-			return er, fmt.Errorf("regex compiles to %d instructions, over %d: Envoy may refuse it as too large", n, maxGoRegexInsts)
+		if n := envoyconf.RE2ProgramSize(src); n > envoyconf.MaxRE2ProgramSize {
+			return er, fmt.Errorf("regex's RE2 program is about %d, over %d: Envoy refuses it as too large", n, envoyconf.MaxRE2ProgramSize)
 		}
 		// Like path, the regex sees the path without its query string.
 		er.match = func(p string) bool { return re.MatchString(policy.SplitQuery(p)) }
@@ -729,21 +907,36 @@ func emulate(r *routev3.Route) (envoyRoute, error) {
 		return er, fmt.Errorf("path matcher %T not emulated; teach envoy_test.go", ps)
 	}
 	for _, hm := range m.GetHeaders() {
-		exact := hm.GetStringMatch().GetExact()
-		if hm.GetName() != ":method" || exact == "" || hm.GetInvertMatch() || hm.GetStringMatch().GetIgnoreCase() {
-			return er, fmt.Errorf("header matcher %s not emulated; only exact :method is", hm.GetName())
+		sm := hm.GetStringMatch()
+		if hm.GetName() != ":method" || hm.GetInvertMatch() || sm.GetIgnoreCase() {
+			return er, fmt.Errorf("header matcher %s not emulated; only :method is", hm.GetName())
 		}
-		er.methods = append(er.methods, exact)
-	}
-	if len(er.methods) > 1 {
-		// Several header matchers must all match: two methods never do.
-		return er, errors.New("more than one :method matcher can never match")
+		switch {
+		case sm.GetExact() != "":
+			er.methods = append(er.methods, regexp.MustCompile("^"+regexp.QuoteMeta(sm.GetExact())+"$"))
+		case sm.GetSafeRegex() != nil:
+			// RE2 full match, as for the path.
+			re, err := regexp.Compile(`^(?:` + sm.GetSafeRegex().GetRegex() + `)$`)
+			if err != nil {
+				return er, err
+			}
+			er.methods = append(er.methods, re)
+		default:
+			return er, fmt.Errorf(":method matcher %v not emulated; only exact and safe_regex are", sm)
+		}
 	}
 	return er, nil
 }
 
+// matches reports whether a request matches r: its path matcher and every
+// one of its :method matchers.
 func (r envoyRoute) matches(method, path string) bool {
-	return (len(r.methods) == 0 || slices.Contains(r.methods, method)) && r.match(path)
+	for _, m := range r.methods {
+		if !m.MatchString(method) {
+			return false
+		}
+	}
+	return r.match(path)
 }
 
 // checkAgreement sends every method and path through the emulated Envoy
@@ -898,5 +1091,129 @@ func TestAgreementCatchesLooseRoutes(t *testing.T) {
 				t.Errorf("error does not mention %q:\n%v", tt.want, err)
 			}
 		})
+	}
+}
+
+// generatedDiff compares the routes of b with those "authz-sidecar
+// envoy-routes" derives from pol, as protos; "" when they are the same.
+func generatedDiff(t *testing.T, b *bootstrapv3.Bootstrap, pol *policy.Policy) string {
+	t.Helper()
+	want, warnings, err := envoyconf.Routes(pol, appCluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) > 0 {
+		t.Errorf("generating the routes warns: %v", warnings)
+	}
+	got, err := shippedRoutes(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmp.Diff(want, got, protocmp.Transform())
+}
+
+// TestRoutesAreGenerated is the policy half of the contract: the routes
+// of both shipped files are exactly those "authz-sidecar envoy-routes"
+// derives from policies.yaml, compared as protos.
+func TestRoutesAreGenerated(t *testing.T) {
+	t.Parallel()
+	pol := loadPolicy(t)
+	for _, name := range []string{frontProxyFile, composeFile} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			if diff := generatedDiff(t, mustLoad(t, name, readFile(t, name)), pol); diff != "" {
+				t.Errorf("%s's routes are not those of %s; run `make envoy-routes` (-generated +shipped):\n%s", name, policiesFile, diff)
+			}
+		})
+	}
+}
+
+// TestRoutesAreGeneratedCatchesDrift proves the comparison fails for
+// hand edits the agreement check alone would let pass.
+func TestRoutesAreGeneratedCatchesDrift(t *testing.T) {
+	t.Parallel()
+	pol := loadPolicy(t)
+	src := string(readFile(t, frontProxyFile))
+	tests := []struct{ name, old, new string }{
+		{"a route renamed", "- name: me\n", "- name: my-profile\n"},
+		{"a method matcher dropped", "path: /api/admin/users/ban\n                            headers:\n                              - { name: \":method\", string_match: { exact: POST } }\n", "path: /api/admin/users/ban\n"},
+		{"another cluster", "match: { path: /api/me }\n                          route: { cluster: app }", "match: { path: /api/me }\n                          route: { cluster: app2 }"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b, err := loadBootstrap(mutate(t, src, tt.old, tt.new))
+			if err != nil {
+				t.Fatalf("mutated file does not load: %v", err)
+			}
+			if generatedDiff(t, b, pol) == "" {
+				t.Error("no difference found")
+			}
+		})
+	}
+}
+
+// tangledPolicy has routes whose templates overlap in every way the
+// policy's precedence rules tell apart, listed against that order.
+const tangledPolicy = `
+routes:
+  - { name: rest, path: "/a/**", public: true }
+  - { name: any, path: "/a/{x}", public: true }
+  - { name: exact, path: /a/b, public: true }
+  - { name: exact-get, methods: [GET, HEAD], path: /a/b, public: true }
+  - { name: var-rest, path: "/a/{x}/**", public: true }
+  - { name: star, path: "/a/*/c", public: true }
+  - { name: lit-rest, methods: [POST], path: "/a/b/**", public: true }
+  - { name: end, path: /a, public: true }
+  - { name: dotted, methods: [PUT], path: "/v1.2/{id}/x.json", public: true }
+  - { name: root, path: /, public: true }
+  - { name: root-rest, path: "/**", public: true }
+`
+
+// TestGeneratedRoutesAgreeWithPolicy runs the agreement check on routes
+// generated for a tangled policy: the order envoy-routes chooses must make
+// Envoy's first match the policy's most specific route.
+func TestGeneratedRoutesAgreeWithPolicy(t *testing.T) {
+	t.Parallel()
+	pol, err := policy.Parse("tangled.yaml", []byte(tangledPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	generated, _, err := envoyconf.Routes(pol, appCluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes, err := emulateAll(generated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hits, err := checkAgreement(routes, pol, agreementMethods, agreementPaths(pol))
+	if err != nil {
+		t.Error(err)
+	}
+	for _, r := range pol.Routes {
+		if hits[r.Name] == 0 {
+			t.Errorf("no generated request reached policy route %q by name", r.Name)
+		}
+	}
+	// Not vacuous: file order instead of precedence order disagrees.
+	fileOrder := slices.Clone(generated)
+	slices.SortStableFunc(fileOrder, func(a, b *routev3.Route) int {
+		ia := slices.IndexFunc(pol.Routes, func(r *policy.Route) bool { return r.Name == a.GetName() })
+		ib := slices.IndexFunc(pol.Routes, func(r *policy.Route) bool { return r.Name == b.GetName() })
+		if ia < 0 {
+			ia = len(pol.Routes) // the catch-all stays last
+		}
+		if ib < 0 {
+			ib = len(pol.Routes)
+		}
+		return ia - ib
+	})
+	wrong, err := emulateAll(fileOrder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := checkAgreement(wrong, pol, agreementMethods, agreementPaths(pol)); err == nil {
+		t.Error("routes in file order agree too: the check proves nothing")
 	}
 }

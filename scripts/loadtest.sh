@@ -154,7 +154,7 @@ for m in fastcgi uwsgi scgi; do
 		temps+="    ${m}_temp_path @PREFIX@/${m};"$'\n'
 	fi
 done
-# The front is the README's auth_request setup, plus keep-alive pools to the
+# The front is the auth_request setup of docs/proxies.md, plus keep-alive pools to the
 # sidecar and the application (without them nginx opens a connection per
 # request and per check, as any production config would avoid).
 cat >"$work/nginx/nginx.conf.in" <<'NGINX'
@@ -192,15 +192,29 @@ http {
     server {
         listen 127.0.0.1:@FRONT@;
         location / {
-            auth_request     /_authz;
-            auth_request_set $authz_user   $upstream_http_x_auth_user_id;
-            auth_request_set $authz_org    $upstream_http_x_auth_org_id;
-            auth_request_set $authz_roles  $upstream_http_x_auth_roles;
-            auth_request_set $authz_shadow $upstream_http_x_authz_shadow_deny;
-            proxy_set_header X-Auth-User-Id      $authz_user;
-            proxy_set_header X-Auth-Org-Id       $authz_org;
-            proxy_set_header X-Auth-Roles        $authz_roles;
-            proxy_set_header X-Authz-Shadow-Deny $authz_shadow;
+            auth_request /_authz;
+            # Every header the sidecar sets (docs/proxies.md): a client's copy is
+            # replaced, or dropped when the answer has none.
+            auth_request_set $auth_user_id          $upstream_http_x_auth_user_id;
+            auth_request_set $auth_org_id           $upstream_http_x_auth_org_id;
+            auth_request_set $auth_roles            $upstream_http_x_auth_roles;
+            auth_request_set $auth_org_source       $upstream_http_x_auth_org_source;
+            auth_request_set $auth_team_id          $upstream_http_x_auth_team_id;
+            auth_request_set $auth_credential       $upstream_http_x_auth_credential;
+            auth_request_set $auth_impersonated_by  $upstream_http_x_auth_impersonated_by;
+            auth_request_set $auth_api_key_id       $upstream_http_x_auth_api_key_id;
+            auth_request_set $authz_shadow_deny     $upstream_http_x_authz_shadow_deny;
+            auth_request_set $authz_decision_id     $upstream_http_x_authz_decision_id;
+            proxy_set_header X-Auth-User-Id         $auth_user_id;
+            proxy_set_header X-Auth-Org-Id          $auth_org_id;
+            proxy_set_header X-Auth-Roles           $auth_roles;
+            proxy_set_header X-Auth-Org-Source      $auth_org_source;
+            proxy_set_header X-Auth-Team-Id         $auth_team_id;
+            proxy_set_header X-Auth-Credential      $auth_credential;
+            proxy_set_header X-Auth-Impersonated-By $auth_impersonated_by;
+            proxy_set_header X-Auth-Api-Key-Id      $auth_api_key_id;
+            proxy_set_header X-Authz-Shadow-Deny    $authz_shadow_deny;
+            proxy_set_header X-Authz-Decision-Id    $authz_decision_id;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_pass http://app;
@@ -224,10 +238,16 @@ http {
     server {
         listen 127.0.0.1:@BASELINE@;
         location / {
-            proxy_set_header X-Auth-User-Id      "";
-            proxy_set_header X-Auth-Org-Id       "";
-            proxy_set_header X-Auth-Roles        "";
-            proxy_set_header X-Authz-Shadow-Deny "";
+            proxy_set_header X-Auth-User-Id         "";
+            proxy_set_header X-Auth-Org-Id          "";
+            proxy_set_header X-Auth-Roles           "";
+            proxy_set_header X-Auth-Org-Source      "";
+            proxy_set_header X-Auth-Team-Id         "";
+            proxy_set_header X-Auth-Credential      "";
+            proxy_set_header X-Auth-Impersonated-By "";
+            proxy_set_header X-Auth-Api-Key-Id      "";
+            proxy_set_header X-Authz-Shadow-Deny    "";
+            proxy_set_header X-Authz-Decision-Id    "";
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_pass http://app;

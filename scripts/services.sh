@@ -73,4 +73,9 @@ ensure_pgbouncer() {
 ensure_postgres
 ensure_redis
 ensure_pgbouncer
-log "PostgreSQL $PGHOST_:$PGPORT_ and Redis 127.0.0.1:$REDIS_PORT are up; pgbouncer is installed"
+
+# Caddy, for the forward-auth test (internal/httpauthz/caddy_test.go); the
+# test itself never installs it.
+command -v caddy >/dev/null || apt_install caddy
+
+log "PostgreSQL $PGHOST_:$PGPORT_ and Redis 127.0.0.1:$REDIS_PORT are up; pgbouncer and caddy are installed"

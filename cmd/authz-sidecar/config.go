@@ -52,6 +52,8 @@ type serveConfig struct {
 	HTTPAuthzAddr        string
 	HTTPAuthzTrusted     string
 	HTTPAuthzEnvoyPrefix string
+
+	DecisionIDResponseHeader bool
 }
 
 func parseServeConfig(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -177,6 +179,9 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	str(&c.HTTPAuthzAddr, "http-authz-addr", "AUTHZ_HTTP_AUTHZ_ADDR", "listen address of the plain-HTTP decision endpoint for nginx auth_request, Traefik/Caddy forward auth and Envoy's HTTP ext_authz (empty: off)")
 	str(&c.HTTPAuthzTrusted, "http-authz-trusted", "AUTHZ_HTTP_AUTHZ_TRUSTED", "comma-separated CIDRs of the proxies allowed to ask over HTTP (empty: loopback only)")
 	str(&c.HTTPAuthzEnvoyPrefix, "http-authz-envoy-prefix", "AUTHZ_HTTP_AUTHZ_ENVOY_PREFIX", "Envoy http_service.path_prefix for Envoy-style HTTP checks, e.g. /envoy (empty: off)")
+
+	// Decision ids for clients.
+	boolean(&c.DecisionIDResponseHeader, "decision-id-response-header", "AUTHZ_DECISION_ID_RESPONSE_HEADER", "also send x-authz-decision-id to the client: with every gRPC answer, and with HTTP-mode denies (on HTTP-mode allows the proxy decides)")
 
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: authz-sidecar serve [flags]\n\nRuns the Envoy ext_authz v3 gRPC server. Every flag can also be set by the environment variable in brackets.\n\nFlags:\n")

@@ -9,6 +9,7 @@
 //	authz-sidecar validate [FILE]    check a policies.yaml and exit
 //	authz-sidecar test     FILE      run a policy test file (policies_test.yaml)
 //	authz-sidecar explain  [flags]   explain one decision
+//	authz-sidecar envoy-routes [flags]  print the Envoy routes that mirror the policy
 //
 // Run "authz-sidecar COMMAND --help" for each command's flags.
 package main
@@ -49,6 +50,7 @@ Usage:
   authz-sidecar validate [FILE]    check a policies.yaml (default $AUTHZ_POLICIES or ./policies.yaml)
   authz-sidecar test     FILE      run policy test cases (method, path, roles -> expected decision)
   authz-sidecar explain  [flags]   explain one decision: route, organization, roles, permissions, reason
+  authz-sidecar envoy-routes [flags]  print the Envoy routes (YAML) that mirror the policy's routes
 
 Run "authz-sidecar COMMAND --help" for the flags of a command.
 `
@@ -72,6 +74,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return policyTest(ctx, args[1:], stdout, stderr)
 	case "explain":
 		return explain(ctx, args[1:], getenv, stdout, stderr)
+	case "envoy-routes":
+		return envoyRoutes(args[1:], getenv, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -402,7 +402,7 @@ func (s *sidecar) run(ctx context.Context, lis listeners) error {
 	defer signal.Stop(hup)
 
 	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, extauthz.New(s.engine, s.recorder, extauthz.Config{Timeout: c.CheckTimeout}))
+	authv3.RegisterAuthorizationServer(gs, extauthz.New(s.engine, s.recorder, extauthz.Config{Timeout: c.CheckTimeout, DecisionIDResponseHeader: c.DecisionIDResponseHeader}))
 	healthpb.RegisterHealthServer(gs, s.health)
 	if c.Reflection {
 		reflection.Register(gs)
@@ -641,7 +641,7 @@ func opsHandler(ready *readiness, reload *reloader, reg *prometheus.Registry) ht
 }
 
 func newHTTPAuthz(c serveConfig, engine *authz.Engine, recorder *observe.Recorder) (*httpauthz.Handler, error) {
-	cfg := httpauthz.Config{Timeout: c.CheckTimeout, EnvoyPathPrefix: c.HTTPAuthzEnvoyPrefix}
+	cfg := httpauthz.Config{Timeout: c.CheckTimeout, EnvoyPathPrefix: c.HTTPAuthzEnvoyPrefix, DecisionIDResponseHeader: c.DecisionIDResponseHeader}
 	for _, s := range strings.Split(c.HTTPAuthzTrusted, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue

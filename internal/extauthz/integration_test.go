@@ -353,11 +353,15 @@ func TestDecisions(t *testing.T) {
 				}
 				return
 			}
-			// Identity headers: set by us, and any client copy removed.
-			for _, h := range []string{"x-auth-user-id", "x-auth-org-id", "x-auth-roles"} {
-				if !contains(o.removed, h) {
-					t.Errorf("allow does not remove client-sent %s: %v", h, o.removed)
+			// Identity headers: each one set by us (replacing a client's
+			// copy) or removed, never both (Envoy removes after setting).
+			for _, h := range upstreamHeaders {
+				if _, set := o.set[h]; set == contains(o.removed, h) {
+					t.Errorf("%s: set %v, removed %v; want exactly one", h, set, contains(o.removed, h))
 				}
+			}
+			if len(o.set["x-authz-decision-id"]) != 32 {
+				t.Errorf("x-authz-decision-id = %q, want 32 hex digits", o.set["x-authz-decision-id"])
 			}
 			if tt.user != "" && o.set["x-auth-user-id"] != tt.user {
 				t.Errorf("x-auth-user-id = %q, want %q", o.set["x-auth-user-id"], tt.user)
@@ -390,26 +394,41 @@ func TestSpoofedIdentityHeadersAreReplaced(t *testing.T) {
 	e.seed.User(t, "bob", "bob")
 	e.seed.Org(t, "org_acme", "acme")
 	e.seed.Member(t, "org_acme", "bob", "member")
-	for _, name := range []string{"x-auth-user-id", "X-Auth-User-Id", "x-auth-roles"} {
-		h := bearer(e.signer.User("bob"))
-		h[strings.ToLower(name)] = "alice"
-		o := e.check(t, checkRequest("GET", "/api/orgs/org_acme/leave/1", h, ""))
-		if o.status != 200 {
-			t.Fatalf("%s: status %d", name, o.status)
+	check := func(t *testing.T, path string, client map[string]string) map[string]string {
+		t.Helper()
+		resp, err := e.client.Check(context.Background(), checkRequest("GET", path, client, ""))
+		if err != nil {
+			t.Fatal(err)
 		}
-		if o.set["x-auth-user-id"] != "bob" || o.set["x-auth-roles"] != "member" {
-			t.Errorf("%s: upstream would see %v", name, o.set)
-		}
-		if !contains(o.removed, "x-auth-user-id") || !contains(o.removed, "x-auth-roles") || !contains(o.removed, "x-auth-org-id") {
-			t.Errorf("%s: removed %v", name, o.removed)
-		}
+		return envoyUpstream(t, client, resp)
 	}
-	// On a public route nothing is set, and the client's copies are still removed.
-	h := map[string]string{"x-auth-user-id": "alice", "x-auth-roles": "owner"}
-	o := e.check(t, checkRequest("GET", "/healthz", h, ""))
-	if o.status != 200 || len(o.set) != 0 || !contains(o.removed, "x-auth-user-id") || !contains(o.removed, "x-auth-roles") {
-		t.Errorf("public route: status %d, set %v, removed %v", o.status, o.set, o.removed)
-	}
+	t.Run("member route", func(t *testing.T) {
+		client := forgedAll()
+		client["authorization"] = "Bearer " + e.signer.User("bob")
+		delete(client, "x-organization-id")
+		up := check(t, "/api/orgs/org_acme/leave/1", client)
+		want := map[string]string{"x-auth-user-id": "bob", "x-auth-org-id": "org_acme", "x-auth-roles": "member",
+			"x-auth-org-source": "path:org", "x-auth-credential": "jwt"}
+		for _, h := range upstreamHeaders {
+			switch {
+			case h == "x-authz-decision-id":
+				if len(up[h]) != 32 {
+					t.Errorf("upstream %s = %q, want the decision id", h, up[h])
+				}
+			case up[h] != want[h]:
+				t.Errorf("upstream %s = %q, want %q", h, up[h], want[h])
+			}
+		}
+	})
+	t.Run("public route", func(t *testing.T) {
+		// Nothing is set but the decision id, and every client copy is removed.
+		up := check(t, "/healthz", forgedAll())
+		for _, h := range upstreamHeaders {
+			if v, ok := up[h]; ok && (h != "x-authz-decision-id" || v == "forged") {
+				t.Errorf("upstream %s = %q", h, v)
+			}
+		}
+	})
 }
 
 func TestUnknownKidAcceptedAfterRotation(t *testing.T) {

@@ -33,6 +33,14 @@ const (
 	ReasonBadOriginalRequest authz.Reason = "bad_original_request"
 )
 
+// HeaderDecisionID carries the decision id (authz.Decision.ID) on every
+// allow, for the proxy to copy onto the upstream request like the identity
+// headers, and on denies with Config.DecisionIDResponseHeader. A copy in the
+// auth request is a client's forgery and is dropped. (It belongs in
+// authz.IdentityHeaders; until it is there, extauthz declares it too, and
+// the tests check the two agree.)
+const HeaderDecisionID = "X-Authz-Decision-Id"
+
 // The request headers naming the original request.
 const (
 	HeaderOriginalMethod  = "X-Original-Method"
@@ -56,6 +64,11 @@ type Config struct {
 	// Empty disables Envoy-style requests: without a prefix they could not
 	// be told from a misconfigured proxy's request for "/".
 	EnvoyPathPrefix string
+	// DecisionIDResponseHeader also sends HeaderDecisionID with denies,
+	// which the proxy returns to the client. On an allow the header is
+	// always sent, for the upstream; whether the client sees it too is the
+	// proxy's choice (docs/proxies.md).
+	DecisionIDResponseHeader bool
 }
 
 var defaultTrustedProxies = []netip.Prefix{
@@ -147,7 +160,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.observer != nil {
 		h.observer.Observe(ctx, &req, &d, r.Header.Get("X-Request-Id"), time.Since(start))
 	}
-	writeAnswer(w, &d, m == modeEnvoy)
+	writeAnswer(w, &d, answerOptions{envoy: m == modeEnvoy, idOnDeny: h.cfg.DecisionIDResponseHeader})
 }
 
 // original fills req.Method and req.Path from the one source naming the
@@ -269,13 +282,13 @@ func refuse(reason authz.Reason, detail string) *authz.Decision {
 }
 
 // engineHeaders lower-cases names and joins repeated values with "," as
-// Envoy does, dropping client-sent identity headers: only this sidecar may
-// set them, so any copy in a request is forged.
+// Envoy does, dropping client-sent identity headers and decision ids: only
+// this sidecar may set them, so any copy in a request is forged.
 func engineHeaders(h http.Header) authz.HeaderMap {
 	m := make(authz.HeaderMap, len(h))
 	for k, vs := range h {
 		name := strings.ToLower(k)
-		if authz.IsIdentityHeader(name) {
+		if authz.IsIdentityHeader(name) || name == decisionIDLower {
 			continue
 		}
 		v := strings.Join(vs, ",")

@@ -426,7 +426,7 @@ func TestAnswers(t *testing.T) {
 		},
 		{
 			name: "shadow deny",
-			decision: authz.Decision{Allow: true, Shadowed: true, Code: authz.CodeForbidden, Reason: authz.ReasonMissingPermission,
+			decision: authz.Decision{ID: "id-2", Allow: true, Shadowed: true, Code: authz.CodeForbidden, Reason: authz.ReasonMissingPermission,
 				Detail: "missing permission x:y", UserID: "u1", OrgID: "o1", Roles: []string{"member"}},
 			wantStatus: 200,
 			wantHeader: map[string]string{"X-Authz-Shadow-Deny": "missing_permission", "X-Auth-User-Id": "u1", "X-Auth-Roles": "member", "X-Authz-Reason": ""},
@@ -503,7 +503,7 @@ func TestAnswers(t *testing.T) {
 			if !tc.decision.Allow {
 				assertNoIdentity(t, res.header)
 				// Same body and reason as the gRPC server.
-				grpc := extauthz.Response(&tc.decision).GetDeniedResponse()
+				grpc := extauthz.Response(&tc.decision, extauthz.Options{}).GetDeniedResponse()
 				if grpc.GetBody() != res.body {
 					t.Errorf("body %q differs from extauthz's %q", res.body, grpc.GetBody())
 				}
@@ -525,6 +525,7 @@ func TestHeadersToEngine(t *testing.T) {
 		"X-Organization-Id: org-1",
 		"X-Multi: a", "X-Multi: b",
 		"X-Auth-User-Id: evil", "X-Auth-Org-Id: evil-org", "X-Auth-Roles: owner", "X-Authz-Shadow-Deny: x",
+		"X-Authz-Decision-Id: forged",
 	)
 	if res.status != 200 {
 		t.Fatalf("status %d", res.status)
@@ -540,6 +541,7 @@ func TestHeadersToEngine(t *testing.T) {
 		"x-auth-org-id":       "",
 		"x-auth-roles":        "",
 		"x-authz-shadow-deny": "",
+		"x-authz-decision-id": "",
 	} {
 		if got := h.Get(name); got != want {
 			t.Errorf("Get(%q) = %q, want %q", name, got, want)
@@ -551,7 +553,10 @@ func TestHeadersToEngine(t *testing.T) {
 // anything and are never echoed; the answer's come from the decision only.
 func TestClientIdentityHeaders(t *testing.T) {
 	t.Parallel()
-	forged := []string{"X-Auth-User-Id: evil", "X-Auth-Org-Id: evil", "X-Auth-Roles: evil", "X-Authz-Shadow-Deny: evil"}
+	var forged []string
+	for _, h := range append(authz.IdentityHeaders[:], httpauthz.HeaderDecisionID) {
+		forged = append(forged, h+": evil")
+	}
 	tests := []struct {
 		name     string
 		decision authz.Decision
@@ -598,19 +603,20 @@ func TestEnvoyHeadersToRemove(t *testing.T) {
 	}{
 		{
 			name:     "user only",
-			decision: authz.Decision{Allow: true, Code: authz.CodeOK, UserID: "u1"},
+			decision: authz.Decision{ID: "id-1", Allow: true, Code: authz.CodeOK, UserID: "u1"},
 			target:   "/envoy/api/me",
 			want:     "x-auth-org-id,x-auth-roles,x-auth-org-source,x-auth-team-id,x-auth-credential,x-auth-impersonated-by,x-auth-api-key-id,x-authz-shadow-deny",
 		},
 		{
-			name:     "public",
+			// Without a decision id, a client's copy of that goes too.
+			name:     "public, no decision id",
 			decision: authz.Decision{Allow: true, Code: authz.CodeOK, Reason: authz.ReasonPublic},
 			target:   "/envoy/healthz",
-			want:     strings.Join(authz.IdentityHeaders[:], ","),
+			want:     strings.Join(authz.IdentityHeaders[:], ",") + ",x-authz-decision-id",
 		},
 		{
 			name: "all set",
-			decision: authz.Decision{Allow: true, Shadowed: true, Code: authz.CodeForbidden, Reason: authz.ReasonMissingPermission,
+			decision: authz.Decision{ID: "id-2", Allow: true, Shadowed: true, Code: authz.CodeForbidden, Reason: authz.ReasonMissingPermission,
 				UserID: "u1", OrgID: "o1", Roles: []string{"member"}, OrgSource: policy.Source{Kind: policy.FromPath, Name: "org"},
 				TeamID: "t", Credential: policy.CredSession, ImpersonatedBy: "a", APIKeyID: "k"},
 			target: "/envoy/api/x",
@@ -734,5 +740,43 @@ func TestNewHandlerConfig(t *testing.T) {
 				t.Fatal("nil handler without error")
 			}
 		})
+	}
+}
+
+// TestDecisionID: every allow carries the decision id for the upstream;
+// denies carry it only when configured, for the client.
+func TestDecisionID(t *testing.T) {
+	t.Parallel()
+	allow := authz.Decision{ID: "0123456789abcdef0123456789abcdef", Allow: true, Code: authz.CodeOK, Reason: authz.ReasonGranted, UserID: "u1"}
+	deny := authz.Decision{ID: "fedcba9876543210fedcba9876543210", Code: authz.CodeUnauthenticated, Reason: authz.ReasonNoCredential}
+	tests := []struct {
+		name string
+		d    authz.Decision
+		on   bool
+		want string // "" = absent
+	}{
+		{"allow", allow, false, allow.ID},
+		{"allow, configured", allow, true, allow.ID},
+		{"allow without an id", authz.Decision{Allow: true, Code: authz.CodeOK, Reason: authz.ReasonPublic}, true, ""},
+		{"deny", deny, false, ""},
+		{"deny, configured", deny, true, deny.ID},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newServer(t, &fakeDecider{answer: answer(tc.d)}, nil, httpauthz.Config{DecisionIDResponseHeader: tc.on})
+			res := raw(t, srv, "GET", "/", "X-Original-Method: GET", "X-Original-URI: /x", "X-Authz-Decision-Id: forged")
+			if got := strings.Join(res.header.Values(httpauthz.HeaderDecisionID), "|"); got != tc.want {
+				t.Errorf("%s = %q, want %q", httpauthz.HeaderDecisionID, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestDecisionIDHeaderAgrees: both transports name the header alike.
+func TestDecisionIDHeaderAgrees(t *testing.T) {
+	t.Parallel()
+	if !strings.EqualFold(httpauthz.HeaderDecisionID, extauthz.HeaderDecisionID) {
+		t.Errorf("httpauthz %q, extauthz %q", httpauthz.HeaderDecisionID, extauthz.HeaderDecisionID)
 	}
 }

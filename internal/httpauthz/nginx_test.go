@@ -3,7 +3,6 @@ package httpauthz_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -12,22 +11,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/authz-sidecar/authz-sidecar/internal/authz"
 	"github.com/authz-sidecar/authz-sidecar/internal/httpauthz"
-	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 )
 
-// TestNginxAuthRequest runs a real nginx with the auth_request setup from
-// the package doc in front of an upstream that echoes the identity it was
-// given, and checks what reaches the upstream and the client.
+// TestNginxAuthRequest runs a real nginx in front of an upstream that
+// reports what reached it, twice: with the auth_request setup generated
+// from the sidecar's header list (and the optional add_header line), and
+// with the snippet of docs/proxies.md as it is written.
 func TestNginxAuthRequest(t *testing.T) {
 	bin := nginxBinary(t)
 
@@ -35,172 +32,59 @@ func TestNginxAuthRequest(t *testing.T) {
 	upstream := httptest.NewServer(up)
 	t.Cleanup(upstream.Close)
 
-	d := &fakeDecider{answer: func(r *authz.Request) authz.Decision {
-		switch policy.SplitQuery(r.Path) {
-		case "/allowed":
-			return authz.Decision{Allow: true, Code: authz.CodeOK, Reason: authz.ReasonGranted, UserID: "u1", OrgID: "o1", Roles: []string{"member"}}
-		case "/public":
-			return authz.Decision{Allow: true, Code: authz.CodeOK, Reason: authz.ReasonPublic}
-		case "/login-required":
-			return authz.Decision{Code: authz.CodeUnauthenticated, Reason: authz.ReasonNoCredential}
-		case "/unavailable":
-			return authz.Decision{Code: authz.CodeUnavailable, Reason: authz.ReasonSourceUnavailable, Detail: "permissions unavailable"}
-		default:
-			return authz.Decision{Code: authz.CodeForbidden, Reason: authz.ReasonNoRoute, Detail: "no route"}
-		}
-	}}
-	authzSrv := newServer(t, d, nil, httpauthz.Config{})
-	nginx := startNginx(t, bin, upstream.Listener.Addr().String(), authzSrv.Listener.Addr().String())
+	d := proxyDecider()
+	authzSrv := newServer(t, d, nil, httpauthz.Config{DecisionIDResponseHeader: true})
+	upAddr, authzAddr := upstream.Listener.Addr().String(), authzSrv.Listener.Addr().String()
 
-	tests := []struct {
-		name       string
-		method     string
-		uri        string
-		headers    map[string]string
-		wantStatus int
-		wantUser   []string // X-Auth-User-Id values the upstream saw; nil = none
-		wantOrg    []string
-		wantAsked  string // "METHOD path" the decider saw
-		wantHit    bool   // the upstream was reached
-	}{
-		{
-			name: "allowed", method: "GET", uri: "/allowed", headers: map[string]string{"Authorization": "Bearer tok"},
-			wantStatus: 200, wantUser: []string{"u1"}, wantOrg: []string{"o1"}, wantAsked: "GET /allowed", wantHit: true,
-		},
-		{
-			name: "client identity overwritten", method: "GET", uri: "/allowed?x=1&y=%2F",
-			headers:    map[string]string{"X-Auth-User-Id": "evil", "X-Auth-Org-Id": "evil-org"},
-			wantStatus: 200, wantUser: []string{"u1"}, wantOrg: []string{"o1"}, wantAsked: "GET /allowed?x=1&y=%2F", wantHit: true,
-		},
-		{
-			name: "original method passed", method: "POST", uri: "/allowed",
-			wantStatus: 200, wantUser: []string{"u1"}, wantOrg: []string{"o1"}, wantAsked: "POST /allowed", wantHit: true,
-		},
-		{
-			// An allow without identity must remove a client's copy.
-			name: "client identity removed on public allow", method: "GET", uri: "/public",
-			headers:    map[string]string{"X-Auth-User-Id": "evil", "X-Auth-Org-Id": "evil-org"},
-			wantStatus: 200, wantAsked: "GET /public", wantHit: true,
-		},
-		{
-			name: "forbidden", method: "GET", uri: "/forbidden",
-			wantStatus: 403, wantAsked: "GET /forbidden",
-		},
-		{
-			name: "unauthenticated", method: "GET", uri: "/login-required",
-			wantStatus: 401, wantAsked: "GET /login-required",
-		},
-		{
-			// nginx turns any status but 2xx/401/403 into 500: still a deny.
-			name: "unavailable becomes 500", method: "GET", uri: "/unavailable",
-			wantStatus: 500, wantAsked: "GET /unavailable",
-		},
-		{
-			name: "client X-Original-* replaced by nginx", method: "DELETE", uri: "/forbidden",
+	cases := append(commonCases(500), // nginx turns any status but 2xx/401/403 into 500: still a deny
+		proxyCase{name: "client X-Original-* replaced by nginx", method: "DELETE", uri: "/forbidden",
 			headers:    map[string]string{"X-Original-URI": "/allowed", "X-Original-Method": "GET"},
-			wantStatus: 403, wantAsked: "DELETE /forbidden",
-		},
-		{
-			name: "client X-Forwarded-* cleared by nginx", method: "GET", uri: "/forbidden",
+			wantStatus: 403, wantAsked: "DELETE /forbidden"},
+		proxyCase{name: "client X-Forwarded-* cleared by nginx", method: "GET", uri: "/forbidden",
 			headers:    map[string]string{"X-Forwarded-Uri": "/allowed", "X-Forwarded-Method": "GET"},
-			wantStatus: 403, wantAsked: "GET /forbidden",
-		},
-	}
-	client := &http.Client{Timeout: 10 * time.Second}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			hitsBefore := up.count()
-			asksBefore := len(d.requests())
-			req, err := http.NewRequest(tc.method, "http://"+nginx+tc.uri, nil)
+			wantStatus: 403, wantAsked: "GET /forbidden"},
+	)
+	t.Run("generated", func(t *testing.T) {
+		nginx := "http://" + startNginx(t, bin, func(addr string) string { return generatedNginxServer(addr, upAddr, authzAddr) })
+		runProxyCases(t, nginx, d, up, cases)
+
+		client := &http.Client{Timeout: 10 * time.Second}
+		t.Run("401 challenge reaches the client", func(t *testing.T) {
+			resp, err := client.Get(nginx + "/login-required")
 			if err != nil {
 				t.Fatal(err)
 			}
-			for k, v := range tc.headers {
-				req.Header.Set(k, v)
-			}
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			var seen upstreamView
-			if err := json.NewDecoder(resp.Body).Decode(&seen); err != nil && tc.wantHit {
-				t.Fatalf("upstream answer: %v", err)
-			}
-			if resp.StatusCode != tc.wantStatus {
-				t.Fatalf("status %d, want %d", resp.StatusCode, tc.wantStatus)
-			}
-
-			asks := d.requests()[asksBefore:]
-			if len(asks) != 1 {
-				t.Fatalf("decider asked %d times, want 1", len(asks))
-			}
-			if got := asks[0].Method + " " + asks[0].Path; got != tc.wantAsked {
-				t.Errorf("decider asked about %q, want %q", got, tc.wantAsked)
-			}
-			if v, ok := tc.headers["Authorization"]; ok && asks[0].Headers.Get("authorization") != v {
-				t.Errorf("authorization reaching the engine = %q, want %q", asks[0].Headers.Get("authorization"), v)
-			}
-
-			hit := up.count() > hitsBefore
-			if hit != tc.wantHit {
-				t.Fatalf("upstream reached = %v, want %v", hit, tc.wantHit)
-			}
-			if !tc.wantHit {
-				return
-			}
-			if !slices.Equal(seen.User, tc.wantUser) || !slices.Equal(seen.Org, tc.wantOrg) {
-				t.Errorf("upstream saw user %q org %q, want %q %q", seen.User, seen.Org, tc.wantUser, tc.wantOrg)
-			}
-			if seen.URI != tc.uri || seen.Method != tc.method {
-				t.Errorf("upstream got %s %s, want %s %s", seen.Method, seen.URI, tc.method, tc.uri)
-			}
-			if resp.Header.Get("X-Auth-User-Id") != "" {
-				t.Error("identity header leaked to the client")
+			resp.Body.Close()
+			if got := resp.Header.Get("WWW-Authenticate"); got != `Bearer error="invalid_token"` {
+				t.Errorf("WWW-Authenticate = %q", got)
 			}
 		})
-	}
-
-	t.Run("401 challenge reaches the client", func(t *testing.T) {
-		resp, err := client.Get("http://" + nginx + "/login-required")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if got := resp.Header.Get("WWW-Authenticate"); got != `Bearer error="invalid_token"` {
-			t.Errorf("WWW-Authenticate = %q", got)
+		// The snippet's optional add_header line: the decision id for
+		// clients, on allows and (the sidecar configured to send it) on
+		// denies.
+		for _, path := range []string{"/allowed", "/forbidden", "/login-required"} {
+			t.Run("decision id to the client "+path, func(t *testing.T) {
+				req, _ := http.NewRequest("GET", nginx+path, nil)
+				req.Header.Set(httpauthz.HeaderDecisionID, "forged")
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				want := forbidden.ID
+				if d, ok := proxyDecisions[path]; ok {
+					want = d.ID
+				}
+				if got := resp.Header.Values(httpauthz.HeaderDecisionID); len(got) != 1 || got[0] != want {
+					t.Errorf("%s = %q, want %q", httpauthz.HeaderDecisionID, got, want)
+				}
+			})
 		}
 	})
-}
-
-// upstreamView is what the echo upstream reports about a request.
-type upstreamView struct {
-	Method string   `json:"method"`
-	URI    string   `json:"uri"`
-	User   []string `json:"user"`
-	Org    []string `json:"org"`
-}
-
-type echoUpstream struct {
-	mu   sync.Mutex
-	hits int // guarded by mu
-}
-
-func (u *echoUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	u.mu.Lock()
-	u.hits++
-	u.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(upstreamView{
-		Method: r.Method, URI: r.RequestURI,
-		User: r.Header.Values("X-Auth-User-Id"), Org: r.Header.Values("X-Auth-Org-Id"),
+	t.Run("docs snippet", func(t *testing.T) {
+		nginx := "http://" + startNginx(t, bin, func(addr string) string { return docsNginxServer(t, addr, upAddr, authzAddr) })
+		runProxyCases(t, nginx, d, up, cases)
 	})
-}
-
-func (u *echoUpstream) count() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.hits
 }
 
 // nginxBinary finds nginx, installing it with scripts/nginx.sh if needed.
@@ -237,7 +121,7 @@ func isExecutable(p string) bool {
 // startNginx runs nginx in the foreground from a temporary prefix (pid,
 // logs and temp files inside it, so it needs neither root nor /etc or
 // /var) and returns its listen address once it accepts connections.
-func startNginx(t *testing.T, bin, upstream, authzAddr string) string {
+func startNginx(t *testing.T, bin string, server func(addr string) string) string {
 	t.Helper()
 	dir := t.TempDir()
 	// Temp path directives exist only for the modules compiled in.
@@ -253,7 +137,7 @@ func startNginx(t *testing.T, bin, upstream, authzAddr string) string {
 	for attempt := 0; attempt < 3; attempt++ {
 		addr := freeAddr(t)
 		conf := filepath.Join(dir, "nginx.conf")
-		if err := os.WriteFile(conf, []byte(nginxConf(dir, addr, upstream, authzAddr, temps.String())), 0o644); err != nil {
+		if err := os.WriteFile(conf, []byte(nginxConf(dir, temps.String(), server(addr))), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		var stderr lockedBuffer
@@ -288,7 +172,9 @@ func startNginx(t *testing.T, bin, upstream, authzAddr string) string {
 	return ""
 }
 
-func nginxConf(dir, addr, upstream, authzAddr, temps string) string {
+// nginxConf is a whole nginx configuration around server: pid, logs and
+// temporary files in dir.
+func nginxConf(dir, temps, server string) string {
 	return fmt.Sprintf(`worker_processes 1;
 pid %[1]s/nginx.pid;
 error_log stderr warn;
@@ -296,27 +182,33 @@ events { worker_connections 64; }
 http {
     access_log off;
     client_body_temp_path %[1]s/client_body;
+    # Bodies stay in memory: run as root, nginx's workers (nobody) could
+    # not write to the test's temporary directory.
+    client_body_buffer_size 1m;
     proxy_temp_path %[1]s/proxy;
-%[5]s
+%[2]s
+%[3]s
+}
+`, dir, temps, server)
+}
+
+// generatedNginxServer is the auth_request setup of docs/proxies.md with
+// its header lines generated from sidecarHeaders, plus the optional
+// add_header line.
+func generatedNginxServer(addr, upstream, authzAddr string) string {
+	return fmt.Sprintf(`
     server {
-        listen %[2]s;
+        listen %[1]s;
 
         location / {
-            auth_request     /_authz;
-            auth_request_set $authz_user   $upstream_http_x_auth_user_id;
-            auth_request_set $authz_org    $upstream_http_x_auth_org_id;
-            auth_request_set $authz_roles  $upstream_http_x_auth_roles;
-            auth_request_set $authz_shadow $upstream_http_x_authz_shadow_deny;
-            proxy_set_header X-Auth-User-Id      $authz_user;
-            proxy_set_header X-Auth-Org-Id       $authz_org;
-            proxy_set_header X-Auth-Roles        $authz_roles;
-            proxy_set_header X-Authz-Shadow-Deny $authz_shadow;
-            proxy_pass http://%[3]s;
+            auth_request /_authz;
+%[4]s            add_header X-Authz-Decision-Id $authz_decision_id always;
+            proxy_pass http://%[2]s;
         }
 
         location = /_authz {
             internal;
-            proxy_pass              http://%[4]s/;
+            proxy_pass              http://%[3]s/;
             proxy_pass_request_body off;
             proxy_set_header Content-Length     "";
             proxy_set_header X-Original-URI     $request_uri;
@@ -326,8 +218,38 @@ http {
             proxy_set_header X-Forwarded-Method "";
         }
     }
+`, addr, upstream, authzAddr, nginxIdentityLines("            "))
 }
-`, dir, addr, upstream, authzAddr, temps)
+
+// docsNginxServer is the nginx snippet of docs/proxies.md as written, with
+// the test's addresses.
+func docsNginxServer(t *testing.T, addr, upstream, authzAddr string) string {
+	t.Helper()
+	return substitute(t, docSnippet(t, "nginx"), map[string]string{
+		"listen 80;":             "listen " + addr + ";",
+		"server 127.0.0.1:9193;": "server " + authzAddr + ";",
+		"proxy_pass http://app;": "proxy_pass http://" + upstream + ";",
+	})
+}
+
+// nginxVar is the variable docs/proxies.md keeps a sidecar header in:
+// "x-auth-user-id" -> "auth_user_id".
+func nginxVar(header string) string {
+	return strings.ReplaceAll(strings.TrimPrefix(header, "x-"), "-", "_")
+}
+
+// nginxIdentityLines copies every sidecar header from the auth answer onto
+// the upstream request: auth_request_set, then proxy_set_header, which
+// replaces a client's copy (and sends none when the answer had none).
+func nginxIdentityLines(indent string) string {
+	var b strings.Builder
+	for _, h := range sidecarHeaders {
+		fmt.Fprintf(&b, "%sauth_request_set $%s $upstream_http_%s;\n", indent, nginxVar(h), strings.ReplaceAll(h, "-", "_"))
+	}
+	for _, h := range sidecarHeaders {
+		fmt.Fprintf(&b, "%sproxy_set_header %s $%s;\n", indent, http.CanonicalHeaderKey(h), nginxVar(h))
+	}
+	return b.String()
 }
 
 // freeAddr returns a loopback address that was free a moment ago.

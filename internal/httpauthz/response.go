@@ -12,11 +12,22 @@ import (
 // headers from the upstream request.
 const headerEnvoyRemove = "X-Envoy-Auth-Headers-To-Remove"
 
+// decisionIDLower is HeaderDecisionID as authz spells header names.
+var decisionIDLower = strings.ToLower(HeaderDecisionID)
+
+// answerOptions say how to write an answer besides the decision.
+type answerOptions struct {
+	// envoy: the asker is Envoy's HTTP ext_authz client.
+	envoy bool
+	// idOnDeny: send the decision id with denies too.
+	idOnDeny bool
+}
+
 // writeAnswer translates a decision into the HTTP answer: the status from
 // authz's one mapping (Code.HTTPStatus), the identity headers from
 // Decision.Identity. Only an allow is ever 200; identity headers are only
 // ever written on one.
-func writeAnswer(w http.ResponseWriter, d *authz.Decision, envoy bool) {
+func writeAnswer(w http.ResponseWriter, d *authz.Decision, o answerOptions) {
 	h := w.Header()
 	// An auth answer belongs to one request; no proxy may reuse it.
 	h.Set("Cache-Control", "no-store")
@@ -30,7 +41,10 @@ func writeAnswer(w http.ResponseWriter, d *authz.Decision, envoy bool) {
 				}
 			}
 		}
-		if envoy {
+		if d.ID != "" {
+			h.Set(HeaderDecisionID, d.ID)
+		}
+		if o.envoy {
 			// Envoy's allowed_upstream_headers only overwrites what we
 			// send; a client's copy of a header we do not send would reach
 			// the upstream unless removed.
@@ -39,6 +53,9 @@ func writeAnswer(w http.ResponseWriter, d *authz.Decision, envoy bool) {
 				if !set[i] {
 					unset = append(unset, id)
 				}
+			}
+			if d.ID == "" {
+				unset = append(unset, decisionIDLower)
 			}
 			if len(unset) > 0 {
 				h.Set(headerEnvoyRemove, strings.Join(unset, ","))
@@ -52,6 +69,9 @@ func writeAnswer(w http.ResponseWriter, d *authz.Decision, envoy bool) {
 	h.Set(authz.HeaderReason, string(d.Reason))
 	if d.Code == authz.CodeUnauthenticated {
 		h.Set("WWW-Authenticate", authz.Challenge)
+	}
+	if o.idOnDeny && d.ID != "" {
+		h.Set(HeaderDecisionID, d.ID)
 	}
 	w.WriteHeader(d.Status())
 	// The body is best effort: the status already carries the decision.

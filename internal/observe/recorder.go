@@ -101,6 +101,7 @@ func (r *Recorder) Observe(_ context.Context, req *authz.Request, d *authz.Decis
 // fields never include the token or the query string (which may carry one).
 func (r *Recorder) fields(req *authz.Request, d *authz.Decision, result, requestID string, elapsed time.Duration) []zap.Field {
 	return []zap.Field{
+		zap.String("decision_id", d.ID),
 		zap.String("request_id", requestID),
 		zap.String("method", req.Method),
 		zap.String("route", d.Route),

@@ -21,7 +21,7 @@ func TestRecorder(t *testing.T) {
 	req := &authz.Request{Method: "GET", Path: "/api/orgs/o1/leave/1?access_token=" + token,
 		Headers: authz.HeaderMap{"authorization": "Bearer " + token}}
 	allow := &authz.Decision{Allow: true, Code: authz.CodeOK, Reason: authz.ReasonGranted, Route: "read-leave", UserID: "u1", Grants: roles.Grants{{Role: "member", Perms: []string{"leave:read"}}}}
-	deny := &authz.Decision{Code: authz.CodeForbidden, Reason: authz.ReasonMissingPermission, Detail: "missing permission leave:approve", Route: "approve-leave", UserID: "u1"}
+	deny := &authz.Decision{ID: "0123456789abcdef0123456789abcdef", Code: authz.CodeForbidden, Reason: authz.ReasonMissingPermission, Detail: "missing permission leave:approve", Route: "approve-leave", UserID: "u1"}
 
 	tests := []struct {
 		name      string
@@ -54,6 +54,9 @@ func TestRecorder(t *testing.T) {
 					if strings.Contains(strings.ToLower(toString(v)), strings.ToLower(token[:20])) {
 						t.Errorf("log field %s carries the token: %v", k, v)
 					}
+				}
+				if f := e.ContextMap(); f["decision"] == "deny" && f["decision_id"] != deny.ID {
+					t.Errorf("deny logged with decision_id %v, want %s", f["decision_id"], deny.ID)
 				}
 				if _, ok := e.ContextMap()["grants"]; ok != tt.wantHeld {
 					t.Errorf("held permissions logged = %v, want %v", ok, tt.wantHeld)
