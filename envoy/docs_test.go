@@ -15,7 +15,6 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/authz"
-	"github.com/authz-sidecar/authz-sidecar/internal/extauthz"
 )
 
 // docSnippet returns the code block that follows "<!-- snippet: name -->"
@@ -103,7 +102,7 @@ func TestDocsEnvoyHTTPSnippet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, hd := range append(authz.IdentityHeaders[:], extauthz.HeaderDecisionID) {
+	for _, hd := range authz.IdentityHeaders[:] {
 		if !slices.Contains(upstream, hd) {
 			t.Errorf("allowed_upstream_headers lacks %s: a client's copy would reach the upstream", hd)
 		}
@@ -112,7 +111,7 @@ func TestDocsEnvoyHTTPSnippet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, hd := range []string{authz.HeaderReason, extauthz.HeaderDecisionID} {
+	for _, hd := range []string{authz.HeaderReason, authz.HeaderDecisionID} {
 		if !slices.Contains(client, hd) {
 			t.Errorf("allowed_client_headers lacks %s", hd)
 		}

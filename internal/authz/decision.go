@@ -185,6 +185,9 @@ const (
 	// HeaderShadowDeny tells the operator that a deny was let through by a
 	// route in shadow mode; its value is the reason.
 	HeaderShadowDeny = "x-authz-shadow-deny"
+	// HeaderDecisionID names the decision (Decision.ID), so one request can
+	// be followed across the proxy, the decision log and the application.
+	HeaderDecisionID = "x-authz-decision-id"
 	// HeaderReason carries the deny reason label to the client.
 	HeaderReason = "x-authz-reason"
 )
@@ -195,13 +198,13 @@ const (
 // slice it to use it, never modify it.
 var IdentityHeaders = [...]string{
 	HeaderUserID, HeaderOrgID, HeaderRoles, HeaderOrgSource, HeaderTeamID,
-	HeaderCredential, HeaderImpersonatedBy, HeaderAPIKeyID, HeaderShadowDeny,
+	HeaderCredential, HeaderImpersonatedBy, HeaderAPIKeyID, HeaderShadowDeny, HeaderDecisionID,
 }
 
 // IsIdentityHeader reports whether a lower-case header name is one of
 // IdentityHeaders.
 func IsIdentityHeader(lower string) bool {
-	if !strings.HasPrefix(lower, "x-auth") {
+	if !strings.HasPrefix(lower, "x-auth") { // x-auth-* and x-authz-*
 		return false
 	}
 	for _, h := range IdentityHeaders {
@@ -219,6 +222,8 @@ type Decision struct {
 	// followed across the proxy's access log, the decision log and the
 	// application.
 	ID string
+	// PolicyVersion is the version of the policy that decided.
+	PolicyVersion string
 	// Allow is true when the request may go on (including a shadowed deny).
 	Allow bool
 	// Code is what the decision would be under enforcement.
@@ -268,6 +273,7 @@ func (d *Decision) Identity(yield func(name, value string) bool) {
 		{HeaderImpersonatedBy, d.ImpersonatedBy},
 		{HeaderAPIKeyID, d.APIKeyID},
 		{HeaderShadowDeny, d.shadowReason()},
+		{HeaderDecisionID, d.ID},
 	}
 	for _, p := range pairs {
 		if p.v != "" && !yield(p.k, p.v) {

@@ -173,7 +173,7 @@ func (e *Engine) SetState(st State) error {
 func (e *Engine) Decide(ctx context.Context, r *Request) Decision {
 	st := e.state.Load()
 	pol := st.Policy
-	d := Decision{ID: e.cfg.NewID()}
+	d := Decision{ID: e.cfg.NewID(), PolicyVersion: pol.Version}
 
 	// 1. Route: by name when the proxy names it, else by path.
 	match, refusal, ok := e.route(pol, r, d)

@@ -653,7 +653,7 @@ func TestSetStateIsAtomic(t *testing.T) {
 
 func TestDecisionIdentity(t *testing.T) {
 	t.Parallel()
-	d := Decision{Allow: true, UserID: "u", OrgID: "o", OrgSource: policy.Source{Kind: policy.FromPath, Name: "org"},
+	d := Decision{ID: "id1", Allow: true, UserID: "u", OrgID: "o", OrgSource: policy.Source{Kind: policy.FromPath, Name: "org"},
 		Roles: []string{"a", "b"}, TeamID: "t", Credential: policy.CredSession, ImpersonatedBy: "x", APIKeyID: "k", Shadowed: true, Reason: ReasonMissingPermission}
 	got := map[string]string{}
 	var order []string
@@ -664,6 +664,7 @@ func TestDecisionIdentity(t *testing.T) {
 	want := map[string]string{
 		HeaderUserID: "u", HeaderOrgID: "o", HeaderRoles: "a,b", HeaderOrgSource: "path:org", HeaderTeamID: "t",
 		HeaderCredential: "session", HeaderImpersonatedBy: "x", HeaderAPIKeyID: "k", HeaderShadowDeny: "missing_permission",
+		HeaderDecisionID: "id1",
 	}
 	if len(got) != len(want) {
 		t.Fatalf("identity = %v", got)
@@ -787,6 +788,9 @@ func TestDecisionIDs(t *testing.T) {
 	seen := map[string]bool{}
 	for _, path := range []string{"/healthz", "/nowhere", "/me", "/orgs/o1/../x"} {
 		d := e.Decide(context.Background(), &Request{Method: "GET", Path: path})
+		if d.PolicyVersion != e.Policy().Version {
+			t.Errorf("%s: policy version %q", path, d.PolicyVersion)
+		}
 		if len(d.ID) != 32 || strings.Trim(d.ID, "0123456789abcdef") != "" || seen[d.ID] {
 			t.Errorf("%s: decision id %q", path, d.ID)
 		}

@@ -27,15 +27,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/authz"
-	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 )
-
-// HeaderDecisionID carries the decision id (authz.Decision.ID) to the
-// upstream on every allow and, with Config.DecisionIDResponseHeader, to the
-// client. Like the identity headers, a client's copy never reaches the
-// upstream. (It belongs in authz.IdentityHeaders; until it is there, both
-// transports declare it, and httpauthz's tests check they agree.)
-const HeaderDecisionID = "x-authz-decision-id"
 
 // MetadataNamespace is the dynamic metadata namespace Envoy's HTTP ext_authz
 // filter files a CheckResponse's dynamic_metadata under, e.g.
@@ -73,12 +65,6 @@ type Decider interface {
 	Decide(ctx context.Context, r *authz.Request) authz.Decision
 }
 
-// policyHolder is a Decider that can say which policy it decides under
-// (*authz.Engine); the answer's metadata then names its version.
-type policyHolder interface {
-	Policy() *policy.Policy
-}
-
 // Observer sees every decision after it is made (metrics, decision log).
 type Observer interface {
 	Observe(ctx context.Context, r *authz.Request, d *authz.Decision, requestID string, elapsed time.Duration)
@@ -89,7 +75,7 @@ type Config struct {
 	// Timeout bounds one Check; keep it below Envoy's ext_authz timeout so
 	// the sidecar answers 503 itself instead of Envoy timing out.
 	Timeout time.Duration
-	// DecisionIDResponseHeader also sends HeaderDecisionID to the client,
+	// DecisionIDResponseHeader also sends authz.HeaderDecisionID to the client,
 	// on allows (response_headers_to_add) and denies alike.
 	DecisionIDResponseHeader bool
 }
@@ -98,7 +84,6 @@ type Config struct {
 type Server struct {
 	authv3.UnimplementedAuthorizationServer
 	decider  Decider
-	policies policyHolder // nil when the decider cannot name its policy
 	observer Observer
 	cfg      Config
 }
@@ -108,8 +93,7 @@ func New(decider Decider, observer Observer, cfg Config) *Server {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 100 * time.Millisecond
 	}
-	ph, _ := decider.(policyHolder)
-	return &Server{decider: decider, policies: ph, observer: observer, cfg: cfg}
+	return &Server{decider: decider, observer: observer, cfg: cfg}
 }
 
 // Check answers Envoy.
@@ -125,17 +109,8 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		Headers:   requestHeaders(h),
 		RouteName: req.GetAttributes().GetContextExtensions()["route"],
 	}
-	var before *policy.Policy
-	if s.policies != nil {
-		before = s.policies.Policy()
-	}
 	d := s.decider.Decide(ctx, &r)
 	opts := Options{DecisionIDToClient: s.cfg.DecisionIDResponseHeader}
-	// The policy in force before and after the decision is the one that
-	// made it; across a reload it is not known which, so none is named.
-	if before != nil && s.policies.Policy() == before {
-		opts.PolicyVersion = before.Version
-	}
 	if s.observer != nil {
 		s.observer.Observe(ctx, &r, &d, requestID(h), time.Since(start))
 	}
@@ -173,21 +148,14 @@ func requestHeaders(h *authv3.AttributeContext_HttpRequest) authz.Headers {
 
 // Options are what an answer carries besides the decision.
 type Options struct {
-	// PolicyVersion is the version of the policy that decided ("" when
-	// unknown), for the metadata.
-	PolicyVersion string
-	// DecisionIDToClient also sends HeaderDecisionID to the client.
+	// DecisionIDToClient also sends authz.HeaderDecisionID to the client.
 	DecisionIDToClient bool
 }
 
-// upstreamHeaders are the headers an allow sets for the upstream: the
-// identity headers and the decision id. Every one it does not set is
-// removed instead, so a client's copy never reaches the upstream.
-var upstreamHeaders = func() (h [len(authz.IdentityHeaders) + 1]string) {
-	copy(h[:], authz.IdentityHeaders[:])
-	h[len(h)-1] = HeaderDecisionID
-	return h
-}()
+// upstreamHeaders are the headers an allow sets for the upstream. Every one
+// it does not set is removed instead, so a client's copy never reaches the
+// upstream.
+var upstreamHeaders = authz.IdentityHeaders
 
 // maxUpstream is the number of headers an allow may set.
 const maxUpstream = len(upstreamHeaders)
@@ -207,8 +175,9 @@ type okAnswer struct {
 	client [2]*corev3.HeaderValueOption // shadow deny, decision id
 	// joined holds the header values the metadata reuses (building them
 	// again would allocate again).
-	joined joined
-	meta   metadata
+	joined     joined
+	meta       metadata
+	idToClient bool
 }
 
 // add sets one upstream header; it is Decision.Identity's yield.
@@ -231,6 +200,10 @@ func (a *okAnswer) add(k, v string) bool {
 	case authz.HeaderShadowDeny:
 		// The client learns of the shadowed deny too.
 		a.ok.ResponseHeadersToAdd = append(a.ok.ResponseHeadersToAdd, a.ptrs[i])
+	case authz.HeaderDecisionID:
+		if a.idToClient {
+			a.ok.ResponseHeadersToAdd = append(a.ok.ResponseHeadersToAdd, a.ptrs[i])
+		}
 	case authz.HeaderRoles:
 		a.joined.roles = v
 	case authz.HeaderOrgSource:
@@ -249,16 +222,10 @@ func (a *okAnswer) add(k, v string) bool {
 // and removes exactly the others.
 func Response(d *authz.Decision, o Options) *authv3.CheckResponse {
 	if d.Allow {
-		a := &okAnswer{}
+		a := &okAnswer{idToClient: o.DecisionIDToClient}
 		a.ok.Headers = a.ptrs[:0]
 		a.ok.ResponseHeadersToAdd = a.client[:0]
 		d.Identity(a.add)
-		if d.ID != "" {
-			a.add(HeaderDecisionID, d.ID)
-			if o.DecisionIDToClient {
-				a.ok.ResponseHeadersToAdd = append(a.ok.ResponseHeadersToAdd, a.ptrs[len(a.ok.Headers)-1])
-			}
-		}
 		remove := a.remove[:0]
 		for i, name := range upstreamHeaders {
 			if !a.set[i] {
@@ -274,7 +241,7 @@ func Response(d *authz.Decision, o Options) *authv3.CheckResponse {
 		a.wrap.OkResponse = &a.ok
 		a.resp.Status = &a.status
 		a.resp.HttpResponse = &a.wrap
-		a.resp.DynamicMetadata = a.meta.fill(d, a.joined, o.PolicyVersion)
+		a.resp.DynamicMetadata = a.meta.fill(d, a.joined)
 		return &a.resp
 	}
 	headers := []*corev3.HeaderValueOption{
@@ -285,7 +252,7 @@ func Response(d *authz.Decision, o Options) *authv3.CheckResponse {
 		headers = append(headers, overwrite("www-authenticate", authz.Challenge))
 	}
 	if o.DecisionIDToClient && d.ID != "" {
-		headers = append(headers, overwrite(HeaderDecisionID, d.ID))
+		headers = append(headers, overwrite(authz.HeaderDecisionID, d.ID))
 	}
 	var meta metadata
 	return &authv3.CheckResponse{
@@ -295,7 +262,7 @@ func Response(d *authz.Decision, o Options) *authv3.CheckResponse {
 			Headers: headers,
 			Body:    d.DenyBody(),
 		}},
-		DynamicMetadata: meta.fill(d, join(d), o.PolicyVersion),
+		DynamicMetadata: meta.fill(d, join(d)),
 	}
 }
 
@@ -335,7 +302,8 @@ const (
 )
 
 // fill builds the metadata of d.
-func (m *metadata) fill(d *authz.Decision, j joined, version string) *structpb.Struct {
+func (m *metadata) fill(d *authz.Decision, j joined) *structpb.Struct {
+	version := d.PolicyVersion
 	result, status := "deny", d.Status()
 	switch {
 	case d.Shadowed:

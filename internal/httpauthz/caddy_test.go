@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authz-sidecar/authz-sidecar/internal/authz"
 	"github.com/authz-sidecar/authz-sidecar/internal/httpauthz"
 	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 )
@@ -60,10 +61,10 @@ func TestCaddyForwardAuth(t *testing.T) {
 				defer resp.Body.Close()
 				body, _ := io.ReadAll(resp.Body)
 				for name, want := range map[string]string{
-					"WWW-Authenticate":         `Bearer error="invalid_token"`,
-					"X-Authz-Reason":           "no_credential",
-					"Content-Type":             "application/json",
-					httpauthz.HeaderDecisionID: proxyDecisions["/login-required"].ID,
+					"WWW-Authenticate":     `Bearer error="invalid_token"`,
+					"X-Authz-Reason":       "no_credential",
+					"Content-Type":         "application/json",
+					authz.HeaderDecisionID: proxyDecisions["/login-required"].ID,
 				} {
 					if got := resp.Header.Get(name); got != want {
 						t.Errorf("%s = %q, want %q", name, got, want)

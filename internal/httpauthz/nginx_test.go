@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authz-sidecar/authz-sidecar/internal/authz"
 	"github.com/authz-sidecar/authz-sidecar/internal/httpauthz"
 	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 )
@@ -65,7 +66,7 @@ func TestNginxAuthRequest(t *testing.T) {
 		for _, path := range []string{"/allowed", "/forbidden", "/login-required"} {
 			t.Run("decision id to the client "+path, func(t *testing.T) {
 				req, _ := http.NewRequest("GET", nginx+path, nil)
-				req.Header.Set(httpauthz.HeaderDecisionID, "forged")
+				req.Header.Set(authz.HeaderDecisionID, "forged")
 				resp, err := client.Do(req)
 				if err != nil {
 					t.Fatal(err)
@@ -75,8 +76,8 @@ func TestNginxAuthRequest(t *testing.T) {
 				if d, ok := proxyDecisions[path]; ok {
 					want = d.ID
 				}
-				if got := resp.Header.Values(httpauthz.HeaderDecisionID); len(got) != 1 || got[0] != want {
-					t.Errorf("%s = %q, want %q", httpauthz.HeaderDecisionID, got, want)
+				if got := resp.Header.Values(authz.HeaderDecisionID); len(got) != 1 || got[0] != want {
+					t.Errorf("%s = %q, want %q", authz.HeaderDecisionID, got, want)
 				}
 			})
 		}

@@ -12,9 +12,6 @@ import (
 // headers from the upstream request.
 const headerEnvoyRemove = "X-Envoy-Auth-Headers-To-Remove"
 
-// decisionIDLower is HeaderDecisionID as authz spells header names.
-var decisionIDLower = strings.ToLower(HeaderDecisionID)
-
 // answerOptions say how to write an answer besides the decision.
 type answerOptions struct {
 	// envoy: the asker is Envoy's HTTP ext_authz client.
@@ -41,9 +38,6 @@ func writeAnswer(w http.ResponseWriter, d *authz.Decision, o answerOptions) {
 				}
 			}
 		}
-		if d.ID != "" {
-			h.Set(HeaderDecisionID, d.ID)
-		}
 		if o.envoy {
 			// Envoy's allowed_upstream_headers only overwrites what we
 			// send; a client's copy of a header we do not send would reach
@@ -53,9 +47,6 @@ func writeAnswer(w http.ResponseWriter, d *authz.Decision, o answerOptions) {
 				if !set[i] {
 					unset = append(unset, id)
 				}
-			}
-			if d.ID == "" {
-				unset = append(unset, decisionIDLower)
 			}
 			if len(unset) > 0 {
 				h.Set(headerEnvoyRemove, strings.Join(unset, ","))
@@ -71,7 +62,7 @@ func writeAnswer(w http.ResponseWriter, d *authz.Decision, o answerOptions) {
 		h.Set("WWW-Authenticate", authz.Challenge)
 	}
 	if o.idOnDeny && d.ID != "" {
-		h.Set(HeaderDecisionID, d.ID)
+		h.Set(authz.HeaderDecisionID, d.ID)
 	}
 	w.WriteHeader(d.Status())
 	// The body is best effort: the status already carries the decision.

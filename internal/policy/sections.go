@@ -472,6 +472,11 @@ func parseSource(s, sessionField string) (Source, string) {
 		if !isToken(name) {
 			return Source{}, fmt.Sprintf("%q: not a valid header name", s)
 		}
+		if strings.HasPrefix(name, "x-auth-") || strings.HasPrefix(name, "x-authz-") {
+			// The sidecar's own answer headers: a request's copy is a
+			// client's forgery, never a source.
+			return Source{}, fmt.Sprintf("%q: x-auth-* and x-authz-* are the sidecar's own headers; a client's copy is never trusted", s)
+		}
 		return Source{Kind: FromHeader, Name: name}, ""
 	case "claim":
 		if !isClaimName(name) {

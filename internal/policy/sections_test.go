@@ -196,6 +196,7 @@ func TestSectionProblems(t *testing.T) {
 		{"claim source without jwt", "session: { base_url: http://a.example }\norganization: { from: [claim:org] }\n" + route, 1, "a claim source needs the jwt section"},
 		{"session source without session", "api_keys: {}\norganization: { from: [session:activeOrganizationId] }\n" + route, 1, "a session source needs the session section"},
 		{"session field", "api_keys: {}\norganization: { from: [session:activeTeamId] }\n" + route, 2, "the session field here is activeOrganizationId"},
+		{"identity header as a source", "api_keys: {}\norganization: { from: [header:x-auth-org-id] }\n" + route, 2, "the sidecar's own headers"},
 		{"team session field", "api_keys: {}\nteam: { from: [session:activeOrganizationId] }\n" + route, 2, "the session field here is activeTeamId"},
 		{"schema naming", "api_keys: {}\nschema: { naming: camel }\n" + route, 2, "schema.naming must be auto, plural"},
 		{"schema model", "api_keys: {}\nschema: { tables: { users: u } }\n" + route, 2, `unknown model "users"`},
