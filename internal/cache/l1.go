@@ -320,9 +320,10 @@ func (l *L1[Q, V]) load(ctx context.Context, key string, q Q, recheck bool) (any
 		ttl = cfg.TTL
 	}
 	if l.kind.Expires != nil {
-		// Never served past its own expiry (a session's expiresAt).
+		// Never served past its own expiry (a session's expiresAt), even
+		// by a hit that reads the coarse clock late.
 		if exp := l.kind.Expires(v); !exp.IsZero() {
-			ttl = min(ttl, exp.Sub(cfg.Now()))
+			ttl = min(ttl, exp.Sub(cfg.Now())-coarseTick)
 		}
 	}
 	if ttl <= 0 {
