@@ -196,11 +196,8 @@ func raise(v *atomic.Int64, t int64) {
 // loaded, is newer than every invalidation that concerns it, FlushLocal
 // excluded. It does not allocate.
 func (s *Invalidations) fresh(loaded int64, subjects packedSubjects) bool {
-	if loaded > s.latest.Load() {
-		return true
-	}
-	if loaded <= s.all.Load() {
-		return false
+	if verdict, decided := s.quick(loaded); decided {
+		return verdict
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -214,6 +211,33 @@ func (s *Invalidations) fresh(loaded int64, subjects packedSubjects) bool {
 		}
 		rest = more
 	}
+}
+
+// freshList is fresh for subjects in a slice.
+func (s *Invalidations) freshList(loaded int64, subjects []invalidate.Subject) bool {
+	if verdict, decided := s.quick(loaded); decided {
+		return verdict
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, subject := range subjects {
+		if t, found := s.subjects[subject]; found && loaded <= t {
+			return false
+		}
+	}
+	return true
+}
+
+// quick decides without the map when it can: loaded after everything
+// recorded (fresh), or not after the last invalidation of everything.
+func (s *Invalidations) quick(loaded int64) (verdict, decided bool) {
+	if loaded > s.latest.Load() {
+		return true, true
+	}
+	if loaded <= s.all.Load() {
+		return false, true
+	}
+	return false, false
 }
 
 // freshL1 is fresh for an L1 entry, which FlushLocal concerns too by the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -81,6 +82,8 @@ type L2Store struct {
 	log *zap.Logger
 	reg prometheus.Registerer
 	brk breaker
+	// allKey is the marker of everything: "<prefix>inv:all".
+	allKey string
 }
 
 var _ invalidate.Markers = (*L2Store)(nil)
@@ -91,7 +94,8 @@ func NewL2Store(rdb redis.UniversalClient, cfg L2Config, log *zap.Logger, reg pr
 	cfg.defaults()
 	return &L2Store{
 		rdb: rdb, cfg: cfg, log: log.Named("l2"), reg: reg,
-		brk: breaker{threshold: cfg.BreakerFailures, cooldown: cfg.BreakerCooldown},
+		brk:    breaker{threshold: cfg.BreakerFailures, cooldown: cfg.BreakerCooldown},
+		allKey: cfg.Prefix + "inv:all",
 	}
 }
 
@@ -145,13 +149,13 @@ func (s *L2Store) markerKey(subject invalidate.Subject) string {
 	return s.cfg.Prefix + "inv:" + string(subject)
 }
 
-// allMarker is the marker of everything.
-func (s *L2Store) allMarker() string { return s.cfg.Prefix + "inv:all" }
 
 // get reads key. With invalidation on, it reads in the same pipelined
 // round trip the marker of everything and those of the subjects known
 // from q, and, when the answer names more subjects (a session's user, an
-// organization's id when q named a slug), their markers in a second one.
+// organization's id when q named a slug), their markers in a second one
+// (with the marker of everything when q names no subject: the entry is then
+// a plain GET).
 // Separate GETs rather than MGET: the keys live in different hash slots
 // of a Redis Cluster, and the cluster client splits a pipeline by node.
 // The entry is a hit only when it was loaded after every marker (plus
@@ -165,48 +169,52 @@ func (l *L2[Q, V]) get(ctx context.Context, key string, q Q) (v V, ok bool) {
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	inv := s.cfg.Invalidations
-	if inv == nil {
-		b, err := s.rdb.Get(cctx, key).Bytes()
+	var (
+		entry   []byte
+		markers [][]byte
+		asked   []invalidate.Subject
+		err     error
+	)
+	if inv != nil && l.kind.QuerySubjects != nil {
+		asked = l.kind.QuerySubjects(make([]invalidate.Subject, 0, 4), q)
+		keys := make([]string, 2, 2+len(asked))
+		keys[0], keys[1] = key, s.allKey
+		for _, subject := range asked {
+			keys = append(keys, s.markerKey(subject))
+		}
+		var vals [][]byte
+		if vals, err = s.getMany(cctx, keys); err == nil {
+			entry, markers = vals[0], vals[1:]
+		}
+	} else {
+		// Nothing to read with the entry: a plain GET, and the markers, if
+		// any, once the answer names its subjects.
+		entry, err = s.rdb.Get(cctx, key).Bytes()
 		if errors.Is(err, redis.Nil) {
-			s.success()
-			return v, false
+			err = nil
 		}
-		if err != nil {
-			l.failure(now, "get", err)
-			return v, false
-		}
-		s.success()
-		if v, ok = l.decode(b); !ok {
-			return v, false
-		}
-		return v, l.live(now, v)
 	}
-	keys := []string{key, s.allMarker()}
-	var asked []invalidate.Subject
-	if l.kind.QuerySubjects != nil {
-		asked = l.kind.QuerySubjects(asked, q)
-	}
-	for _, subject := range asked {
-		keys = append(keys, s.markerKey(subject))
-	}
-	vals, err := s.getMany(cctx, keys)
 	if err != nil {
 		l.failure(now, "get", err)
 		return v, false
 	}
-	if vals[0] == nil {
-		s.success()
+	s.success()
+	if entry == nil {
 		return v, false
 	}
-	if v, ok = l.decode(vals[0]); !ok {
-		s.success()
+	if v, ok = l.decode(entry); !ok {
 		return v, false
 	}
-	markers := vals[1:]
-	subjects := l.kind.Subjects(nil, q, v)
+	if inv == nil {
+		return v, l.live(now, v)
+	}
+	subjects := l.kind.Subjects(make([]invalidate.Subject, 0, 4), q, v)
 	var more []string
+	if asked == nil {
+		more = append(more, s.allKey)
+	}
 	for _, subject := range subjects {
-		if !contains(asked, subject) {
+		if !slices.Contains(asked, subject) {
 			more = append(more, s.markerKey(subject))
 		}
 	}
@@ -218,9 +226,8 @@ func (l *L2[Q, V]) get(ctx context.Context, key string, q Q) (v V, ok bool) {
 		}
 		markers = append(markers, vals...)
 	}
-	s.success()
 	loadedAt := l.kind.LoadedAt(v)
-	if !s.fresh(loadedAt, markers) || !inv.fresh(inv.remoteAt(loadedAt), packSubjects(subjects)) {
+	if !s.fresh(loadedAt, markers) || !inv.freshList(inv.remoteAt(loadedAt), subjects) {
 		l.m.stale.Inc()
 		return v, false
 	}
@@ -248,15 +255,6 @@ func (l *L2[Q, V]) decode(b []byte) (V, bool) {
 		return v, false
 	}
 	return v, true
-}
-
-func contains(list []invalidate.Subject, s invalidate.Subject) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // getMany GETs keys in one pipeline; a missing key is a nil value.
@@ -337,7 +335,7 @@ func (s *L2Store) Mark(ctx context.Context, subjects []invalidate.Subject, all b
 		}
 	}
 	if all {
-		keys = append(keys, s.allMarker())
+		keys = append(keys, s.allKey)
 	}
 	if len(keys) == 0 {
 		return nil

@@ -130,8 +130,9 @@ func TestSecondarySessionsWithBetterAuth(t *testing.T) {
 	s := newL1Store(t, L1Config{TTL: time.Hour, Invalidations: inv})
 	src := NewSecondarySessions(rdb, SecondaryStorageConfig{Prefix: app})
 	l1 := newL1(t, s, SessionTokenKind(), Lookup[string, *authn.Session](LookupFunc[string, *authn.Session](src.SessionByToken)))
+	subscribed := make(chan string, 10)
 	svc, err := invalidate.New(invalidate.Config{}, invalidate.Deps{
-		Local: inv, Markers: newL2Store(rdb, L2Config{Prefix: prefix, Invalidations: inv}),
+		Local: flushNotifier{inv, subscribed}, Markers: newL2Store(rdb, L2Config{Prefix: prefix, Invalidations: inv}),
 		Bus: NewRedisBus(rdb, channel, zaptest.NewLogger(t)),
 	}, zap.NewNop(), prometheus.NewRegistry())
 	if err != nil {
@@ -141,6 +142,7 @@ func TestSecondarySessionsWithBetterAuth(t *testing.T) {
 	done := make(chan struct{})
 	go func() { svc.Run(svcCtx); close(done) }()
 	t.Cleanup(func() { stop(); <-done })
+	receive(t, subscribed) // the subscription's flush, before anything is cached
 
 	alice, err := client.SignUp(ctx, "alice@example.com", "correct horse battery", "alice")
 	if err != nil {
@@ -204,4 +206,16 @@ func TestSecondarySessionsWithBetterAuth(t *testing.T) {
 	if v, _, err := src.SessionByToken(ctx, two.RawToken()); err != nil || v.Found {
 		t.Errorf("a revoked session's value put back: %+v, %v; want not found", v, err)
 	}
+}
+
+// flushNotifier tells when the invalidation service flushed L1 (on each
+// subscription).
+type flushNotifier struct {
+	*Invalidations
+	flushed chan<- string
+}
+
+func (f flushNotifier) FlushLocal() {
+	f.Invalidations.FlushLocal()
+	f.flushed <- "flushed"
 }
