@@ -149,7 +149,6 @@ func (s *L2Store) markerKey(subject invalidate.Subject) string {
 	return s.cfg.Prefix + "inv:" + string(subject)
 }
 
-
 // get reads key. With invalidation on, it reads in the same pipelined
 // round trip the marker of everything and those of the subjects known
 // from q, and, when the answer names more subjects (a session's user, an
