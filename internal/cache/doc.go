@@ -17,9 +17,14 @@
 // Every tier collapses concurrent misses into one load (singleflight),
 // loads detached from the caller with its own deadline, caches negative
 // answers with their own TTL, refuses answers loaded before an
-// invalidation of one of their subjects (Invalidations, and the L2
-// markers), and never keeps an answer past its own expiry. An L1 hit
-// neither allocates nor locks. docs/consistency.md states the guarantees.
+// invalidation of one of their subjects (invalidate.Subject: u:<user>,
+// o:<organization>, s:<session id>, k:<API key id>; Invalidations, and the
+// L2 markers "<prefix>inv:<subject>"), and never keeps an answer past its
+// own expiry (a session's or key's expiresAt). A session token is never a
+// key: its digest is. An L1 hit neither allocates nor locks (but for a read
+// lock on the first hit of an entry after an invalidation). L2 values are a
+// compact binary encoding behind a format byte (codec.go).
+// docs/consistency.md states the guarantees.
 //
 // NewRedis opens any Redis topology (single node, Cluster, Sentinel);
 // RedisBus carries invalidation messages over pub/sub; SecondarySessions
