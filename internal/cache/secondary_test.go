@@ -157,6 +157,7 @@ func TestSecondarySessionsWithBetterAuth(t *testing.T) {
 		!got.ExpiresAt.Equal(info.ExpiresAt) || got.ActiveOrganizationID != "" {
 		t.Fatalf("first lookup = %+v, %v, %v; want get-session's %+v", got, tier, err, info)
 	}
+	l1.Wait() // the entry is visible
 	if got := tierOf(t, l1, alice.RawToken()); got != roles.TierL1 {
 		t.Fatalf("second lookup: %v, want l1", got)
 	}
