@@ -1,8 +1,9 @@
 -- Invalidation triggers for the authz sidecar (opt-in).
 --
 -- Makes PostgreSQL tell the sidecar, within milliseconds of a commit, that a
--- membership, a user's standing, an organization or a custom role changed,
--- whoever made the change (Better Auth, a script, psql). A sidecar started
+-- membership (of an organization or a team), a user's standing, an
+-- organization, a custom role, a session or an API key changed, whoever made
+-- the change (Better Auth, a script, psql). A sidecar started
 -- with --pg-listen LISTENs on channel authz_invalidate and republishes each
 -- notification on the Redis invalidation channel, so every replica drops
 -- what it cached about it (docs/consistency.md).
@@ -17,7 +18,21 @@
 -- It is idempotent (CREATE OR REPLACE, DROP ... IF EXISTS). It needs the
 -- admin plugin's users columns (role, banned, "banExpires"), which the
 -- sidecar reads anyway, and PostgreSQL 13 or later (gen_random_uuid). The
--- sidecar's own role needs no privilege for LISTEN, and stays read-only.
+-- tables of optional features get their triggers only if they exist:
+-- sessions (absent when Better Auth keeps sessions only in its secondary
+-- storage), apikeys (the api-key plugin), teams and "teamMembers" (teams).
+-- The sidecar's own role needs no privilege for LISTEN, and stays read-only.
+--
+-- Table names: this file uses Better Auth's names in plural form (usePlural,
+-- or modelName: "members", ...). With Better Auth's default, singular names,
+-- replace them throughout before applying:
+--   members -> member, users -> "user", organizations -> organization,
+--   "organizationRoles" -> "organizationRole", sessions -> session,
+--   apikeys -> apikey, teams -> team, "teamMembers" -> "teamMember"
+-- ("user" must stay quoted: it is a reserved word; trigger and function
+-- names keep their plural: they are the sidecar's).
+-- Column names are Better Auth's field names; renamed columns (fields:
+-- {...}) need the same edit.
 --
 -- Notifications are sent at commit and only if the transaction commits; one
 -- per changed row (deleting an organization also notifies for each member
@@ -26,6 +41,12 @@
 --   {"v":1,"id":"<uuid>","kind":"member","user":"<user id>","org":"<org id>","src":"pg","at":<unix ms>}
 --
 -- To remove:
+--   DROP TRIGGER IF EXISTS authz_invalidate_sessions ON sessions;
+--   DROP TRIGGER IF EXISTS authz_invalidate_sessions_update ON sessions;
+--   DROP TRIGGER IF EXISTS authz_invalidate_apikeys ON apikeys;
+--   DROP TRIGGER IF EXISTS authz_invalidate_apikeys_update ON apikeys;
+--   DROP TRIGGER IF EXISTS authz_invalidate_team_members ON "teamMembers";
+--   DROP TRIGGER IF EXISTS authz_invalidate_team_members_update ON "teamMembers";
 --   DROP TRIGGER IF EXISTS authz_invalidate_members ON members;
 --   DROP TRIGGER IF EXISTS authz_invalidate_members_update ON members;
 --   DROP TRIGGER IF EXISTS authz_invalidate_users_update ON users;
@@ -34,7 +55,9 @@
 --   DROP TRIGGER IF EXISTS authz_invalidate_organizations_update ON organizations;
 --   DROP TRIGGER IF EXISTS authz_invalidate_organizations_delete ON organizations;
 --   DROP FUNCTION IF EXISTS authz_invalidate_members(), authz_invalidate_users(),
---     authz_invalidate_roles(), authz_invalidate_organizations(), authz_invalidate_notify(jsonb);
+--     authz_invalidate_roles(), authz_invalidate_organizations(), authz_invalidate_sessions(),
+--     authz_invalidate_apikeys(), authz_invalidate_team_members(),
+--     authz_invalidate_team_member(text, text), authz_invalidate_notify(jsonb);
 
 BEGIN;
 
@@ -155,5 +178,119 @@ DROP TRIGGER IF EXISTS authz_invalidate_organizations_delete ON organizations;
 CREATE TRIGGER authz_invalidate_organizations_delete
 	AFTER DELETE ON organizations
 	FOR EACH ROW EXECUTE FUNCTION authz_invalidate_organizations();
+
+-- sessions: a session deleted (sign-out, revocation, ban, its user deleted)
+-- or changed in what the sidecar reads (active organization or team,
+-- impersonation, user, token, an expiry moved earlier, and any column this
+-- file does not know). Not the daily refresh that moves expiresAt later, nor
+-- updatedAt, "ipAddress" or "userAgent": a cached session is never kept past
+-- its expiresAt anyway.
+CREATE OR REPLACE FUNCTION authz_invalidate_sessions() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM authz_invalidate_notify(jsonb_build_object(
+		'kind', 'session', 'session', OLD.id, 'user', OLD."userId"));
+	IF TG_OP = 'UPDATE' AND (NEW.id, NEW."userId") IS DISTINCT FROM (OLD.id, OLD."userId") THEN
+		PERFORM authz_invalidate_notify(jsonb_build_object(
+			'kind', 'session', 'session', NEW.id, 'user', NEW."userId"));
+	END IF;
+	RETURN NULL;
+END;
+$$;
+
+-- apikeys: a key deleted (by its owner, or by Better Auth when expired or
+-- used up) or changed in what the sidecar reads (enabled, expiry,
+-- permissions, owner, configuration, whether usage is counted, and any
+-- column this file does not know). Not the usage counters every
+-- verification writes ("requestCount", "lastRequest", remaining's value,
+-- "lastRefillAt", "updatedAt").
+CREATE OR REPLACE FUNCTION authz_invalidate_apikeys() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM authz_invalidate_notify(jsonb_build_object('kind', 'apikey', 'apikey', OLD.id));
+	IF TG_OP = 'UPDATE' AND NEW.id IS DISTINCT FROM OLD.id THEN
+		PERFORM authz_invalidate_notify(jsonb_build_object('kind', 'apikey', 'apikey', NEW.id));
+	END IF;
+	RETURN NULL;
+END;
+$$;
+
+-- "teamMembers": a team membership added, removed or moved: the user's
+-- answers, as a member message naming the team's organization. When the
+-- team is gone already (deleted, or with its organization, cascading here),
+-- a user message: the same answers, without the organization's name.
+CREATE OR REPLACE FUNCTION authz_invalidate_team_member(member_user text, member_team text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	org text;
+BEGIN
+	SELECT t."organizationId" INTO org FROM teams t WHERE t.id = member_team;
+	IF org IS NULL THEN
+		PERFORM authz_invalidate_notify(jsonb_build_object('kind', 'user', 'user', member_user));
+	ELSE
+		PERFORM authz_invalidate_notify(jsonb_build_object('kind', 'member', 'user', member_user, 'org', org));
+	END IF;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION authz_invalidate_team_members() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+	IF TG_OP IN ('UPDATE', 'DELETE') THEN
+		PERFORM authz_invalidate_team_member(OLD."userId", OLD."teamId");
+	END IF;
+	IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND (NEW."userId", NEW."teamId")
+			IS DISTINCT FROM (OLD."userId", OLD."teamId")) THEN
+		PERFORM authz_invalidate_team_member(NEW."userId", NEW."teamId");
+	END IF;
+	RETURN NULL;
+END;
+$$;
+
+-- The optional tables' triggers, where the tables exist.
+DO $$
+BEGIN
+	IF to_regclass('sessions') IS NOT NULL THEN
+		DROP TRIGGER IF EXISTS authz_invalidate_sessions ON sessions;
+		CREATE TRIGGER authz_invalidate_sessions
+			AFTER DELETE ON sessions
+			FOR EACH ROW EXECUTE FUNCTION authz_invalidate_sessions();
+		DROP TRIGGER IF EXISTS authz_invalidate_sessions_update ON sessions;
+		CREATE TRIGGER authz_invalidate_sessions_update
+			AFTER UPDATE ON sessions
+			FOR EACH ROW
+			WHEN ((to_jsonb(OLD) - 'updatedAt' - 'expiresAt' - 'ipAddress' - 'userAgent')
+					IS DISTINCT FROM (to_jsonb(NEW) - 'updatedAt' - 'expiresAt' - 'ipAddress' - 'userAgent')
+				OR NEW."expiresAt" < OLD."expiresAt")
+			EXECUTE FUNCTION authz_invalidate_sessions();
+	END IF;
+	IF to_regclass('apikeys') IS NOT NULL THEN
+		DROP TRIGGER IF EXISTS authz_invalidate_apikeys ON apikeys;
+		CREATE TRIGGER authz_invalidate_apikeys
+			AFTER DELETE ON apikeys
+			FOR EACH ROW EXECUTE FUNCTION authz_invalidate_apikeys();
+		DROP TRIGGER IF EXISTS authz_invalidate_apikeys_update ON apikeys;
+		CREATE TRIGGER authz_invalidate_apikeys_update
+			AFTER UPDATE ON apikeys
+			FOR EACH ROW
+			WHEN ((to_jsonb(OLD) - 'requestCount' - 'lastRequest' - 'remaining' - 'lastRefillAt' - 'updatedAt')
+					IS DISTINCT FROM (to_jsonb(NEW) - 'requestCount' - 'lastRequest' - 'remaining' - 'lastRefillAt' - 'updatedAt')
+				OR (OLD.remaining IS NULL) IS DISTINCT FROM (NEW.remaining IS NULL))
+			EXECUTE FUNCTION authz_invalidate_apikeys();
+	END IF;
+	IF to_regclass('"teamMembers"') IS NOT NULL THEN
+		DROP TRIGGER IF EXISTS authz_invalidate_team_members ON "teamMembers";
+		CREATE TRIGGER authz_invalidate_team_members
+			AFTER INSERT OR DELETE ON "teamMembers"
+			FOR EACH ROW EXECUTE FUNCTION authz_invalidate_team_members();
+		DROP TRIGGER IF EXISTS authz_invalidate_team_members_update ON "teamMembers";
+		CREATE TRIGGER authz_invalidate_team_members_update
+			AFTER UPDATE ON "teamMembers"
+			FOR EACH ROW
+			WHEN ((OLD."userId", OLD."teamId") IS DISTINCT FROM (NEW."userId", NEW."teamId"))
+			EXECUTE FUNCTION authz_invalidate_team_members();
+	END IF;
+END;
+$$;
 
 COMMIT;

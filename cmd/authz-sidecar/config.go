@@ -9,6 +9,8 @@ import (
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/authz-sidecar/authz-sidecar/internal/cache"
 )
 
 // serveConfig is every setting of "serve", parsed once, here. Each flag
@@ -20,8 +22,18 @@ type serveConfig struct {
 	DatabaseURL string
 	RedisURL    string
 	RedisPrefix string
-	LogLevel    string
-	LogFormat   string
+	// RedisMode is the Redis topology (single, cluster, sentinel) and
+	// RedisMasterName the Sentinel master's name.
+	RedisMode       string
+	RedisMasterName string
+	// SessionRedis* reach Better Auth's secondary storage, read when the
+	// policy says session.storage: secondary.
+	SessionRedisURL        string
+	SessionRedisPrefix     string
+	SessionRedisMode       string
+	SessionRedisMasterName string
+	LogLevel               string
+	LogFormat              string
 
 	CheckTimeout    time.Duration
 	LoadTimeout     time.Duration
@@ -62,6 +74,8 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 		GRPCAddr:            "127.0.0.1:9191",
 		HTTPAddr:            "127.0.0.1:9192",
 		RedisPrefix:         "authz:",
+		RedisMode:           "single",
+		SessionRedisMode:    "single",
 		LogLevel:            "info",
 		LogFormat:           "json",
 		CheckTimeout:        100 * time.Millisecond,
@@ -150,15 +164,21 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	str(&c.DatabaseURL, "database-url", "DATABASE_URL", "Better Auth's PostgreSQL database (required; opened read-only)")
 	str(&c.RedisURL, "redis-url", "REDIS_URL", "Redis for the L2 tier, e.g. redis://127.0.0.1:6379/0 (empty: no L2 tier)")
 	str(&c.RedisPrefix, "redis-prefix", "AUTHZ_REDIS_PREFIX", "prefix of every Redis key")
+	str(&c.RedisMode, "redis-mode", "AUTHZ_REDIS_MODE", "Redis topology: single, cluster (--redis-url and its addr=host:port parameters are seed nodes) or sentinel (they are Sentinels; see --redis-master-name)")
+	str(&c.RedisMasterName, "redis-master-name", "AUTHZ_REDIS_MASTER_NAME", "Sentinel master name (--redis-mode sentinel)")
+	str(&c.SessionRedisURL, "session-redis-url", "AUTHZ_SESSION_REDIS_URL", "Better Auth's secondaryStorage Redis, where sessions are read when the policy says session.storage: secondary (same URL forms as --redis-url)")
+	str(&c.SessionRedisPrefix, "session-redis-prefix", "AUTHZ_SESSION_REDIS_PREFIX", "prefix the application's secondaryStorage puts before Better Auth's keys (Better Auth adds none)")
+	str(&c.SessionRedisMode, "session-redis-mode", "AUTHZ_SESSION_REDIS_MODE", "topology of --session-redis-url: single, cluster or sentinel")
+	str(&c.SessionRedisMasterName, "session-redis-master-name", "AUTHZ_SESSION_REDIS_MASTER_NAME", "Sentinel master name of --session-redis-url")
 	str(&c.LogLevel, "log-level", "AUTHZ_LOG_LEVEL", "debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "AUTHZ_LOG_FORMAT", "json or console")
 	dur(&c.CheckTimeout, "check-timeout", "AUTHZ_CHECK_TIMEOUT", "deadline of one Check; keep it below Envoy's ext_authz timeout")
-	dur(&c.LoadTimeout, "load-timeout", "AUTHZ_LOAD_TIMEOUT", "deadline of one permission load from Redis/Postgres (runs detached from the request)")
-	dur(&c.L1TTL, "l1-ttl", "AUTHZ_L1_TTL", "in-process cache TTL of a permission set")
-	dur(&c.L1NegativeTTL, "l1-negative-ttl", "AUTHZ_L1_NEGATIVE_TTL", "in-process cache TTL of a not-a-member answer")
+	dur(&c.LoadTimeout, "load-timeout", "AUTHZ_LOAD_TIMEOUT", "deadline of one load (permissions, a session, an API key) from Redis/Postgres (runs detached from the request)")
+	dur(&c.L1TTL, "l1-ttl", "AUTHZ_L1_TTL", "in-process cache TTL of an answer: a permission set, a session, an API key (never past a session's or key's expiry)")
+	dur(&c.L1NegativeTTL, "l1-negative-ttl", "AUTHZ_L1_NEGATIVE_TTL", "in-process cache TTL of a not-a-member, no-such-user, no-such-session or no-such-key answer")
 	i64(&c.L1MaxBytes, "l1-max-bytes", "AUTHZ_L1_MAX_BYTES", "in-process cache memory budget in bytes")
-	dur(&c.L2TTL, "l2-ttl", "AUTHZ_L2_TTL", "Redis TTL of a permission set")
-	dur(&c.L2NegativeTTL, "l2-negative-ttl", "AUTHZ_L2_NEGATIVE_TTL", "Redis TTL of a not-a-member answer")
+	dur(&c.L2TTL, "l2-ttl", "AUTHZ_L2_TTL", "Redis TTL of an answer: a permission set, a session, an API key (never past a session's or key's expiry)")
+	dur(&c.L2NegativeTTL, "l2-negative-ttl", "AUTHZ_L2_NEGATIVE_TTL", "Redis TTL of a not-a-member, no-such-user, no-such-session or no-such-key answer")
 	dur(&c.RedisTimeout, "redis-timeout", "AUTHZ_REDIS_TIMEOUT", "deadline of one Redis call (then Postgres is asked)")
 	dur(&c.JWKSRefresh, "jwks-refresh", "AUTHZ_JWKS_REFRESH", "background JWKS refresh interval")
 	dur(&c.JWKSMinRefresh, "jwks-min-refresh", "AUTHZ_JWKS_MIN_REFRESH", "least time between JWKS fetches triggered by tokens with an unknown kid")
@@ -214,6 +234,13 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	}
 	if c.PGMaxConns < 1 {
 		return c, errors.New("--pg-max-conns must be at least 1")
+	}
+	for flag, mode := range map[string]string{"--redis-mode": c.RedisMode, "--session-redis-mode": c.SessionRedisMode} {
+		switch mode {
+		case cache.RedisSingle, cache.RedisCluster, cache.RedisSentinel:
+		default:
+			return c, fmt.Errorf("%s %q: want single, cluster or sentinel", flag, mode)
+		}
 	}
 	if c.CheckTimeout <= 0 || c.LoadTimeout <= 0 {
 		return c, errors.New("--check-timeout and --load-timeout must be positive")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/authz-sidecar/authz-sidecar/internal/authn"
 	"github.com/authz-sidecar/authz-sidecar/internal/authz"
+	"github.com/authz-sidecar/authz-sidecar/internal/cache"
 	"github.com/authz-sidecar/authz-sidecar/internal/pg"
 	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 	"github.com/authz-sidecar/authz-sidecar/internal/policytest"
@@ -63,6 +64,8 @@ type explainOptions struct {
 	activeTeam, teams, keyPerms, keyOrg             string
 	emailVerified, anonymous, twoFactor, banned     bool
 	database, redisURL, redisPrefix, secretFile     string
+	redisMode, redisMasterName                      string
+	sessionRedisURL, sessionRedisPrefix             string
 	headers, custom                                 headerFlags
 }
 
@@ -98,6 +101,10 @@ func explain(ctx context.Context, args []string, getenv func(string) string, std
 	fs.StringVar(&o.database, "database-url", getenv("DATABASE_URL"), "Better Auth's database ($DATABASE_URL)")
 	fs.StringVar(&o.redisURL, "redis-url", getenv("REDIS_URL"), "Redis L2 tier ($REDIS_URL)")
 	fs.StringVar(&o.redisPrefix, "redis-prefix", envOr(getenv, "AUTHZ_REDIS_PREFIX", "authz:"), "Redis key prefix ($AUTHZ_REDIS_PREFIX)")
+	fs.StringVar(&o.redisMode, "redis-mode", envOr(getenv, "AUTHZ_REDIS_MODE", "single"), "Redis topology: single, cluster or sentinel ($AUTHZ_REDIS_MODE)")
+	fs.StringVar(&o.redisMasterName, "redis-master-name", getenv("AUTHZ_REDIS_MASTER_NAME"), "Sentinel master name ($AUTHZ_REDIS_MASTER_NAME)")
+	fs.StringVar(&o.sessionRedisURL, "session-redis-url", getenv("AUTHZ_SESSION_REDIS_URL"), "Better Auth's secondaryStorage Redis, for session.storage: secondary ($AUTHZ_SESSION_REDIS_URL)")
+	fs.StringVar(&o.sessionRedisPrefix, "session-redis-prefix", getenv("AUTHZ_SESSION_REDIS_PREFIX"), "the application's secondaryStorage key prefix ($AUTHZ_SESSION_REDIS_PREFIX)")
 	fs.StringVar(&o.secretFile, "better-auth-secret-file", getenv("AUTHZ_BETTER_AUTH_SECRET_FILE"), "Better Auth's secret (default: $BETTER_AUTH_SECRETS, $BETTER_AUTH_SECRET)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -278,12 +285,14 @@ func explainTiers(ctx context.Context, pol *policy.Policy, o explainOptions) (*t
 	}
 	c := serveConfig{
 		DatabaseURL: o.database, RedisURL: o.redisURL, RedisPrefix: o.redisPrefix,
+		RedisMode: o.redisMode, RedisMasterName: o.redisMasterName,
+		SessionRedisURL: o.sessionRedisURL, SessionRedisPrefix: o.sessionRedisPrefix, SessionRedisMode: cache.RedisSingle,
 		RedisTimeout: 200 * time.Millisecond, LoadTimeout: 10 * time.Second,
 		L1TTL: time.Second, L1NegativeTTL: time.Second, L1MaxBytes: 1 << 20,
 		L2TTL: 5 * time.Minute, L2NegativeTTL: 30 * time.Second,
 		TokenCacheBytes: 1 << 20, TokenCacheTTL: time.Second,
 	}
-	t, err := newTiers(c, db, zap.NewNop(), prometheus.NewRegistry())
+	t, err := newTiers(c, pol, db, zap.NewNop(), prometheus.NewRegistry())
 	if err != nil {
 		t.close()
 		db.Close()

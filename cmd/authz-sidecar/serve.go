@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
@@ -173,7 +172,7 @@ func build(ctx context.Context, c serveConfig, getenv func(string) string, log *
 		return s, fmt.Errorf("open database: %w", err)
 	}
 	s.closers = append(s.closers, func() { closeBounded(s.db.Close, time.Second, log, "postgres pool") })
-	if s.tiers, err = newTiers(c, s.db, log, s.reg); err != nil {
+	if s.tiers, err = newTiers(c, s.pol, s.db, log, s.reg); err != nil {
 		return s, err
 	}
 	s.closers = append(s.closers, s.tiers.close)
@@ -283,16 +282,38 @@ func (t *tiers) close() {
 	}
 }
 
-// newTiers states the tier order once; serve and explain both use it.
-func newTiers(c serveConfig, db *pg.DB, log *zap.Logger, reg prometheus.Registerer) (*tiers, error) {
+// newTiers states the tier order once, for every kind of lookup; serve and
+// explain both use it. pol is the policy the process starts with: its
+// session.storage cannot change without a restart (see restartNeeded).
+func newTiers(c serveConfig, pol *policy.Policy, db *pg.DB, log *zap.Logger, reg prometheus.Registerer) (*tiers, error) {
 	t := &tiers{}
+	cache.LogRedisTo(log.Named("redis"))
+
+	// The sources of truth, one per kind, counted and logged by observe.
 	sources, err := observe.NewSources(log, reg, observe.SourcesConfig{})
 	if err != nil {
 		return t, err
 	}
-	var resolver roles.Resolver = roles.NewSourceResolver(sources.Members(pg.NewMemberRepository(db)), nil)
-	t.sessions = sourceSessions{sources.Sessions(pg.NewSessionRepository(db))}
-	t.apiKeys = sourceAPIKeys{sources.APIKeys(pg.NewAPIKeyRepository(db))}
+	accessSource := cache.LookupFunc[roles.Query, *roles.Access](roles.NewSourceResolver(sources.Members(pg.NewMemberRepository(db)), nil).Resolve)
+	sessions := sourceSessions{sources.Sessions(pg.NewSessionRepository(db))}
+	var tokenSource cache.Lookup[string, *authn.Session] = cache.LookupFunc[string, *authn.Session](sessions.SessionByToken)
+	keySource := cache.LookupFunc[string, *authn.APIKey](sourceAPIKeys{sources.APIKeys(pg.NewAPIKeyRepository(db))}.APIKeyByHash)
+	secondary := pol.Session.Storage == policy.StorageSecondary
+	if secondary {
+		if c.SessionRedisURL == "" {
+			return t, errors.New("the policy reads sessions from Better Auth's secondary storage (session.storage: secondary): set --session-redis-url")
+		}
+		// Better Auth's Redis is the sessions' source of truth: its calls
+		// are bounded by the load deadline, like a database query.
+		srdb, err := cache.NewRedis(cache.RedisConfig{
+			URL: c.SessionRedisURL, Mode: c.SessionRedisMode, MasterName: c.SessionRedisMasterName, Timeout: c.LoadTimeout,
+		})
+		if err != nil {
+			return t, fmt.Errorf("--session-redis-url: %w", err)
+		}
+		t.closers = append(t.closers, func() { srdb.Close() })
+		tokenSource = cache.LookupFunc[string, *authn.Session](cache.NewSecondarySessions(srdb, cache.SecondaryStorageConfig{Prefix: c.SessionRedisPrefix}).SessionByToken)
+	}
 
 	// Invalidation is on when a channel (with Redis) or --pg-listen is set;
 	// inv is nil otherwise, and the tiers then skip every check.
@@ -307,35 +328,30 @@ func newTiers(c serveConfig, db *pg.DB, log *zap.Logger, reg prometheus.Register
 	if inv != nil {
 		deps.Local = inv
 	}
+	var ly layers
 	if c.RedisURL != "" {
-		rdb, err := newRedis(c.RedisURL, c.RedisTimeout)
+		redisCfg := cache.RedisConfig{URL: c.RedisURL, Mode: c.RedisMode, MasterName: c.RedisMasterName, Timeout: c.RedisTimeout}
+		rdb, err := cache.NewRedis(redisCfg)
 		if err != nil {
-			return t, err
+			return t, fmt.Errorf("--redis-url: %w", err)
 		}
-		// go-redis logs through a process-wide logger of its own; route it
-		// into the JSON log stream instead of plain text on stderr.
-		redis.SetLogger(redisLogger{log.Named("redis")})
 		t.closers = append(t.closers, func() { rdb.Close() })
-		l2, err := cache.NewL2(resolver, rdb, cache.L2Config{
+		ly.l2 = cache.NewL2Store(rdb, cache.L2Config{
 			Prefix: c.RedisPrefix, TTL: c.L2TTL, NegativeTTL: c.L2NegativeTTL, Timeout: c.RedisTimeout,
 			Invalidations: inv,
 		}, log, reg)
-		if err != nil {
-			return t, err
-		}
-		resolver = l2
 		if inv != nil {
-			deps.Markers = l2
+			deps.Markers = ly.l2
 			if c.InvalidationChannel != "" {
 				// Pub/sub needs its own client: a subscription holds a
 				// connection and must not share the L2 call deadlines.
-				sub, err := redis.ParseURL(c.RedisURL)
+				redisCfg.Timeout = 0
+				sub, err := cache.NewRedis(redisCfg)
 				if err != nil {
-					return t, fmt.Errorf("redis url: %w", err)
+					return t, fmt.Errorf("--redis-url: %w", err)
 				}
-				subClient := redis.NewClient(sub)
-				t.closers = append(t.closers, func() { subClient.Close() })
-				deps.Bus = cache.NewRedisBus(subClient, c.InvalidationChannel, log)
+				t.closers = append(t.closers, func() { sub.Close() })
+				deps.Bus = cache.NewRedisBus(sub, c.InvalidationChannel, log)
 			}
 		}
 	}
@@ -346,15 +362,39 @@ func newTiers(c serveConfig, db *pg.DB, log *zap.Logger, reg prometheus.Register
 		}
 		deps.Feed = listener
 	}
-	l1, err := cache.NewL1(resolver, cache.L1Config{
+	if ly.l1, err = cache.NewL1Store(cache.L1Config{
 		TTL: c.L1TTL, NegativeTTL: c.L1NegativeTTL, MaxBytes: c.L1MaxBytes, LoadTimeout: c.LoadTimeout,
 		Invalidations: inv,
-	}, reg)
+	}, reg); err != nil {
+		return t, err
+	}
+	t.closers = append(t.closers, ly.l1.Close)
+
+	// The tiers, nearest first, for every kind: L1 → L2 (with Redis) →
+	// source. Sessions in Better Auth's secondary storage skip L2: reading
+	// L2 would cost what reading their source does.
+	access, err := stack(ly, cache.AccessKind(), accessSource, true)
 	if err != nil {
 		return t, err
 	}
-	t.closers = append(t.closers, l1.Close)
-	t.access = l1
+	byToken, err := stack(ly, cache.SessionTokenKind(), tokenSource, !secondary)
+	if err != nil {
+		return t, err
+	}
+	var byID cache.Lookup[string, *authn.Session]
+	if !secondary { // secondary storage keys sessions by token only
+		if byID, err = stack(ly, cache.SessionIDKind(), cache.LookupFunc[string, *authn.Session](sessions.SessionByID), true); err != nil {
+			return t, err
+		}
+	}
+	keys, err := stack(ly, cache.APIKeyKind(), keySource, true)
+	if err != nil {
+		return t, err
+	}
+	t.access = cache.AccessResolver{Lookup: access}
+	t.sessions = cache.SessionResolver{ByToken: byToken, ByID: byID}
+	t.apiKeys = cache.APIKeyResolver{ByHash: keys}
+
 	if inv != nil {
 		if t.inv, err = invalidate.New(invalidate.Config{}, deps, log, reg); err != nil {
 			return t, err
@@ -367,6 +407,30 @@ func newTiers(c serveConfig, db *pg.DB, log *zap.Logger, reg prometheus.Register
 	return t, nil
 }
 
+// layers are the stores of the tiers every kind goes through.
+type layers struct {
+	l1 *cache.L1Store
+	l2 *cache.L2Store // nil without Redis
+}
+
+// stack puts kind's tiers in front of src: L1 → L2 (when there is Redis
+// and withL2) → src.
+func stack[Q, V any](ly layers, kind *cache.Kind[Q, V], src cache.Lookup[Q, V], withL2 bool) (cache.Lookup[Q, V], error) {
+	next := src
+	if ly.l2 != nil && withL2 {
+		l2, err := cache.NewL2(ly.l2, kind, next)
+		if err != nil {
+			return nil, err
+		}
+		next = l2
+	}
+	l1, err := cache.NewL1(ly.l1, kind, next)
+	if err != nil {
+		return nil, err
+	}
+	return l1, nil
+}
+
 // sourceSessions and sourceAPIKeys ask PostgreSQL directly (counted and
 // logged by observe).
 type sourceSessions struct{ repo *observe.Sessions }
@@ -374,15 +438,21 @@ type sourceSessions struct{ repo *observe.Sessions }
 func (s sourceSessions) SessionByToken(ctx context.Context, token string) (*authn.Session, roles.Tier, error) {
 	started := time.Now()
 	v, err := s.repo.SessionByToken(ctx, token)
+	if err != nil {
+		return nil, roles.TierSource, err
+	}
 	v.LoadedAt = started
-	return &v, roles.TierSource, err
+	return &v, roles.TierSource, nil
 }
 
 func (s sourceSessions) SessionByID(ctx context.Context, id string) (*authn.Session, roles.Tier, error) {
 	started := time.Now()
 	v, err := s.repo.SessionByID(ctx, id)
+	if err != nil {
+		return nil, roles.TierSource, err
+	}
 	v.LoadedAt = started
-	return &v, roles.TierSource, err
+	return &v, roles.TierSource, nil
 }
 
 type sourceAPIKeys struct{ repo *observe.APIKeys }
@@ -390,8 +460,11 @@ type sourceAPIKeys struct{ repo *observe.APIKeys }
 func (s sourceAPIKeys) APIKeyByHash(ctx context.Context, hash string) (*authn.APIKey, roles.Tier, error) {
 	started := time.Now()
 	v, err := s.repo.APIKeyByHash(ctx, hash)
+	if err != nil {
+		return nil, roles.TierSource, err
+	}
 	v.LoadedAt = started
-	return &v, roles.TierSource, err
+	return &v, roles.TierSource, nil
 }
 
 // run serves until ctx ends or a server fails, then drains.
@@ -659,20 +732,6 @@ func newHTTPAuthz(c serveConfig, engine *authz.Engine, recorder *observe.Recorde
 	return h, nil
 }
 
-// newRedis opens the L2 client. Per-call deadlines must bound socket reads
-// and writes too: without ContextTimeoutEnabled go-redis ignores them and a
-// paused Redis holds each call for its 3-5 s socket timeouts, long past the
-// check deadline.
-func newRedis(url string, timeout time.Duration) (*redis.Client, error) {
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("redis url: %w", err)
-	}
-	opts.ContextTimeoutEnabled = true
-	opts.ReadTimeout, opts.WriteTimeout = timeout, timeout
-	return redis.NewClient(opts), nil
-}
-
 // closeBounded runs close but gives up waiting after d: closing a pool over
 // a stalled network can take pgx's 15 s cancel-request deadline, and
 // shutdown must stay within the drain budget.
@@ -687,13 +746,6 @@ func closeBounded(closeFn func(), d time.Duration, log *zap.Logger, what string)
 	case <-time.After(d):
 		log.Warn("gave up waiting for close", zap.String("what", what), zap.Duration("after", d))
 	}
-}
-
-// redisLogger adapts zap to go-redis's logging interface.
-type redisLogger struct{ log *zap.Logger }
-
-func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
-	l.log.Warn(fmt.Sprintf(format, v...))
 }
 
 // claimsRead lists the claims decisions read (claim: organization and team

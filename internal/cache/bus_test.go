@@ -80,31 +80,3 @@ func killClient(ctx context.Context, rdb *redis.Client, name string) error {
 	}
 	return nil
 }
-
-// patience bounds every wait for an event or condition in these tests: a
-// failure bound, far above the time anything takes on a loaded machine,
-// never what a test asserts.
-const patience = 30 * time.Second
-
-// waitFor polls cond, for conditions no event announces.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(patience)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-func receive(t *testing.T, ch <-chan string) string {
-	t.Helper()
-	select {
-	case m := <-ch:
-		return m
-	case <-time.After(patience):
-		t.Fatalf("nothing received within %v", patience)
-		return ""
-	}
-}

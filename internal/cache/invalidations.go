@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/authz-sidecar/authz-sidecar/internal/invalidate"
 	"github.com/authz-sidecar/authz-sidecar/internal/roles"
 )
 
@@ -44,21 +45,21 @@ func (c *InvalidationsConfig) defaults() {
 	}
 }
 
-// Invalidations records when each user and organization was last
+// Invalidations records when each subject (a user, an organization by id
+// or slug, a session, an API key: see invalidate.Subject) was last
 // invalidated, so the cache tiers can refuse answers loaded before that.
-// Entries cannot be found by user or organization in the tiers (L1 is keyed
-// by version, user and organization reference together), so instead of
-// deleting entries the tiers compare each answer's load time with these
-// times on every hit.
+// Entries cannot be found by subject in the tiers (they are keyed by
+// query), so instead of deleting entries the tiers compare each answer's
+// load time with the times of its subjects on every hit.
 //
 // Times are nanoseconds on the process's monotonic clock since the store
 // was made, so a wall-clock step cannot reorder two local events. Answers
-// loaded by other replicas carry wall-clock times (roles.Access.LoadedAt
-// after a JSON round trip); they are converted on the wall clock and moved
-// Skew into the past.
+// loaded by other replicas carry wall-clock times (LoadedAt after an L2
+// round trip); they are converted on the wall clock and moved Skew into
+// the past.
 //
 // The methods are safe for concurrent use. A nil *Invalidations is valid
-// and invalidates nothing.
+// and invalidates nothing. It satisfies invalidate.Local.
 type Invalidations struct {
 	cfg  InvalidationsConfig
 	base time.Time
@@ -80,10 +81,11 @@ type Invalidations struct {
 	local atomic.Int64
 
 	mu        sync.RWMutex
-	users     map[string]int64 // guarded by mu
-	orgs      map[string]int64 // guarded by mu; ids and slugs alike
-	lastPrune int64            // guarded by mu
+	subjects  map[invalidate.Subject]int64 // guarded by mu
+	lastPrune int64                        // guarded by mu
 }
+
+var _ invalidate.Local = (*Invalidations)(nil)
 
 // never is "no invalidation yet"; unknown is the load time of an answer
 // that carries none: older than any invalidation, newer than never.
@@ -95,10 +97,7 @@ const (
 // NewInvalidations returns an empty store.
 func NewInvalidations(cfg InvalidationsConfig) *Invalidations {
 	cfg.defaults()
-	s := &Invalidations{
-		cfg: cfg, base: cfg.Now(),
-		users: map[string]int64{}, orgs: map[string]int64{},
-	}
+	s := &Invalidations{cfg: cfg, base: cfg.Now(), subjects: map[invalidate.Subject]int64{}}
 	s.latest.Store(never)
 	s.all.Store(never)
 	s.local.Store(never)
@@ -118,19 +117,24 @@ func (s *Invalidations) at(t time.Time) int64 {
 	return int64(t.Sub(s.base))
 }
 
-// User invalidates every answer about user id, in every organization.
-func (s *Invalidations) User(id string) {
-	if s != nil {
-		s.record(s.users, id)
+// Invalidate refuses, from now on, every answer that depends on subject
+// and was loaded before now, in L1 and (through the loaded-at check L2
+// also makes) answers read from L2.
+func (s *Invalidations) Invalidate(subject invalidate.Subject) {
+	if s == nil || subject == "" {
+		return
 	}
-}
-
-// Org invalidates every answer about the organization ref, an id or a
-// slug: answers whose canonical id or whose reference is ref.
-func (s *Invalidations) Org(ref string) {
-	if s != nil {
-		s.record(s.orgs, ref)
+	s.mu.Lock()
+	t := s.now()
+	s.subjects[subject] = t
+	if t-s.lastPrune > int64(s.cfg.Horizon/4) {
+		s.prune(t)
 	}
+	s.mu.Unlock()
+	// Only after the map holds t: a reader that sees the new seq or latest
+	// must find the entry when it looks.
+	s.seq.Add(1)
+	raise(&s.latest, t)
 }
 
 // All invalidates every answer, in L1 and (through the loaded-at check L2
@@ -158,23 +162,6 @@ func (s *Invalidations) FlushLocal() {
 	raise(&s.latest, t)
 }
 
-func (s *Invalidations) record(m map[string]int64, key string) {
-	if key == "" {
-		return
-	}
-	s.mu.Lock()
-	t := s.now()
-	m[key] = t
-	if t-s.lastPrune > int64(s.cfg.Horizon/4) {
-		s.prune(t)
-	}
-	s.mu.Unlock()
-	// Only after the map holds t: a reader that sees the new seq or latest
-	// must find the entry when it looks.
-	s.seq.Add(1)
-	raise(&s.latest, t)
-}
-
 // prune forgets invalidations older than the horizon, keeping memory
 // bounded by the invalidation rate. To stay safe whatever the horizon, the
 // newest forgotten time becomes the floor of "all": an answer loaded before
@@ -184,12 +171,10 @@ func (s *Invalidations) prune(now int64) {
 	s.lastPrune = now
 	cutoff := now - int64(s.cfg.Horizon)
 	floor := int64(never)
-	for _, m := range []map[string]int64{s.users, s.orgs} {
-		for k, t := range m {
-			if t < cutoff {
-				floor = max(floor, t)
-				delete(m, k)
-			}
+	for k, t := range s.subjects {
+		if t < cutoff {
+			floor = max(floor, t)
+			delete(s.subjects, k)
 		}
 	}
 	if floor != never {
@@ -207,38 +192,58 @@ func raise(v *atomic.Int64, t int64) {
 	}
 }
 
-// fresh reports whether an answer about user in organization ref (whose
-// canonical id is orgID, possibly equal to ref or empty), loaded at loaded,
-// is newer than every invalidation that concerns it, FlushLocal excluded.
-func (s *Invalidations) fresh(loaded int64, user, ref, orgID string) bool {
-	if loaded > s.latest.Load() {
-		return true
-	}
-	if loaded <= s.all.Load() {
-		return false
+// fresh reports whether an answer depending on subjects, loaded at
+// loaded, is newer than every invalidation that concerns it, FlushLocal
+// excluded. It does not allocate.
+func (s *Invalidations) fresh(loaded int64, subjects packedSubjects) bool {
+	if verdict, decided := s.quick(loaded); decided {
+		return verdict
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if t, ok := s.users[user]; ok && loaded <= t {
-		return false
-	}
-	if ref != "" {
-		if t, ok := s.orgs[ref]; ok && loaded <= t {
+	for rest := subjects; ; {
+		subject, more, ok := rest.next()
+		if !ok {
+			return true
+		}
+		if t, found := s.subjects[subject]; found && loaded <= t {
 			return false
 		}
+		rest = more
 	}
-	if orgID != "" && orgID != ref {
-		if t, ok := s.orgs[orgID]; ok && loaded <= t {
+}
+
+// freshList is fresh for subjects in a slice.
+func (s *Invalidations) freshList(loaded int64, subjects []invalidate.Subject) bool {
+	if verdict, decided := s.quick(loaded); decided {
+		return verdict
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, subject := range subjects {
+		if t, found := s.subjects[subject]; found && loaded <= t {
 			return false
 		}
 	}
 	return true
 }
 
+// quick decides without the map when it can: loaded after everything
+// recorded (fresh), or not after the last invalidation of everything.
+func (s *Invalidations) quick(loaded int64) (verdict, decided bool) {
+	if loaded > s.latest.Load() {
+		return true, true
+	}
+	if loaded <= s.all.Load() {
+		return false, true
+	}
+	return false, false
+}
+
 // freshL1 is fresh for an L1 entry, which FlushLocal concerns too by the
-// time the entry's load started (stored). since is min(loaded, stored).
+// time the entry's load started (stored); since is min(loaded, stored).
 // A fresh verdict is remembered in the entry until the next invalidation.
-func (s *Invalidations) freshL1(e *entry, user, ref string) bool {
+func (s *Invalidations) freshL1(e *meta) bool {
 	if e.since > s.latest.Load() {
 		return true
 	}
@@ -246,7 +251,7 @@ func (s *Invalidations) freshL1(e *entry, user, ref string) bool {
 	if e.checked.Load() == seq {
 		return true
 	}
-	if e.stored <= s.local.Load() || !s.fresh(e.loaded, user, ref, e.access.OrgID) {
+	if e.stored <= s.local.Load() || !s.fresh(e.loaded, e.subjects) {
 		return false
 	}
 	e.checked.Store(seq)
@@ -254,18 +259,19 @@ func (s *Invalidations) freshL1(e *entry, user, ref string) bool {
 }
 
 // loadedAt is the time, on this store's clock, before which every committed
-// change is known to be reflected in a, which tier answered, the load having
-// started at stored. An answer from the source started its query after
-// stored (and carries the exact time); one from another tier may come from
-// another replica, whose clock may be ahead by up to Skew.
-func (s *Invalidations) loadedAt(a *roles.Access, tier roles.Tier, stored int64) int64 {
+// change is known to be reflected in an answer stamped loadedAt, which tier
+// answered, the load having started at stored. An answer from the source
+// started its query after stored (and carries the exact time); one from
+// another tier may come from another replica, whose clock may be ahead by
+// up to Skew.
+func (s *Invalidations) loadedAt(loadedAt time.Time, tier roles.Tier, stored int64) int64 {
 	if tier == roles.TierSource {
-		if a.LoadedAt.IsZero() {
+		if loadedAt.IsZero() {
 			return stored
 		}
-		return s.at(a.LoadedAt)
+		return s.at(loadedAt)
 	}
-	return s.remoteAt(a.LoadedAt)
+	return s.remoteAt(loadedAt)
 }
 
 // remoteAt converts a load time written by any replica, allowing for skew.

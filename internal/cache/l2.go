@@ -2,10 +2,10 @@ package cache
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -14,20 +14,21 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/authz-sidecar/authz-sidecar/internal/invalidate"
 	"github.com/authz-sidecar/authz-sidecar/internal/roles"
 )
 
-// L2Config configures the Redis tier.
+// L2Config configures the Redis tier, for every kind.
 type L2Config struct {
 	// Prefix starts every key, so several deployments (or tests) can share
 	// one Redis.
 	Prefix string
-	// TTL of a resolved permission set; 5 minutes by default.
+	// TTL of a positive answer; 5 minutes by default.
 	TTL time.Duration
-	// NegativeTTL of "not a member" answers.
+	// NegativeTTL of "not a member" / "no such thing" answers.
 	NegativeTTL time.Duration
 	// Timeout bounds each Redis call. Redis is an optimisation: when it is
-	// slow we would rather ask Postgres than make Envoy wait.
+	// slow we would rather ask the source than make Envoy wait.
 	Timeout time.Duration
 	// BreakerFailures consecutive failures open the breaker for
 	// BreakerCooldown, during which Redis is not called at all.
@@ -36,9 +37,9 @@ type L2Config struct {
 	// Now is the clock (tests may replace it).
 	Now func() time.Time
 	// Invalidations, when set, turns on invalidation: every read also
-	// fetches the markers Mark writes (in the same round trip) and refuses
-	// an entry loaded before one of them, or before an invalidation this
-	// process received. nil: plain reads, no markers.
+	// fetches the markers Mark writes and refuses an entry loaded before
+	// one of them, or before an invalidation this process received. nil:
+	// plain reads, no markers.
 	Invalidations *Invalidations
 	// MarkTimeout bounds one Mark call; 1s by default. Marks are rare and
 	// matter for correctness, so they get longer than Timeout.
@@ -72,147 +73,193 @@ func (c *L2Config) defaults() {
 	}
 }
 
-// L2 is the Redis tier. A Redis failure is never an error to the caller: it
-// is logged (once per outage), counted, and the lookup goes on to next.
-type L2 struct {
-	next roles.Resolver
-	rdb  redis.UniversalClient
-	cfg  L2Config
-	log  *zap.Logger
-	m    *tierMetrics
-	brk  breaker
+// L2Store is what every kind's L2 shares: the Redis client (any topology,
+// see NewRedis), the key prefix, one circuit breaker, and the invalidation
+// markers. It satisfies invalidate.Markers.
+type L2Store struct {
+	rdb redis.UniversalClient
+	cfg L2Config
+	log *zap.Logger
+	reg prometheus.Registerer
+	brk breaker
+	// allKey is the marker of everything: "<prefix>inv:all".
+	allKey string
 }
 
-// NewL2 returns a Redis tier in front of next.
-func NewL2(next roles.Resolver, rdb redis.UniversalClient, cfg L2Config, log *zap.Logger, reg prometheus.Registerer) (*L2, error) {
+var _ invalidate.Markers = (*L2Store)(nil)
+
+// NewL2Store returns the shared part of the Redis tier. The metrics of each
+// kind are registered on reg by NewL2.
+func NewL2Store(rdb redis.UniversalClient, cfg L2Config, log *zap.Logger, reg prometheus.Registerer) *L2Store {
 	cfg.defaults()
-	m, err := newTierMetrics(reg, "l2")
+	return &L2Store{
+		rdb: rdb, cfg: cfg, log: log.Named("l2"), reg: reg,
+		brk:    breaker{threshold: cfg.BreakerFailures, cooldown: cfg.BreakerCooldown},
+		allKey: cfg.Prefix + "inv:all",
+	}
+}
+
+// String describes the tier for logs.
+func (s *L2Store) String() string { return fmt.Sprintf("redis L2 (prefix %q)", s.cfg.Prefix) }
+
+// L2 is the Redis tier of one kind. A Redis failure is never an error to
+// the caller: it is logged (once per outage), counted, and the lookup goes
+// on to next.
+type L2[Q, V any] struct {
+	s    *L2Store
+	kind *Kind[Q, V]
+	next Lookup[Q, V]
+	// keyPrefix starts the kind's entry keys: "<prefix><kind>:".
+	keyPrefix string
+	m         *tierMetrics
+}
+
+// NewL2 returns kind's Redis tier in store s, in front of next.
+func NewL2[Q, V any](s *L2Store, kind *Kind[Q, V], next Lookup[Q, V]) (*L2[Q, V], error) {
+	m, err := newTierMetrics(s.reg, "l2", kind.Name)
 	if err != nil {
 		return nil, err
 	}
-	return &L2{
-		next: next, rdb: rdb, cfg: cfg, log: log.Named("l2"), m: m,
-		brk: breaker{threshold: cfg.BreakerFailures, cooldown: cfg.BreakerCooldown},
-	}, nil
+	return &L2[Q, V]{s: s, kind: kind, next: next, keyPrefix: s.cfg.Prefix + kind.Name + ":", m: m}, nil
 }
 
-// Resolve answers from Redis when it can, else from next, writing the
+// Lookup answers from Redis when it can, else from next, writing the
 // answer back.
-func (l *L2) Resolve(ctx context.Context, q roles.Query) (*roles.Access, roles.Tier, error) {
-	key := l.cfg.Prefix + "perm:" + cacheKey(q)
-	var (
-		a  *roles.Access
-		ok bool
-	)
-	if l.cfg.Invalidations == nil {
-		a, ok = l.get(ctx, key)
-	} else {
-		a, ok = l.getGuarded(ctx, key, q)
-	}
-	if ok {
+func (l *L2[Q, V]) Lookup(ctx context.Context, q Q) (V, roles.Tier, error) {
+	key := string(l.kind.AppendKey([]byte(l.keyPrefix), q))
+	if v, ok := l.get(ctx, key, q); ok {
 		l.m.hits.Inc()
-		return a, roles.TierL2, nil
+		return v, roles.TierL2, nil
 	}
 	l.m.misses.Inc()
-	a, tier, err := l.next.Resolve(ctx, q)
+	v, tier, err := l.next.Lookup(ctx, q)
 	if err != nil {
-		return nil, tier, err
+		return v, tier, err
 	}
-	l.set(ctx, key, a)
-	return a, tier, nil
+	l.set(ctx, key, q, v)
+	return v, tier, nil
 }
 
-func (l *L2) get(ctx context.Context, key string) (*roles.Access, bool) {
-	now := l.cfg.Now()
-	if !l.brk.allow(now) {
-		return nil, false
+// markerKey is the Redis key of subject's marker: the time (unix
+// nanoseconds, wall clock) of its last invalidation. An entry loaded
+// before a marker, allowing for clock skew, is not served by any replica,
+// including those that missed the message. Publishers outside the sidecar
+// write the same keys (docs/consistency.md).
+func (s *L2Store) markerKey(subject invalidate.Subject) string {
+	return s.cfg.Prefix + "inv:" + string(subject)
+}
+
+// get reads key. With invalidation on, it reads in the same pipelined
+// round trip the marker of everything and those of the subjects known
+// from q, and, when the answer names more subjects (a session's user, an
+// organization's id when q named a slug), their markers in a second one
+// (with the marker of everything when q names no subject: the entry is then
+// a plain GET).
+// Separate GETs rather than MGET: the keys live in different hash slots
+// of a Redis Cluster, and the cluster client splits a pipeline by node.
+// The entry is a hit only when it was loaded after every marker (plus
+// Skew) and after every invalidation this process received.
+func (l *L2[Q, V]) get(ctx context.Context, key string, q Q) (v V, ok bool) {
+	s := l.s
+	now := s.cfg.Now()
+	if !s.brk.allow(now) {
+		return v, false
 	}
-	cctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	b, err := l.rdb.Get(cctx, key).Bytes()
-	if errors.Is(err, redis.Nil) {
-		l.success()
-		return nil, false
+	inv := s.cfg.Invalidations
+	var (
+		entry   []byte
+		markers [][]byte
+		asked   []invalidate.Subject
+		err     error
+	)
+	if inv != nil && l.kind.QuerySubjects != nil {
+		asked = l.kind.QuerySubjects(make([]invalidate.Subject, 0, 4), q)
+		keys := make([]string, 2, 2+len(asked))
+		keys[0], keys[1] = key, s.allKey
+		for _, subject := range asked {
+			keys = append(keys, s.markerKey(subject))
+		}
+		var vals [][]byte
+		if vals, err = s.getMany(cctx, keys); err == nil {
+			entry, markers = vals[0], vals[1:]
+		}
+	} else {
+		// Nothing to read with the entry: a plain GET, and the markers, if
+		// any, once the answer names its subjects.
+		entry, err = s.rdb.Get(cctx, key).Bytes()
+		if errors.Is(err, redis.Nil) {
+			err = nil
+		}
 	}
 	if err != nil {
 		l.failure(now, "get", err)
-		return nil, false
+		return v, false
 	}
-	l.success()
-	return l.decode(key, b)
-}
-
-func (l *L2) decode(key string, b []byte) (*roles.Access, bool) {
-	var a roles.Access
-	if err := json.Unmarshal(b, &a); err != nil {
-		// A value we cannot read is a miss, never a grant.
-		l.m.errors.Inc()
-		l.log.Warn("undecodable L2 entry; treating as a miss", zap.String("key", key), zap.Error(err))
-		return nil, false
+	s.success()
+	if entry == nil {
+		return v, false
 	}
-	return &a, true
-}
-
-// Marker keys: the time (unix nanoseconds, wall clock) of the last
-// invalidation of a user, of an organization (by id or slug), or of
-// everything. An entry loaded before a marker, allowing for clock skew, is
-// not served by any replica, including those that missed the message.
-func (l *L2) userMarker(id string) string { return l.cfg.Prefix + "inv:u:" + id }
-func (l *L2) orgMarker(ref string) string { return l.cfg.Prefix + "inv:o:" + ref }
-func (l *L2) allMarker() string           { return l.cfg.Prefix + "inv:all" }
-
-// getGuarded reads the entry and its markers in one pipelined round trip
-// (separate GETs rather than MGET, so it also works on Redis Cluster), plus
-// a second one for the canonical organization id's marker when q named the
-// organization by slug. The entry is a hit only when it was loaded after
-// every marker (plus Skew) and after every invalidation this process
-// received.
-func (l *L2) getGuarded(ctx context.Context, key string, q roles.Query) (*roles.Access, bool) {
-	now := l.cfg.Now()
-	if !l.brk.allow(now) {
-		return nil, false
+	if v, ok = l.decode(entry); !ok {
+		return v, false
 	}
-	cctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
-	defer cancel()
-	keys := []string{key, l.userMarker(q.UserID), l.allMarker()}
-	if q.OrgRef != "" {
-		keys = append(keys, l.orgMarker(q.OrgRef))
+	if inv == nil {
+		return v, l.live(now, v)
 	}
-	vals, err := l.getMany(cctx, keys)
-	if err != nil {
-		l.failure(now, "get", err)
-		return nil, false
+	subjects := l.kind.Subjects(make([]invalidate.Subject, 0, 4), q, v)
+	var more []string
+	if asked == nil {
+		more = append(more, s.allKey)
 	}
-	if vals[0] == nil {
-		l.success()
-		return nil, false
+	for _, subject := range subjects {
+		if !slices.Contains(asked, subject) {
+			more = append(more, s.markerKey(subject))
+		}
 	}
-	a, ok := l.decode(key, vals[0])
-	if !ok {
-		l.success()
-		return nil, false
-	}
-	markers := vals[1:]
-	if a.OrgID != "" && a.OrgID != q.OrgRef {
-		more, err := l.getMany(cctx, []string{l.orgMarker(a.OrgID)})
+	if len(more) > 0 {
+		vals, err := s.getMany(cctx, more)
 		if err != nil {
 			l.failure(now, "get", err)
-			return nil, false
+			return v, false
 		}
-		markers = append(markers, more...)
+		markers = append(markers, vals...)
 	}
-	l.success()
-	if !l.fresh(a, markers) || !l.cfg.Invalidations.fresh(l.cfg.Invalidations.remoteAt(a.LoadedAt), q.UserID, q.OrgRef, a.OrgID) {
+	loadedAt := l.kind.LoadedAt(v)
+	if !s.fresh(loadedAt, markers) || !inv.freshList(inv.remoteAt(loadedAt), subjects) {
 		l.m.stale.Inc()
-		return nil, false
+		return v, false
 	}
-	return a, true
+	return v, l.live(now, v)
+}
+
+// live reports whether v has not reached its own expiry at now. Redis's
+// TTL ends the entry then too, give or take clocks: this is the check on
+// this replica's clock.
+func (l *L2[Q, V]) live(now time.Time, v V) bool {
+	if l.kind.Expires == nil {
+		return true
+	}
+	exp := l.kind.Expires(v)
+	return exp.IsZero() || now.Before(exp)
+}
+
+// decode reads an entry; a value it cannot read is a miss, never an
+// answer.
+func (l *L2[Q, V]) decode(b []byte) (V, bool) {
+	v, err := l.kind.Decode(b)
+	if err != nil {
+		l.m.errors.Inc()
+		l.s.log.Warn("undecodable L2 entry; treating as a miss", zap.String("kind", l.kind.Name), zap.Error(err))
+		return v, false
+	}
+	return v, true
 }
 
 // getMany GETs keys in one pipeline; a missing key is a nil value.
-func (l *L2) getMany(ctx context.Context, keys []string) ([][]byte, error) {
+func (s *L2Store) getMany(ctx context.Context, keys []string) ([][]byte, error) {
 	cmds := make([]*redis.StringCmd, len(keys))
-	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range keys {
 			cmds[i] = p.Get(ctx, k)
 		}
@@ -235,11 +282,11 @@ func (l *L2) getMany(ctx context.Context, keys []string) ([][]byte, error) {
 	return out, nil
 }
 
-// fresh reports whether a was loaded more than Skew after every marker
-// (times written by different replicas, hence the allowance). An answer
-// without a load time is fresh only when there is no marker at all; an
-// unreadable marker counts as one written now.
-func (l *L2) fresh(a *roles.Access, markers [][]byte) bool {
+// fresh reports whether an answer loaded at loadedAt was loaded more than
+// Skew after every marker (times written by different replicas, hence the
+// allowance). An answer without a load time is fresh only when there is no
+// marker at all; an unreadable marker counts as one written now.
+func (s *L2Store) fresh(loadedAt time.Time, markers [][]byte) bool {
 	newest := int64(math.MinInt64)
 	for _, b := range markers {
 		if b == nil {
@@ -247,22 +294,23 @@ func (l *L2) fresh(a *roles.Access, markers [][]byte) bool {
 		}
 		t, err := strconv.ParseInt(string(b), 10, 64)
 		if err != nil {
-			t = l.cfg.Now().UnixNano()
+			t = s.cfg.Now().UnixNano()
 		}
 		newest = max(newest, t)
 	}
 	if newest == math.MinInt64 {
 		return true
 	}
-	if a.LoadedAt.IsZero() {
+	if loadedAt.IsZero() {
 		return false
 	}
-	return a.LoadedAt.UnixNano() > newest+int64(l.cfg.Invalidations.cfg.Skew)
+	return loadedAt.UnixNano() > newest+int64(s.cfg.Invalidations.cfg.Skew)
 }
 
-// markScript sets a marker to ARGV[1] unless it holds a later time, with a
+// MarkScript sets a marker to ARGV[1] unless it holds a later time, with a
 // time to live of ARGV[2] milliseconds: markers only move forward, so a
-// late writer of an older invalidation cannot hide a newer one.
+// late writer of an older invalidation cannot hide a newer one. It touches
+// KEYS[1] only, so it runs on any topology, Redis Cluster included.
 // Publishers in other languages run the same script (docs/consistency.md).
 const MarkScript = `local cur = redis.call('GET', KEYS[1])
 if cur and tonumber(cur) and tonumber(cur) >= tonumber(ARGV[1]) then
@@ -271,93 +319,96 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1`
 
-// Mark writes invalidation markers for users, organizations (ids or slugs)
-// and, with all, everything, set to the current time: from then on no
-// replica serves an L2 entry loaded earlier about them. Publishers call it
-// before publishing a message and receivers on receipt, so that a replica
-// that misses the message is still guarded. Markers outlive every entry
-// they may concern (the larger TTL plus a minute). It ignores the breaker
-// (a marker matters more than a read) and returns the first error.
-func (l *L2) Mark(ctx context.Context, users, orgs []string, all bool) error {
-	var keys []string
-	for _, u := range users {
-		keys = append(keys, l.userMarker(u))
-	}
-	for _, o := range orgs {
-		keys = append(keys, l.orgMarker(o))
+// Mark writes the markers of subjects and, with all, of everything, set to
+// the current time: from then on no replica serves an L2 entry loaded
+// earlier that depends on them. Publishers call it before publishing a
+// message and receivers on receipt, so that a replica that misses the
+// message is still guarded. Markers outlive every entry they may concern
+// (the larger TTL plus a minute). It ignores the breaker (a marker matters
+// more than a read) and returns the first error.
+func (s *L2Store) Mark(ctx context.Context, subjects []invalidate.Subject, all bool) error {
+	keys := make([]string, 0, len(subjects)+1)
+	for _, subject := range subjects {
+		if subject != "" {
+			keys = append(keys, s.markerKey(subject))
+		}
 	}
 	if all {
-		keys = append(keys, l.allMarker())
+		keys = append(keys, s.allKey)
 	}
 	if len(keys) == 0 {
 		return nil
 	}
-	ttl := max(l.cfg.TTL, l.cfg.NegativeTTL) + time.Minute
-	if l.cfg.Invalidations != nil {
-		ttl += l.cfg.Invalidations.cfg.Skew
+	ttl := max(s.cfg.TTL, s.cfg.NegativeTTL) + time.Minute
+	if s.cfg.Invalidations != nil {
+		ttl += s.cfg.Invalidations.cfg.Skew
 	}
-	now := strconv.FormatInt(l.cfg.Now().UnixNano(), 10)
+	now := strconv.FormatInt(s.cfg.Now().UnixNano(), 10)
 	ms := strconv.FormatInt(ttl.Milliseconds(), 10)
-	cctx, cancel := context.WithTimeout(ctx, l.cfg.MarkTimeout)
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.MarkTimeout)
 	defer cancel()
 	// EVAL rather than EVALSHA: one round trip whether or not the server
 	// has the script cached, and marks are rare.
-	cmds, err := l.rdb.Pipelined(cctx, func(p redis.Pipeliner) error {
+	_, err := s.rdb.Pipelined(cctx, func(p redis.Pipeliner) error {
 		for _, k := range keys {
 			p.Eval(cctx, MarkScript, []string{k}, now, ms)
 		}
 		return nil
 	})
 	if err != nil {
-		l.m.errors.Inc()
-		return fmt.Errorf("cache: mark %d keys: %w", len(cmds), err)
+		return fmt.Errorf("cache: mark %d keys: %w", len(keys), err)
 	}
 	return nil
 }
 
-func (l *L2) set(ctx context.Context, key string, a *roles.Access) {
-	now := l.cfg.Now()
-	if !l.brk.allow(now) {
+// set writes v under key, to live the TTL from its load (not from this
+// write) and never past its own expiry.
+func (l *L2[Q, V]) set(ctx context.Context, key string, q Q, v V) {
+	s := l.s
+	now := s.cfg.Now()
+	if !s.brk.allow(now) {
 		return
 	}
-	b, err := json.Marshal(a)
-	if err != nil {
-		l.m.errors.Inc()
-		return
-	}
-	ttl := l.cfg.TTL
-	if !a.Member() {
-		ttl = l.cfg.NegativeTTL
+	ttl := s.cfg.NegativeTTL
+	if l.kind.Positive(q, v) {
+		ttl = s.cfg.TTL
 	}
 	// The TTL counts from the load, not from this write: an answer never
 	// outlives its load by more than the TTL, and so never outlives the
 	// markers written after it was loaded (which live longer than the TTL).
-	if !a.LoadedAt.IsZero() {
-		ttl -= now.Sub(a.LoadedAt)
-		if ttl <= 0 {
-			return
+	if loadedAt := l.kind.LoadedAt(v); !loadedAt.IsZero() {
+		ttl -= now.Sub(loadedAt)
+	}
+	if l.kind.Expires != nil {
+		if exp := l.kind.Expires(v); !exp.IsZero() {
+			ttl = min(ttl, exp.Sub(now))
 		}
 	}
-	cctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	// Redis keeps whole milliseconds: a shorter remainder is not worth it.
+	if ttl < time.Millisecond {
+		return
+	}
+	b := l.kind.Encode(nil, v)
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	if err := l.rdb.Set(cctx, key, b, ttl).Err(); err != nil {
+	if err := s.rdb.Set(cctx, key, b, ttl).Err(); err != nil {
 		l.failure(now, "set", err)
 		return
 	}
-	l.success()
+	s.success()
 }
 
-func (l *L2) failure(now time.Time, op string, err error) {
+func (l *L2[Q, V]) failure(now time.Time, op string, err error) {
 	l.m.errors.Inc()
-	if opened := l.brk.failure(now); opened {
-		l.log.Warn("redis failing; skipping the L2 tier until it recovers",
-			zap.String("op", op), zap.Duration("cooldown", l.cfg.BreakerCooldown), zap.Error(err))
+	if opened := l.s.brk.failure(now); opened {
+		l.s.log.Warn("redis failing; skipping the L2 tier until it recovers",
+			zap.String("op", op), zap.Duration("cooldown", l.s.cfg.BreakerCooldown), zap.Error(err))
 	}
 }
 
-func (l *L2) success() {
-	if recovered := l.brk.success(); recovered {
-		l.log.Info("redis recovered; L2 tier back in use")
+func (s *L2Store) success() {
+	if recovered := s.brk.success(); recovered {
+		s.log.Info("redis recovered; L2 tier back in use")
 	}
 }
 
@@ -411,6 +462,3 @@ func (b *breaker) success() bool {
 	b.open = false
 	return wasOpen
 }
-
-// String describes the tier for logs.
-func (l *L2) String() string { return fmt.Sprintf("redis L2 (prefix %q)", l.cfg.Prefix) }

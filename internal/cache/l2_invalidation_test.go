@@ -6,34 +6,27 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.uber.org/zap"
 
+	"github.com/authz-sidecar/authz-sidecar/internal/authn"
+	"github.com/authz-sidecar/authz-sidecar/internal/invalidate"
 	"github.com/authz-sidecar/authz-sidecar/internal/roles"
 )
 
-// newGuardedL2 is an L2 with invalidation on, in front of a stamped source,
-// all three on clk.
-func newGuardedL2(t *testing.T, clk *fakeClock, skew time.Duration) (*L2, *stampedSource, *Invalidations, string) {
+// newGuardedL2 is an access L2 with invalidation on, in front of a stamped
+// source, all three on clk.
+func newGuardedL2(t *testing.T, clk *fakeClock, skew time.Duration) (*L2[roles.Query, *roles.Access], *stampedSource, *Invalidations, string) {
 	t.Helper()
 	rdb, prefix := redisClient(t)
 	inv := NewInvalidations(InvalidationsConfig{Skew: skew, Now: clk.Now})
 	src := &stampedSource{now: clk.Now}
-	l2, err := NewL2(src, rdb, L2Config{Prefix: prefix, Invalidations: inv, Timeout: redisTimeout, Now: clk.Now}, zap.NewNop(), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	l2 := newL2(t, newL2Store(rdb, L2Config{Prefix: prefix, Invalidations: inv, Now: clk.Now}), AccessKind(), Lookup[roles.Query, *roles.Access](src))
 	return l2, src, inv, prefix
 }
 
-func l2Tier(t *testing.T, l2 *L2, user, org string) roles.Tier {
+func l2Tier(t *testing.T, l2 *L2[roles.Query, *roles.Access], user, org string) roles.Tier {
 	t.Helper()
-	_, tier, err := l2.Resolve(context.Background(), query(user, org))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tier
+	return tierOf(t, l2, query(user, org))
 }
 
 func TestL2Markers(t *testing.T) {
@@ -42,18 +35,18 @@ func TestL2Markers(t *testing.T) {
 		name   string
 		user   string
 		org    string // the reference cached
-		users  []string
-		orgs   []string
+		marks  []invalidate.Subject
 		all    bool
 		reload bool
 	}{
-		{name: "user marker", user: "u1", org: "org1", users: []string{"u1"}, reload: true},
-		{name: "organization marker by id", user: "u1", org: "org1", orgs: []string{"org1"}, reload: true},
-		{name: "organization marker by id, entry cached under the slug", user: "u1", org: "acme", orgs: []string{"org1"}, reload: true},
-		{name: "slug marker", user: "u1", org: "acme", orgs: []string{"acme"}, reload: true},
+		{name: "user marker", user: "u1", org: "org1", marks: []invalidate.Subject{"u:u1"}, reload: true},
+		{name: "organization marker by id", user: "u1", org: "org1", marks: []invalidate.Subject{"o:org1"}, reload: true},
+		{name: "organization marker by id, entry cached under the slug", user: "u1", org: "acme", marks: []invalidate.Subject{"o:org1"}, reload: true},
+		{name: "slug marker", user: "u1", org: "acme", marks: []invalidate.Subject{"o:acme"}, reload: true},
 		{name: "everything", user: "u1", org: "org1", all: true, reload: true},
-		{name: "another user", user: "u1", org: "org1", users: []string{"u2"}},
-		{name: "another organization", user: "u1", org: "acme", orgs: []string{"org2"}},
+		{name: "another user", user: "u1", org: "org1", marks: []invalidate.Subject{"u:u2"}},
+		{name: "another organization", user: "u1", org: "acme", marks: []invalidate.Subject{"o:org2"}},
+		{name: "a session", user: "u1", org: "acme", marks: []invalidate.Subject{"s:u1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -67,7 +60,7 @@ func TestL2Markers(t *testing.T) {
 				t.Fatalf("second lookup: %v, want l2", got)
 			}
 			// Another replica received the message and marked.
-			if err := l2.Mark(context.Background(), tt.users, tt.orgs, tt.all); err != nil {
+			if err := l2.s.Mark(context.Background(), tt.marks, tt.all); err != nil {
 				t.Fatal(err)
 			}
 			want := roles.TierL2
@@ -100,7 +93,7 @@ func TestL2Markers(t *testing.T) {
 func TestL2MarkerSkew(t *testing.T) {
 	t.Parallel()
 	l2, _, _, _ := newGuardedL2(t, newFakeClock(), time.Hour)
-	if err := l2.Mark(context.Background(), []string{"u1"}, nil, false); err != nil {
+	if err := l2.s.Mark(context.Background(), []invalidate.Subject{"u:u1"}, false); err != nil {
 		t.Fatal(err)
 	}
 	l2Tier(t, l2, "u1", "org1")
@@ -115,7 +108,7 @@ func TestL2LocalInvalidations(t *testing.T) {
 	t.Parallel()
 	l2, _, inv, _ := newGuardedL2(t, newFakeClock(), 10*time.Millisecond)
 	l2Tier(t, l2, "u1", "org1")
-	inv.User("u1")
+	inv.Invalidate("u:u1")
 	if got := l2Tier(t, l2, "u1", "org1"); got != roles.TierSource {
 		t.Errorf("after a local invalidation: tier %v, want postgres", got)
 	}
@@ -128,22 +121,22 @@ func TestMarkersOnlyMoveForward(t *testing.T) {
 	l2, _, _, prefix := newGuardedL2(t, newFakeClock(), 0)
 	ctx := context.Background()
 	now := time.Now()
-	l2.cfg.Now = func() time.Time { return now }
-	if err := l2.Mark(ctx, []string{"u1"}, nil, false); err != nil {
+	l2.s.cfg.Now = func() time.Time { return now }
+	if err := l2.s.Mark(ctx, []invalidate.Subject{"u:u1"}, false); err != nil {
 		t.Fatal(err)
 	}
-	l2.cfg.Now = func() time.Time { return now.Add(-time.Second) }
-	if err := l2.Mark(ctx, []string{"u1"}, nil, false); err != nil {
+	l2.s.cfg.Now = func() time.Time { return now.Add(-time.Second) }
+	if err := l2.s.Mark(ctx, []invalidate.Subject{"u:u1"}, false); err != nil {
 		t.Fatal(err)
 	}
-	got, err := l2.rdb.Get(ctx, prefix+"inv:u:u1").Result()
+	got, err := l2.s.rdb.Get(ctx, prefix+"inv:u:u1").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got != strconv.FormatInt(now.UnixNano(), 10) {
 		t.Errorf("marker = %s, want %d (the later time)", got, now.UnixNano())
 	}
-	ttl, err := l2.rdb.PTTL(ctx, prefix+"inv:u:u1").Result()
+	ttl, err := l2.s.rdb.PTTL(ctx, prefix+"inv:u:u1").Result()
 	if err != nil || ttl <= 5*time.Minute {
 		t.Errorf("marker TTL = %v, %v; want more than the L2 TTL", ttl, err)
 	}
@@ -156,21 +149,18 @@ func TestL2TTLCountsFromLoad(t *testing.T) {
 	rdb, prefix := redisClient(t)
 	clk := newFakeClock()
 	src := &stampedSource{loadedAt: clk.Now().Add(-4 * time.Minute)}
-	l2, err := NewL2(src, rdb, L2Config{Prefix: prefix, TTL: 5 * time.Minute, Timeout: redisTimeout, Now: clk.Now}, zap.NewNop(), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	l2 := newL2(t, newL2Store(rdb, L2Config{Prefix: prefix, TTL: 5 * time.Minute, Now: clk.Now}), AccessKind(), Lookup[roles.Query, *roles.Access](src))
 	written := time.Now()
 	l2Tier(t, l2, "u1", "org1")
-	ttl, err := rdb.PTTL(context.Background(), prefix+"perm:v1|u1|org1").Result()
+	ttl, err := rdb.PTTL(context.Background(), prefix+"access:v1|u1|org1|").Result()
 	// Redis counts the minute down in real time from the write.
-	if err != nil || ttl > time.Minute || ttl < time.Minute-time.Since(written) {
+	if err != nil || ttl > time.Minute || ttl < time.Minute-time.Since(written)-2*time.Millisecond {
 		t.Errorf("TTL of an entry loaded 4 minutes ago = %v, %v; want 1m less the time since it was written", ttl, err)
 	}
 	// Loaded longer ago than the TTL: not written at all.
 	src.loadedAt = clk.Now().Add(-6 * time.Minute)
 	l2Tier(t, l2, "u2", "org1")
-	if n, _ := rdb.Exists(context.Background(), prefix+"perm:v1|u2|org1").Result(); n != 0 {
+	if n, _ := rdb.Exists(context.Background(), prefix+"access:v1|u2|org1|").Result(); n != 0 {
 		t.Error("an answer older than the TTL was written")
 	}
 }
@@ -187,28 +177,24 @@ func TestTiersInvalidation(t *testing.T) {
 	const skew = 10 * time.Second
 	inv := NewInvalidations(InvalidationsConfig{Skew: skew, Now: clk.Now})
 	src := &stampedSource{now: clk.Now}
-	l2, err := NewL2(src, rdb, L2Config{Prefix: prefix, Invalidations: inv, Timeout: redisTimeout, Now: clk.Now}, zap.NewNop(), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := newL2Store(rdb, L2Config{Prefix: prefix, Invalidations: inv, Now: clk.Now})
+	l2 := newL2(t, store, AccessKind(), Lookup[roles.Query, *roles.Access](src))
 	l1 := newInvL1(t, l2, inv, L1Config{Now: clk.Now})
 	// Another replica's L1 on the same Redis, which missed the message.
-	other := newInvL1(t, func() roles.Resolver {
-		inv := NewInvalidations(InvalidationsConfig{Skew: skew, Now: clk.Now})
-		l, _ := NewL2(src, rdb, L2Config{Prefix: prefix, Invalidations: inv, Timeout: redisTimeout, Now: clk.Now}, zap.NewNop(), prometheus.NewRegistry())
-		return l
-	}(), nil, L1Config{Now: clk.Now})
+	otherInv := NewInvalidations(InvalidationsConfig{Skew: skew, Now: clk.Now})
+	otherL2 := newL2(t, newL2Store(rdb, L2Config{Prefix: prefix, Invalidations: otherInv, Now: clk.Now}), AccessKind(), Lookup[roles.Query, *roles.Access](src))
+	other := newInvL1(t, otherL2, nil, L1Config{Now: clk.Now})
 	for _, want := range []roles.Tier{roles.TierSource, roles.TierL1} {
-		if got := tierOf(t, l1, "u1", "org1"); got != want {
+		if got := tierOf(t, l1, query("u1", "org1")); got != want {
 			t.Fatalf("warm-up: %v, want %v", got, want)
 		}
 	}
-	if got := tierOf(t, other, "u1", "org1"); got != roles.TierL2 {
+	if got := tierOf(t, other, query("u1", "org1")); got != roles.TierL2 {
 		t.Fatalf("other replica warm-up: %v, want l2", got)
 	}
 	// The message: applied here, marked in Redis.
-	inv.User("u1")
-	if err := l2.Mark(context.Background(), []string{"u1"}, nil, false); err != nil {
+	inv.Invalidate("u:u1")
+	if err := store.Mark(context.Background(), []invalidate.Subject{"u:u1"}, false); err != nil {
 		t.Fatal(err)
 	}
 	// Answers loaded from now on are loaded after the invalidation (but
@@ -216,7 +202,7 @@ func TestTiersInvalidation(t *testing.T) {
 	clk.Advance(time.Second)
 	calls := src.calls.Load()
 	for i, want := range []roles.Tier{roles.TierSource, roles.TierL1, roles.TierL1} {
-		if got := tierOf(t, l1, "u1", "org1"); got != want {
+		if got := tierOf(t, l1, query("u1", "org1")); got != want {
 			t.Errorf("lookup %d after the invalidation: %v, want %v", i, got, want)
 		}
 	}
@@ -226,9 +212,52 @@ func TestTiersInvalidation(t *testing.T) {
 	// The other replica's L2 read (after a flush of its L1) honours the
 	// marker even though it never heard the message: what L1 reloaded was
 	// loaded within the skew after the marker, so it reloads too.
-	other.Clear()
+	other.s.Clear()
 	other.Wait()
-	if got := tierOf(t, other, "u1", "org1"); got != roles.TierSource {
+	if got := tierOf(t, other, query("u1", "org1")); got != roles.TierSource {
 		t.Errorf("other replica after the marker: %v, want postgres", got)
+	}
+}
+
+// A session found by token names its subjects only in the answer: L2 reads
+// their markers in a second round trip, and a marker of the session or of
+// its user refuses the entry on every replica.
+func TestL2SessionMarkers(t *testing.T) {
+	t.Parallel()
+	for _, subject := range []invalidate.Subject{"s:s1", "u:u1"} {
+		t.Run(string(subject), func(t *testing.T) {
+			t.Parallel()
+			rdb, prefix := redisClient(t)
+			clk := newFakeClock()
+			inv := NewInvalidations(InvalidationsConfig{Skew: 10 * time.Millisecond, Now: clk.Now})
+			src := &sessionSource{now: clk.Now, byKey: map[string]authn.Session{
+				"tok": {Found: true, ID: "s1", UserID: "u1", ExpiresAt: clk.Now().Add(time.Hour)},
+				"s1":  {Found: true, ID: "s1", UserID: "u1", ExpiresAt: clk.Now().Add(time.Hour)},
+			}}
+			store := newL2Store(rdb, L2Config{Prefix: prefix, Invalidations: inv, Now: clk.Now})
+			byToken := newL2(t, store, SessionTokenKind(), Lookup[string, *authn.Session](src))
+			byID := newL2(t, store, SessionIDKind(), Lookup[string, *authn.Session](src))
+			for _, want := range []roles.Tier{roles.TierSource, roles.TierL2} {
+				if got := tierOf(t, byToken, "tok"); got != want {
+					t.Fatalf("by token: %v, want %v", got, want)
+				}
+				if got := tierOf(t, byID, "s1"); got != want {
+					t.Fatalf("by id: %v, want %v", got, want)
+				}
+			}
+			// Another replica marked; this one never heard of it.
+			if err := store.Mark(context.Background(), []invalidate.Subject{subject}, false); err != nil {
+				t.Fatal(err)
+			}
+			if got := tierOf(t, byToken, "tok"); got != roles.TierSource {
+				t.Errorf("by token after marking %s: %v, want postgres", subject, got)
+			}
+			if got := tierOf(t, byID, "s1"); got != roles.TierSource {
+				t.Errorf("by id after marking %s: %v, want postgres", subject, got)
+			}
+			if got := testutil.ToFloat64(byToken.m.stale); got != 1 {
+				t.Errorf("stale = %v, want 1", got)
+			}
+		})
 	}
 }

@@ -65,7 +65,7 @@ func NewTokens(cfg TokensConfig, reg prometheus.Registerer) (*Tokens, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	m, err := newTierMetrics(reg, "token")
+	m, err := newTierMetrics(reg, "token", "jwt")
 	if err != nil {
 		return nil, err
 	}

@@ -45,7 +45,7 @@ func realisticRequest(token string) *authv3.CheckRequest {
 	}}
 }
 
-func hotServer(b *testing.B) (*extauthz.Server, string, *cache.L1) {
+func hotServer(b *testing.B) (*extauthz.Server, string, *cache.L1Store) {
 	b.Helper()
 	keys := jwttest.NewKeys(b)
 	pol, err := policy.Parse("bench.yaml", []byte(strings.Replace(policyYAML, "JWKS_URL", keys.URL, 1)))
@@ -63,21 +63,25 @@ func hotServer(b *testing.B) (*extauthz.Server, string, *cache.L1) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	l1, err := cache.NewL1(roles.NewSourceResolver(staticSource{}, nil), cache.L1Config{TTL: time.Hour}, prometheus.NewRegistry())
+	store, err := cache.NewL1Store(cache.L1Config{TTL: time.Hour}, prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(l1.Close)
+	b.Cleanup(store.Close)
+	l1, err := cache.NewL1(store, cache.AccessKind(), cache.LookupFunc[roles.Query, *roles.Access](roles.NewSourceResolver(staticSource{}, nil).Resolve))
+	if err != nil {
+		b.Fatal(err)
+	}
 	tokens, err := cache.NewTokens(cache.TokensConfig{MaxTTL: time.Hour}, prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(tokens.Close)
-	engine, err := authz.New(authz.State{Policy: pol, Verifier: tokens.For(v)}, authz.Deps{Access: l1}, authz.Config{})
+	engine, err := authz.New(authz.State{Policy: pol, Verifier: tokens.For(v)}, authz.Deps{Access: cache.AccessResolver{Lookup: l1}}, authz.Config{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return extauthz.New(engine, nil, extauthz.Config{}), keys.User("alice"), l1
+	return extauthz.New(engine, nil, extauthz.Config{}), keys.User("alice"), store
 }
 
 // BenchmarkCheckHotPath is one full decision on the hot path: token seen

@@ -77,7 +77,7 @@ type env struct {
 	pol     *policy.Policy
 	rdb     *redis.Client
 	prefix  string
-	l1      *cache.L1
+	l1      *cache.L1Store
 	keys    *authn.KeySet
 	dbURL   string
 	redisOK bool
@@ -114,9 +114,10 @@ func newEnv(t *testing.T) *env {
 	e.source = &countingSource{Source: pg.NewMemberRepository(e.db)}
 
 	e.rdb, e.prefix = testproc.RedisDB(t)
-	e.l1 = e.resolver(t, e.rdb)
+	var access roles.Resolver
+	e.l1, access = e.resolver(t, e.rdb)
 
-	engine, err := authz.New(authz.State{Policy: pol, Verifier: verifier}, authz.Deps{Access: e.l1}, authz.Config{})
+	engine, err := authz.New(authz.State{Policy: pol, Verifier: verifier}, authz.Deps{Access: access}, authz.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,18 +126,24 @@ func newEnv(t *testing.T) *env {
 }
 
 // resolver builds the tier stack L1 → L2 (rdb) → Postgres.
-func (e *env) resolver(t *testing.T, rdb *redis.Client) *cache.L1 {
+func (e *env) resolver(t *testing.T, rdb *redis.Client) (*cache.L1Store, roles.Resolver) {
 	t.Helper()
-	l2, err := cache.NewL2(roles.NewSourceResolver(e.source, nil), rdb, cache.L2Config{Prefix: e.prefix}, zap.NewNop(), prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	source := cache.LookupFunc[roles.Query, *roles.Access](roles.NewSourceResolver(e.source, nil).Resolve)
+	l2, err := cache.NewL2(cache.NewL2Store(rdb, cache.L2Config{Prefix: e.prefix}, zap.NewNop(), reg), cache.AccessKind(), source)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l1, err := cache.NewL1(l2, cache.L1Config{TTL: time.Minute}, prometheus.NewRegistry())
+	store, err := cache.NewL1Store(cache.L1Config{TTL: time.Minute}, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(l1.Close)
-	return l1
+	t.Cleanup(store.Close)
+	l1, err := cache.NewL1(store, cache.AccessKind(), l2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, cache.AccessResolver{Lookup: l1}
 }
 
 func serveGRPC(t *testing.T, srv authv3.AuthorizationServer) authv3.AuthorizationClient {
@@ -472,7 +479,7 @@ func TestTiers(t *testing.T) {
 		}
 	})
 	t.Run("L2 hit after a restart of the resolver", func(t *testing.T) {
-		fresh := e.resolver(t, e.rdb)
+		_, fresh := e.resolver(t, e.rdb)
 		a, tier, err := fresh.Resolve(ctx, roles.Query{Subject: roles.Subject{UserID: "bob", OrgRef: "org_acme"}, Version: e.pol.Version, Tables: e.pol})
 		if err != nil || tier != roles.TierL2 || !a.Grants.All([]string{"leave:approve"}) {
 			t.Fatalf("got %+v, %v, %v; want L2 hit", a, tier, err)
@@ -503,7 +510,7 @@ func TestTiers(t *testing.T) {
 	t.Run("redis unreachable still answers from postgres", func(t *testing.T) {
 		dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 50 * time.Millisecond})
 		defer dead.Close()
-		fresh := e.resolver(t, dead)
+		_, fresh := e.resolver(t, dead)
 		before := e.source.n.Load()
 		a, tier, err := fresh.Resolve(ctx, roles.Query{Subject: roles.Subject{UserID: "bob", OrgRef: "org_acme"}, Version: e.pol.Version, Tables: e.pol})
 		if err != nil || tier != roles.TierSource || !a.Grants.All([]string{"leave:approve"}) {
@@ -519,10 +526,12 @@ func TestTiers(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer db.Close()
-		l1, _ := cache.NewL1(roles.NewSourceResolver(pg.NewMemberRepository(db), nil), cache.L1Config{}, prometheus.NewRegistry())
-		defer l1.Close()
+		store, _ := cache.NewL1Store(cache.L1Config{}, prometheus.NewRegistry())
+		defer store.Close()
+		source := cache.LookupFunc[roles.Query, *roles.Access](roles.NewSourceResolver(pg.NewMemberRepository(db), nil).Resolve)
+		l1, _ := cache.NewL1(store, cache.AccessKind(), source)
 		verifier, _ := authn.NewVerifier(authn.VerifierConfig{Issuer: issuer, Audiences: []string{issuer}}, e.keys)
-		client := serveGRPC(t, extauthz.New(mustEngine(t, authz.State{Policy: e.pol, Verifier: verifier}, authz.Deps{Access: l1}), nil, extauthz.Config{Timeout: time.Second}))
+		client := serveGRPC(t, extauthz.New(mustEngine(t, authz.State{Policy: e.pol, Verifier: verifier}, authz.Deps{Access: cache.AccessResolver{Lookup: l1}}), nil, extauthz.Config{Timeout: time.Second}))
 		resp, err := client.Check(ctx, req)
 		if err != nil {
 			t.Fatal(err)

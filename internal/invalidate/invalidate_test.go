@@ -18,26 +18,31 @@ import (
 func TestParse(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name    string
-		in      string
-		wantErr bool
-		kind    Kind
-		users   []string
-		orgs    []string
-		all     bool
+		name     string
+		in       string
+		wantErr  bool
+		kind     Kind
+		subjects []Subject
+		all      bool
 	}{
-		{name: "member", in: `{"v":1,"id":"a","kind":"member","user":"u","org":"o"}`, kind: KindMember, users: []string{"u"}},
-		{name: "user", in: `{"v":1,"id":"a","kind":"user","user":"u"}`, kind: KindUser, users: []string{"u"}},
-		{name: "org with slugs", in: `{"v":1,"id":"a","kind":"org","org":"o","slugs":["s1","s2"]}`, kind: KindOrg, orgs: []string{"o", "s1", "s2"}},
-		{name: "role", in: `{"v":1,"id":"a","kind":"role","org":"o","role":"r"}`, kind: KindRole, orgs: []string{"o"}},
+		{name: "member", in: `{"v":1,"id":"a","kind":"member","user":"u","org":"o"}`, kind: KindMember, subjects: []Subject{"u:u"}},
+		{name: "user", in: `{"v":1,"id":"a","kind":"user","user":"u"}`, kind: KindUser, subjects: []Subject{"u:u"}},
+		{name: "org with slugs", in: `{"v":1,"id":"a","kind":"org","org":"o","slugs":["s1","s2"]}`, kind: KindOrg, subjects: []Subject{"o:o", "o:s1", "o:s2"}},
+		{name: "role", in: `{"v":1,"id":"a","kind":"role","org":"o","role":"r"}`, kind: KindRole, subjects: []Subject{"o:o"}},
+		// As the fixture app publishes them (test/betterauth/server.ts).
+		{name: "session", in: `{"v":1,"id":"a","kind":"session","user":"u","session":"s","src":"better-auth","at":1795857954779}`, kind: KindSession, subjects: []Subject{"s:s"}},
+		{name: "session without user", in: `{"v":1,"id":"a","kind":"session","session":"s"}`, kind: KindSession, subjects: []Subject{"s:s"}},
+		{name: "apikey", in: `{"v":1,"id":"a","kind":"apikey","apikey":"k"}`, kind: KindAPIKey, subjects: []Subject{"k:k"}},
 		{name: "all", in: `{"v":1,"id":"a","kind":"all"}`, kind: KindAll, all: true},
-		{name: "unknown fields are ignored", in: `{"v":1,"id":"a","kind":"user","user":"u","extra":{"x":1}}`, kind: KindUser, users: []string{"u"}},
+		{name: "unknown fields are ignored", in: `{"v":1,"id":"a","kind":"user","user":"u","extra":{"x":1}}`, kind: KindUser, subjects: []Subject{"u:u"}},
 		// Fail safe: a message we cannot fully act on invalidates everything.
 		{name: "newer version", in: `{"v":2,"id":"a","kind":"user","user":"u"}`, kind: KindAll, all: true},
 		{name: "unknown kind", in: `{"v":1,"id":"a","kind":"team","org":"o"}`, kind: KindAll, all: true},
 		{name: "member without org", in: `{"v":1,"id":"a","kind":"member","user":"u"}`, kind: KindAll, all: true},
 		{name: "user without id", in: `{"v":1,"id":"a","kind":"user"}`, kind: KindAll, all: true},
 		{name: "role without org", in: `{"v":1,"id":"a","kind":"role","role":"r"}`, kind: KindAll, all: true},
+		{name: "session without id", in: `{"v":1,"id":"a","kind":"session","user":"u"}`, kind: KindAll, all: true},
+		{name: "apikey without id", in: `{"v":1,"id":"a","kind":"apikey"}`, kind: KindAll, all: true},
 		{name: "not JSON", in: `hello`, wantErr: true},
 		{name: "no version", in: `{"id":"a","kind":"all"}`, wantErr: true},
 		{name: "no id", in: `{"v":1,"kind":"all"}`, wantErr: true},
@@ -59,29 +64,45 @@ func TestParse(t *testing.T) {
 			if m.Kind != tt.kind {
 				t.Errorf("kind = %q, want %q", m.Kind, tt.kind)
 			}
-			users, orgs, all := m.Targets()
-			if !slices.Equal(users, tt.users) || !slices.Equal(orgs, tt.orgs) || all != tt.all {
-				t.Errorf("targets = %v %v %v, want %v %v %v", users, orgs, all, tt.users, tt.orgs, tt.all)
+			subjects, all := m.Subjects()
+			if !slices.Equal(subjects, tt.subjects) || all != tt.all {
+				t.Errorf("subjects = %v %v, want %v %v", subjects, all, tt.subjects, tt.all)
 			}
 		})
+	}
+}
+
+// The subjects' spelling is shared with publishers outside the sidecar
+// (their marker keys are "<prefix>inv:<subject>"): it must not change.
+func TestSubjectSpelling(t *testing.T) {
+	t.Parallel()
+	for got, want := range map[Subject]string{
+		UserSubject("u1"): "u:u1", OrgSubject("acme"): "o:acme", SessionSubject("s1"): "s:s1", APIKeySubject("k1"): "k:k1",
+	} {
+		if string(got) != want {
+			t.Errorf("subject %q, want %q", got, want)
+		}
 	}
 }
 
 // fakes record what the Service does.
 type fakeLocal struct {
 	mu           sync.Mutex
-	users, orgs  []string
+	subjects     []Subject
 	all, flushes int
 }
 
-func (f *fakeLocal) User(id string) { f.mu.Lock(); f.users = append(f.users, id); f.mu.Unlock() }
-func (f *fakeLocal) Org(ref string) { f.mu.Lock(); f.orgs = append(f.orgs, ref); f.mu.Unlock() }
-func (f *fakeLocal) All()           { f.mu.Lock(); f.all++; f.mu.Unlock() }
-func (f *fakeLocal) FlushLocal()    { f.mu.Lock(); f.flushes++; f.mu.Unlock() }
+func (f *fakeLocal) Invalidate(s Subject) {
+	f.mu.Lock()
+	f.subjects = append(f.subjects, s)
+	f.mu.Unlock()
+}
+func (f *fakeLocal) All()        { f.mu.Lock(); f.all++; f.mu.Unlock() }
+func (f *fakeLocal) FlushLocal() { f.mu.Lock(); f.flushes++; f.mu.Unlock() }
 func (f *fakeLocal) snapshot() fakeLocal {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return fakeLocal{users: slices.Clone(f.users), orgs: slices.Clone(f.orgs), all: f.all, flushes: f.flushes}
+	return fakeLocal{subjects: slices.Clone(f.subjects), all: f.all, flushes: f.flushes}
 }
 
 type fakeMarkers struct {
@@ -90,17 +111,14 @@ type fakeMarkers struct {
 	marks []string
 }
 
-func (f *fakeMarkers) Mark(_ context.Context, users, orgs []string, all bool) error {
+func (f *fakeMarkers) Mark(_ context.Context, subjects []Subject, all bool) error {
 	if f.fail.Load() {
 		return errors.New("redis down")
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, u := range users {
-		f.marks = append(f.marks, "u:"+u)
-	}
-	for _, o := range orgs {
-		f.marks = append(f.marks, "o:"+o)
+	for _, s := range subjects {
+		f.marks = append(f.marks, string(s))
 	}
 	if all {
 		f.marks = append(f.marks, "all")
@@ -228,20 +246,23 @@ func TestServiceAppliesBusMessagesOnce(t *testing.T) {
 	h.bus.in <- []byte(msg)
 	h.bus.in <- []byte(msg) // a duplicate (two republishers, or our own echo)
 	h.bus.in <- []byte(`{"v":1,"id":"m2","kind":"role","org":"o1","role":"r"}`)
+	h.bus.in <- []byte(`{"v":1,"id":"m3","kind":"session","user":"u1","session":"s1"}`)
+	h.bus.in <- []byte(`{"v":1,"id":"m4","kind":"apikey","apikey":"k1"}`)
 	h.bus.in <- []byte(`garbage`)
 	h.bus.in <- nil // the subscription was re-established
 	eventually(t, "the messages", func() bool { return h.local.snapshot().flushes == 2 })
 	got := h.local.snapshot()
-	if !slices.Equal(got.users, []string{"u1"}) || !slices.Equal(got.orgs, []string{"o1"}) || got.all != 0 {
-		t.Errorf("applied users %v orgs %v all %d; want [u1] [o1] 0", got.users, got.orgs, got.all)
+	want := []Subject{"u:u1", "o:o1", "s:s1", "k:k1"}
+	if !slices.Equal(got.subjects, want) || got.all != 0 {
+		t.Errorf("applied %v all %d; want %v 0", got.subjects, got.all, want)
 	}
-	if m := h.markers.list(); !slices.Equal(m, []string{"u:u1", "o:o1"}) {
+	if m := h.markers.list(); !slices.Equal(m, []string{"u:u1", "o:o1", "s:s1", "k:k1"}) {
 		t.Errorf("markers = %v, want receivers to mark what they applied", m)
 	}
 	if n := len(h.bus.list()); n != 0 {
 		t.Errorf("a bus message was republished %d times; only feed messages are", n)
 	}
-	for kind, want := range map[string]float64{"member": 1, "role": 1, "invalid": 1} {
+	for kind, want := range map[string]float64{"member": 1, "role": 1, "session": 1, "apikey": 1, "invalid": 1} {
 		if got := testutil.ToFloat64(h.svc.m.messages.WithLabelValues(kind)); got != want {
 			t.Errorf("invalidations_total{kind=%s} = %v, want %v", kind, got, want)
 		}
@@ -272,8 +293,8 @@ func TestServiceRelaysFeed(t *testing.T) {
 	// Let the echoes arrive, then check nothing was applied twice.
 	eventually(t, "the echoes", func() bool { return testutil.ToFloat64(h.svc.m.duplicates) == 2 })
 	got := h.local.snapshot()
-	if !slices.Equal(got.users, []string{"u1"}) || got.all != 1 {
-		t.Errorf("applied users %v all %d; want [u1] 1", got.users, got.all)
+	if !slices.Equal(got.subjects, []Subject{"u:u1"}) || got.all != 1 {
+		t.Errorf("applied %v all %d; want [u:u1] 1", got.subjects, got.all)
 	}
 	if m := h.markers.list(); !slices.Equal(m, []string{"all", "u:u1"}) {
 		t.Errorf("markers = %v", m)
@@ -297,7 +318,7 @@ func TestServiceCatchesUpAfterFailedRelay(t *testing.T) {
 	h.bus.fail.Store(true)
 	h.markers.fail.Store(true)
 	h.feed.in <- `{"v":1,"id":"n1","kind":"member","user":"u1","org":"o1"}`
-	eventually(t, "the local application", func() bool { return len(h.local.snapshot().users) == 1 })
+	eventually(t, "the local application", func() bool { return len(h.local.snapshot().subjects) == 1 })
 	time.Sleep(30 * time.Millisecond) // retries fail meanwhile
 	if n := len(h.bus.list()); n != 1 {
 		t.Fatalf("published %d messages while Redis was down", n)

@@ -26,9 +26,10 @@ type Kind string
 // The kinds of change. Each names the smallest set of cached answers that
 // may be wrong after it.
 const (
-	// KindMember: a membership of User in Org was added, changed or
-	// removed. Invalidates User's answers (in every organization; a user
-	// has few, and this needs no per-pair bookkeeping).
+	// KindMember: a membership of User in Org (or in a team of Org) was
+	// added, changed or removed. Invalidates User's answers (in every
+	// organization; a user has few, and this needs no per-pair
+	// bookkeeping).
 	KindMember Kind = "member"
 	// KindUser: the user row changed (ban, unban, deletion).
 	KindUser Kind = "user"
@@ -39,6 +40,13 @@ const (
 	// KindRole: the organization's custom role Role was created, changed or
 	// deleted. Invalidates the whole organization.
 	KindRole Kind = "role"
+	// KindSession: the session Session (of User) was updated (active
+	// organization or team, expiry) or deleted. Invalidates the answers
+	// about that session, found by token or by id.
+	KindSession Kind = "session"
+	// KindAPIKey: the API key APIKey was updated or deleted. Invalidates
+	// the answers about that key.
+	KindAPIKey Kind = "apikey"
 	// KindAll: anything may have changed (for example notifications were
 	// lost). Invalidates every answer, in every tier.
 	KindAll Kind = "all"
@@ -53,7 +61,8 @@ type Message struct {
 	V    int    `json:"v"`
 	ID   string `json:"id"`
 	Kind Kind   `json:"kind"`
-	// User is the user id (member, user).
+	// User is the user id (member, user; session, where it is
+	// informative).
 	User string `json:"user,omitempty"`
 	// Org is the organization id (member, org, role).
 	Org string `json:"org,omitempty"`
@@ -61,6 +70,10 @@ type Message struct {
 	Slugs []string `json:"slugs,omitempty"`
 	// Role is the custom role's name (role; informative).
 	Role string `json:"role,omitempty"`
+	// Session is the session's id, never its token (session).
+	Session string `json:"session,omitempty"`
+	// APIKey is the API key's id, never the key (apikey).
+	APIKey string `json:"apikey,omitempty"`
 	// Src names the publisher (informative: "pg", "better-auth", a host).
 	Src string `json:"src,omitempty"`
 	// At is when the message was published, unix milliseconds (optional;
@@ -98,6 +111,10 @@ func (m Message) complete() bool {
 		return m.User != ""
 	case KindOrg, KindRole:
 		return m.Org != ""
+	case KindSession:
+		return m.Session != ""
+	case KindAPIKey:
+		return m.APIKey != ""
 	case KindAll:
 		return true
 	default:
@@ -105,18 +122,28 @@ func (m Message) complete() bool {
 	}
 }
 
-// Targets lists what the message invalidates: user ids, organization
-// references (ids and slugs), or everything.
-func (m Message) Targets() (users, orgs []string, all bool) {
+// Subjects lists what the message invalidates: the subjects whose cached
+// answers must go, or, with all, everything.
+func (m Message) Subjects() (subjects []Subject, all bool) {
 	switch m.Kind {
 	case KindMember, KindUser:
-		return []string{m.User}, nil, false
+		return []Subject{UserSubject(m.User)}, false
 	case KindOrg:
-		return nil, append([]string{m.Org}, m.Slugs...), false
+		subjects = []Subject{OrgSubject(m.Org)}
+		for _, slug := range m.Slugs {
+			if slug != "" {
+				subjects = append(subjects, OrgSubject(slug))
+			}
+		}
+		return subjects, false
 	case KindRole:
-		return nil, []string{m.Org}, false
+		return []Subject{OrgSubject(m.Org)}, false
+	case KindSession:
+		return []Subject{SessionSubject(m.Session)}, false
+	case KindAPIKey:
+		return []Subject{APIKeySubject(m.APIKey)}, false
 	default:
-		return nil, nil, true
+		return nil, true
 	}
 }
 

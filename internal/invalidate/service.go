@@ -16,16 +16,20 @@ import (
 // Local is this process's record of invalidations; *cache.Invalidations
 // satisfies it.
 type Local interface {
-	User(id string)
-	Org(ref string)
+	// Invalidate refuses, from now on, every cached answer about subject
+	// loaded before now.
+	Invalidate(subject Subject)
+	// All does so for every answer, in every tier.
 	All()
+	// FlushLocal does so for every answer held in this process's memory
+	// (messages may have been missed).
 	FlushLocal()
 }
 
-// Markers writes the shared tier's invalidation markers; *cache.L2
-// satisfies it.
+// Markers writes the shared tier's invalidation markers, one per subject
+// (and the marker of everything with all); *cache.L2Store satisfies it.
 type Markers interface {
-	Mark(ctx context.Context, users, orgs []string, all bool) error
+	Mark(ctx context.Context, subjects []Subject, all bool) error
 }
 
 // Bus is the channel between replicas; *cache.RedisBus satisfies it.
@@ -275,12 +279,9 @@ func (s *Service) apply(m Message) bool {
 		s.m.duplicates.Inc()
 		return false
 	}
-	users, orgs, all := m.Targets()
-	for _, u := range users {
-		s.deps.Local.User(u)
-	}
-	for _, o := range orgs {
-		s.deps.Local.Org(o)
+	subjects, all := m.Subjects()
+	for _, subject := range subjects {
+		s.deps.Local.Invalidate(subject)
 	}
 	if all {
 		s.deps.Local.All()
@@ -298,10 +299,10 @@ func (s *Service) mark(ctx context.Context, m Message) error {
 	if s.deps.Markers == nil {
 		return nil
 	}
-	users, orgs, all := m.Targets()
+	subjects, all := m.Subjects()
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	if err := s.deps.Markers.Mark(cctx, users, orgs, all); err != nil {
+	if err := s.deps.Markers.Mark(cctx, subjects, all); err != nil {
 		s.m.errors.WithLabelValues("mark").Inc()
 		return err
 	}
@@ -369,7 +370,7 @@ func newMetrics(reg prometheus.Registerer) (metrics, error) {
 	m := metrics{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authz_invalidations_total",
-			Help: "Invalidation messages applied, by kind (member, user, org, role, all; invalid = undecodable, dropped).",
+			Help: "Invalidation messages applied, by kind (member, user, org, role, session, apikey, all; invalid = undecodable, dropped).",
 		}, []string{"kind"}),
 		flushes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authz_invalidation_flushes_total",
