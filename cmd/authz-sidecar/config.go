@@ -61,6 +61,10 @@ type serveConfig struct {
 
 	SecretFile string
 
+	OTLPEndpoint     string
+	OTLPInsecure     bool
+	TraceSampleRatio float64
+
 	HTTPAuthzAddr        string
 	HTTPAuthzTrusted     string
 	HTTPAuthzEnvoyPrefix string
@@ -91,6 +95,7 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 		TokenCacheBytes:     32 << 20,
 		TokenCacheTTL:       time.Minute,
 		MemoryLimit:         -1,
+		TraceSampleRatio:    1,
 		InvalidationChannel: "authz:invalidate",
 		InvalidationSkew:    500 * time.Millisecond,
 		PGMaxConns:          4,
@@ -147,6 +152,16 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 		}
 		fs.IntVar(p, name, *p, help+" ($"+env+")")
 	}
+	float := func(p *float64, name, env, help string) {
+		if v := getenv(env); v != "" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				envErrs = append(envErrs, fmt.Errorf("$%s: %w", env, err))
+			}
+			*p = f
+		}
+		fs.Float64Var(p, name, *p, help+" ($"+env+")")
+	}
 	boolean := func(p *bool, name, env, help string) {
 		if v := getenv(env); v != "" {
 			b, err := strconv.ParseBool(v)
@@ -195,6 +210,9 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	boolean(&c.Reflection, "grpc-reflection", "AUTHZ_GRPC_REFLECTION", "enable gRPC server reflection")
 	dur(&c.DrainTimeout, "drain-timeout", "AUTHZ_DRAIN_TIMEOUT", "on SIGTERM, how long in-flight checks may take to finish")
 
+	str(&c.OTLPEndpoint, "otlp-endpoint", "AUTHZ_OTLP_ENDPOINT", "OpenTelemetry: send a span per decision (with the token check and each cache tier) to this OTLP gRPC receiver, host:port (empty: tracing off)")
+	boolean(&c.OTLPInsecure, "otlp-insecure", "AUTHZ_OTLP_INSECURE", "OpenTelemetry: no TLS to the OTLP receiver (a collector on loopback or in the pod)")
+	float(&c.TraceSampleRatio, "trace-sample-ratio", "AUTHZ_TRACE_SAMPLE_RATIO", "OpenTelemetry: share of new traces sampled; a request's sampled traceparent is always followed")
 	str(&c.SecretFile, "better-auth-secret-file", "AUTHZ_BETTER_AUTH_SECRET_FILE", "file holding Better Auth's secret, which signs session cookies (default: $BETTER_AUTH_SECRETS' first entry, else $BETTER_AUTH_SECRET, as Better Auth reads them)")
 	str(&c.HTTPAuthzAddr, "http-authz-addr", "AUTHZ_HTTP_AUTHZ_ADDR", "listen address of the plain-HTTP decision endpoint for nginx auth_request, Traefik/Caddy forward auth and Envoy's HTTP ext_authz (empty: off)")
 	str(&c.HTTPAuthzTrusted, "http-authz-trusted", "AUTHZ_HTTP_AUTHZ_TRUSTED", "comma-separated CIDRs of the proxies allowed to ask over HTTP (empty: loopback only)")
@@ -241,6 +259,9 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 		default:
 			return c, fmt.Errorf("%s %q: want single, cluster or sentinel", flag, mode)
 		}
+	}
+	if c.TraceSampleRatio < 0 || c.TraceSampleRatio > 1 {
+		return c, errors.New("--trace-sample-ratio must be between 0 and 1")
 	}
 	if c.CheckTimeout <= 0 || c.LoadTimeout <= 0 {
 		return c, errors.New("--check-timeout and --load-timeout must be positive")

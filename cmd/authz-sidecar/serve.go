@@ -38,6 +38,7 @@ import (
 	"github.com/authz-sidecar/authz-sidecar/internal/pg"
 	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 	"github.com/authz-sidecar/authz-sidecar/internal/roles"
+	"github.com/authz-sidecar/authz-sidecar/internal/tracing"
 )
 
 func newLogger(level, format string, out io.Writer) (*zap.Logger, error) {
@@ -132,6 +133,7 @@ type sidecar struct {
 	keys     *authn.KeySet // nil when the policy accepts no JWT
 	db       *pg.DB
 	tiers    *tiers
+	tracer   *tracing.Tracer // nil: tracing off
 	engine   *authz.Engine
 	recorder *observe.Recorder
 	reload   *reloader
@@ -172,11 +174,21 @@ func build(ctx context.Context, c serveConfig, getenv func(string) string, log *
 		return s, fmt.Errorf("open database: %w", err)
 	}
 	s.closers = append(s.closers, func() { closeBounded(s.db.Close, time.Second, log, "postgres pool") })
-	if s.tiers, err = newTiers(c, s.pol, s.db, log, s.reg); err != nil {
+	if c.OTLPEndpoint != "" {
+		if s.tracer, err = tracing.New(ctx, tracing.Config{Endpoint: c.OTLPEndpoint, Insecure: c.OTLPInsecure, SampleRatio: c.TraceSampleRatio}); err != nil {
+			return s, err
+		}
+		s.closers = append(s.closers, func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = s.tracer.Shutdown(sctx) // best effort: flush the last spans
+		})
+	}
+	if s.tiers, err = newTiers(c, s.pol, s.db, s.tracer, log, s.reg); err != nil {
 		return s, err
 	}
 	s.closers = append(s.closers, s.tiers.close)
-	states := stateBuilder{keys: s.keys, tokens: s.tiers.tokens}
+	states := stateBuilder{keys: s.keys, tokens: s.tiers.tokens, tracer: s.tracer}
 	st, err := states.state(s.pol)
 	if err != nil {
 		return s, err
@@ -246,6 +258,7 @@ func newKeySet(pol *policy.Policy, c serveConfig, log *zap.Logger, reg prometheu
 type stateBuilder struct {
 	keys   *authn.KeySet
 	tokens *cache.Tokens
+	tracer *tracing.Tracer // nil: tracing off
 }
 
 func (b stateBuilder) state(pol *policy.Policy) (authz.State, error) {
@@ -258,6 +271,9 @@ func (b stateBuilder) state(pol *policy.Policy) (authz.State, error) {
 		return st, err
 	}
 	st.Verifier = b.tokens.For(v)
+	if b.tracer != nil {
+		st.Verifier = b.tracer.Verifier(st.Verifier)
+	}
 	return st, nil
 }
 
@@ -285,7 +301,7 @@ func (t *tiers) close() {
 // newTiers states the tier order once, for every kind of lookup; serve and
 // explain both use it. pol is the policy the process starts with: its
 // session.storage cannot change without a restart (see restartNeeded).
-func newTiers(c serveConfig, pol *policy.Policy, db *pg.DB, log *zap.Logger, reg prometheus.Registerer) (*tiers, error) {
+func newTiers(c serveConfig, pol *policy.Policy, db *pg.DB, tracer *tracing.Tracer, log *zap.Logger, reg prometheus.Registerer) (*tiers, error) {
 	t := &tiers{}
 	cache.LogRedisTo(log.Named("redis"))
 
@@ -328,7 +344,7 @@ func newTiers(c serveConfig, pol *policy.Policy, db *pg.DB, log *zap.Logger, reg
 	if inv != nil {
 		deps.Local = inv
 	}
-	var ly layers
+	ly := layers{tracer: tracer}
 	if c.RedisURL != "" {
 		redisCfg := cache.RedisConfig{URL: c.RedisURL, Mode: c.RedisMode, MasterName: c.RedisMasterName, Timeout: c.RedisTimeout}
 		rdb, err := cache.NewRedis(redisCfg)
@@ -409,26 +425,35 @@ func newTiers(c serveConfig, pol *policy.Policy, db *pg.DB, log *zap.Logger, reg
 
 // layers are the stores of the tiers every kind goes through.
 type layers struct {
-	l1 *cache.L1Store
-	l2 *cache.L2Store // nil without Redis
+	l1     *cache.L1Store
+	l2     *cache.L2Store  // nil without Redis
+	tracer *tracing.Tracer // nil: tracing off
 }
 
 // stack puts kind's tiers in front of src: L1 → L2 (when there is Redis
 // and withL2) → src.
 func stack[Q, V any](ly layers, kind *cache.Kind[Q, V], src cache.Lookup[Q, V], withL2 bool) (cache.Lookup[Q, V], error) {
-	next := src
+	next := traced(ly, "authz.source", kind.Name, src)
 	if ly.l2 != nil && withL2 {
 		l2, err := cache.NewL2(ly.l2, kind, next)
 		if err != nil {
 			return nil, err
 		}
-		next = l2
+		next = traced(ly, "authz.l2", kind.Name, cache.Lookup[Q, V](l2))
 	}
 	l1, err := cache.NewL1(ly.l1, kind, next)
 	if err != nil {
 		return nil, err
 	}
-	return l1, nil
+	return traced(ly, "authz.l1", kind.Name, cache.Lookup[Q, V](l1)), nil
+}
+
+// traced is next with a span per call when tracing is on.
+func traced[Q, V any](ly layers, name, kind string, next cache.Lookup[Q, V]) cache.Lookup[Q, V] {
+	if ly.tracer == nil {
+		return next
+	}
+	return tracing.Lookup(ly.tracer, name, kind, next)
 }
 
 // sourceSessions and sourceAPIKeys ask PostgreSQL directly (counted and
@@ -474,8 +499,12 @@ func (s *sidecar) run(ctx context.Context, lis listeners) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	var decider tracing.Decider = s.engine
+	if s.tracer != nil {
+		decider = s.tracer.Decider(s.engine)
+	}
 	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, extauthz.New(s.engine, s.recorder, extauthz.Config{Timeout: c.CheckTimeout, DecisionIDResponseHeader: c.DecisionIDResponseHeader}))
+	authv3.RegisterAuthorizationServer(gs, extauthz.New(decider, s.recorder, extauthz.Config{Timeout: c.CheckTimeout, DecisionIDResponseHeader: c.DecisionIDResponseHeader}))
 	healthpb.RegisterHealthServer(gs, s.health)
 	if c.Reflection {
 		reflection.Register(gs)
@@ -483,7 +512,7 @@ func (s *sidecar) run(ctx context.Context, lis listeners) error {
 	hs := &http.Server{Handler: opsHandler(s.ready, s.reload, s.reg), ReadHeaderTimeout: 5 * time.Second}
 	var authzHTTP *http.Server
 	if lis.httpAuthz != nil {
-		h, err := newHTTPAuthz(c, s.engine, s.recorder)
+		h, err := newHTTPAuthz(c, decider, s.recorder)
 		if err != nil {
 			return err
 		}
@@ -713,7 +742,7 @@ func opsHandler(ready *readiness, reload *reloader, reg *prometheus.Registry) ht
 	return mux
 }
 
-func newHTTPAuthz(c serveConfig, engine *authz.Engine, recorder *observe.Recorder) (*httpauthz.Handler, error) {
+func newHTTPAuthz(c serveConfig, engine httpauthz.Decider, recorder *observe.Recorder) (*httpauthz.Handler, error) {
 	cfg := httpauthz.Config{Timeout: c.CheckTimeout, EnvoyPathPrefix: c.HTTPAuthzEnvoyPrefix, DecisionIDResponseHeader: c.DecisionIDResponseHeader}
 	for _, s := range strings.Split(c.HTTPAuthzTrusted, ",") {
 		if s = strings.TrimSpace(s); s == "" {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/authz-sidecar/authz-sidecar/internal/authn"
 	"github.com/authz-sidecar/authz-sidecar/internal/authz"
+	"github.com/authz-sidecar/authz-sidecar/internal/cache"
 	"github.com/authz-sidecar/authz-sidecar/internal/roles"
 )
 
@@ -168,64 +169,23 @@ func (v *verifier) Verify(ctx context.Context, raw string) (*authn.Identity, err
 	return id, err
 }
 
-// Resolver wraps one tier of the access lookups: a span named name
-// ("authz.l1", "authz.l2", "authz.postgres").
-func (t *Tracer) Resolver(name string, next roles.Resolver) roles.Resolver {
-	return &resolver{t: t, name: name, next: next}
+// Lookup wraps one tier of a kind of lookup (cache.Lookup): a span named
+// name ("authz.l1", "authz.l2", "authz.source") with the kind and the tier
+// that answered. Since each tier calls the next, the spans nest.
+func Lookup[Q, V any](t *Tracer, name, kind string, next cache.Lookup[Q, V]) cache.Lookup[Q, V] {
+	return &lookup[Q, V]{t: t, name: name, kind: attribute.String("authz.kind", kind), next: next}
 }
 
-type resolver struct {
+type lookup[Q, V any] struct {
 	t    *Tracer
 	name string
-	next roles.Resolver
+	kind attribute.KeyValue
+	next cache.Lookup[Q, V]
 }
 
-func (r *resolver) Resolve(ctx context.Context, q roles.Query) (*roles.Access, roles.Tier, error) {
-	ctx, span := r.t.tracer.Start(ctx, r.name)
-	a, tier, err := r.next.Resolve(ctx, q)
-	end(span, tier, err)
-	return a, tier, err
-}
-
-// Sessions wraps one tier of the session lookups.
-func (t *Tracer) Sessions(name string, next authz.SessionResolver) authz.SessionResolver {
-	return &sessions{t: t, name: name, next: next}
-}
-
-type sessions struct {
-	t    *Tracer
-	name string
-	next authz.SessionResolver
-}
-
-func (s *sessions) SessionByToken(ctx context.Context, token string) (*authn.Session, roles.Tier, error) {
-	ctx, span := s.t.tracer.Start(ctx, s.name)
-	v, tier, err := s.next.SessionByToken(ctx, token)
-	end(span, tier, err)
-	return v, tier, err
-}
-
-func (s *sessions) SessionByID(ctx context.Context, id string) (*authn.Session, roles.Tier, error) {
-	ctx, span := s.t.tracer.Start(ctx, s.name)
-	v, tier, err := s.next.SessionByID(ctx, id)
-	end(span, tier, err)
-	return v, tier, err
-}
-
-// APIKeys wraps one tier of the API key lookups.
-func (t *Tracer) APIKeys(name string, next authz.APIKeyResolver) authz.APIKeyResolver {
-	return &apiKeys{t: t, name: name, next: next}
-}
-
-type apiKeys struct {
-	t    *Tracer
-	name string
-	next authz.APIKeyResolver
-}
-
-func (k *apiKeys) APIKeyByHash(ctx context.Context, hash string) (*authn.APIKey, roles.Tier, error) {
-	ctx, span := k.t.tracer.Start(ctx, k.name)
-	v, tier, err := k.next.APIKeyByHash(ctx, hash)
+func (l *lookup[Q, V]) Lookup(ctx context.Context, q Q) (V, roles.Tier, error) {
+	ctx, span := l.t.tracer.Start(ctx, l.name, trace.WithAttributes(l.kind))
+	v, tier, err := l.next.Lookup(ctx, q)
 	end(span, tier, err)
 	return v, tier, err
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/authz-sidecar/authz-sidecar/internal/authn"
 	"github.com/authz-sidecar/authz-sidecar/internal/authz"
+	"github.com/authz-sidecar/authz-sidecar/internal/cache"
 	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 	"github.com/authz-sidecar/authz-sidecar/internal/roles"
 	"github.com/authz-sidecar/authz-sidecar/internal/tracing"
@@ -91,7 +92,8 @@ func TestSpansReachAnOTLPReceiver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	access := tr.Resolver("authz.l1", tr.Resolver("authz.postgres", source{}))
+	var src cache.Lookup[roles.Query, *roles.Access] = cache.LookupFunc[roles.Query, *roles.Access](source{}.Resolve)
+	access := cache.AccessResolver{Lookup: tracing.Lookup(tr, "authz.l1", "access", tracing.Lookup(tr, "authz.postgres", "access", src))}
 	engine, err := authz.New(authz.State{Policy: pol, Verifier: tr.Verifier(verifier{})}, authz.Deps{Access: access}, authz.Config{})
 	if err != nil {
 		t.Fatal(err)
