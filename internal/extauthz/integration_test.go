@@ -64,6 +64,13 @@ func (c *countingSource) Membership(ctx context.Context, u, o string) (roles.Mem
 	return c.Source.Membership(ctx, u, o)
 }
 
+// checkTimeout bounds each check, each permission load and each Redis call
+// of the L2 tier in these tests: far above a cold check on a loaded
+// machine, because none of them is about a deadline (the 25 ms Redis and
+// 2 s load defaults turned slow round trips into misses, 503s and extra
+// queries).
+const checkTimeout = 30 * time.Second
+
 type env struct {
 	client  authv3.AuthorizationClient
 	signer  *jwttest.Keys
@@ -113,18 +120,18 @@ func newEnv(t *testing.T) *env {
 	e.l1 = e.resolver(t, e.rdb)
 
 	engine := authz.New(pol, verifier, e.l1, authz.Config{})
-	e.client = serveGRPC(t, extauthz.New(engine, nil, extauthz.Config{Timeout: 2 * time.Second}))
+	e.client = serveGRPC(t, extauthz.New(engine, nil, extauthz.Config{Timeout: checkTimeout}))
 	return e
 }
 
 // resolver builds the tier stack L1 → L2 (rdb) → Postgres.
 func (e *env) resolver(t *testing.T, rdb *redis.Client) *cache.L1 {
 	t.Helper()
-	l2, err := cache.NewL2(roles.NewSourceResolver(e.source), rdb, cache.L2Config{Prefix: e.prefix}, zap.NewNop(), prometheus.NewRegistry())
+	l2, err := cache.NewL2(roles.NewSourceResolver(e.source), rdb, cache.L2Config{Prefix: e.prefix, Timeout: checkTimeout}, zap.NewNop(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	l1, err := cache.NewL1(l2, cache.L1Config{TTL: time.Minute}, prometheus.NewRegistry())
+	l1, err := cache.NewL1(l2, cache.L1Config{TTL: time.Hour, LoadTimeout: checkTimeout}, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,10 +498,10 @@ func TestTiers(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer db.Close()
-		l1, _ := cache.NewL1(roles.NewSourceResolver(pg.NewMemberRepository(db)), cache.L1Config{}, prometheus.NewRegistry())
+		l1, _ := cache.NewL1(roles.NewSourceResolver(pg.NewMemberRepository(db)), cache.L1Config{LoadTimeout: checkTimeout}, prometheus.NewRegistry())
 		defer l1.Close()
 		verifier, _ := authn.NewVerifier(authn.VerifierConfig{Issuer: issuer, Audiences: []string{issuer}}, e.keys)
-		client := serveGRPC(t, extauthz.New(authz.New(e.pol, verifier, l1, authz.Config{}), nil, extauthz.Config{Timeout: time.Second}))
+		client := serveGRPC(t, extauthz.New(authz.New(e.pol, verifier, l1, authz.Config{}), nil, extauthz.Config{Timeout: checkTimeout}))
 		resp, err := client.Check(ctx, req)
 		if err != nil {
 			t.Fatal(err)
