@@ -216,6 +216,7 @@ func TestPGProxyStallResume(t *testing.T) {
 	if got, err := roundTrip(c, "b", 200*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("stalled: got %q %v, want a read timeout", got, err)
 	}
+	eventually(t, "the chunk counted as held", func() bool { return p.Held() == 1 })
 	if err := p.Resume(); err != nil {
 		t.Fatal(err)
 	}
