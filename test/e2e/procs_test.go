@@ -28,7 +28,7 @@ func startBetterAuth(t testing.TB, dbURL string, extraEnv ...string) *betterAuth
 		"PORT=" + fmt.Sprint(port), "DATABASE_URL=" + dbURL, "MIGRATE=1", "BETTER_AUTH_URL=" + url,
 	}, extraEnv...)
 	testproc.StartT(t, testproc.Spec{Name: fmt.Sprintf("betterauth-%d", port), Dir: dir, Env: env, Bin: bun, Args: []string{"server.ts"}})
-	if err := testproc.WaitHTTP(url+"/healthz", 30*time.Second); err != nil {
+	if err := testproc.WaitHTTP(url+"/healthz", time.Minute); err != nil { // Bun starts and migrates
 		t.Fatal(err)
 	}
 	return &betterAuth{URL: url}
@@ -40,7 +40,7 @@ func startSidecar(t testing.TB, policyPath, dbURL string, args ...string) *testp
 	t.Helper()
 	s := testproc.StartSidecarT(t, sidecarBin, testproc.RepoRootT(t),
 		append([]string{"--policies", policyPath, "--database-url", dbURL}, args...)...)
-	if err := s.WaitReady(testproc.Serving, 20*time.Second); err != nil {
+	if err := s.WaitReady(testproc.Serving, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	return s
