@@ -1,10 +1,15 @@
-# authz-sidecar. `make demo` runs it; `make test` tests it (what CI runs).
+# authz-sidecar. `make demo` runs it; `make test` tests it (what CI runs);
+# `make check` is the quick inner loop.
 GO       ?= go
 BIN      := bin/authz-sidecar
 PKGS     := ./...
+# What make check runs: every package but the suites that drive built
+# binaries and other programs (test/e2e: Better Auth on Bun; test/faults;
+# deploy: Compose and Dockerfiles).
+CHECK_PKGS = $(shell $(GO) list ./... | grep -v -e /test/ -e /deploy)
 FUZZTIME ?= 20s
 
-.PHONY: all build test e2e demo bench fuzz lint services betterauth clean compose-check image soak loadtest envoy-routes
+.PHONY: all build test check e2e demo bench fuzz lint setup services betterauth clean compose-check image soak loadtest envoy-routes
 
 all: build
 
@@ -25,6 +30,12 @@ envoy-routes: build
 services:
 	@bash scripts/services.sh
 
+# Installs what the tests and targets run when it is missing (nginx,
+# Debian's docker-compose, caddy, pgbouncer); tests themselves install
+# nothing.
+setup:
+	@bash scripts/setup.sh
+
 # Installs the Better Auth fixture app (npm ci) when its lockfile changed.
 betterauth:
 	@bash scripts/betterauth.sh install
@@ -37,8 +48,17 @@ lint:
 
 # Everything: unit, integration (real Postgres, Redis, HTTP JWKS, gRPC),
 # fuzz seeds and the end-to-end suite against a real Better Auth, with -race.
-test: services betterauth lint
+test: setup services betterauth lint
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+
+# The inner loop, under a minute with a warm build cache: unit and
+# in-process tests (real Postgres and Redis, the serve command run
+# in-process), -short and without -race; no Better Auth, end-to-end, fault,
+# deploy or nginx tests. make test runs everything, with -race.
+check: services
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(CHECK_PKGS)
+	$(GO) test -short -count=1 -timeout 5m $(CHECK_PKGS)
 
 # Only the end-to-end suite against a real Better Auth on Bun.
 e2e: services betterauth
@@ -78,8 +98,8 @@ loadtest: services betterauth
 soak: services
 	@bash scripts/soak.sh
 
-# Validates docker-compose.yml with a real Compose parser (installs Debian's docker-compose if needed).
-compose-check:
+# Validates docker-compose.yml with a real Compose parser (setup installs Debian's docker-compose).
+compose-check: setup
 	@bash scripts/compose-check.sh
 
 image:

@@ -6,13 +6,12 @@
 #   scripts/compose-check.sh [FILE]     FILE defaults to docker-compose.yml
 #
 # Uses `docker compose` (the v2 plugin) when it works, else `docker-compose`
-# (Debian 12's docker-compose package is v1.29.2), and installs the latter
-# with apt-get when neither is there and we are root (set
-# COMPOSE_CHECK_NO_INSTALL=1 to never install). Relative paths in FILE are
+# (Debian 12's docker-compose package is v1.29.2, which scripts/setup.sh
+# installs; this script installs nothing). Relative paths in FILE are
 # resolved against the repository root, whatever FILE's directory.
 #
 # Exit status: 0 valid; 1 invalid (the parser's message is printed);
-# 2 no Compose parser could be found or installed.
+# 2 no Compose parser is installed.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,23 +30,9 @@ find_parser() {
 	fi
 }
 
-install_parser() {
-	[[ "${COMPOSE_CHECK_NO_INSTALL:-}" != 1 ]] || return 1
-	command -v apt-get >/dev/null 2>&1 || return 1
-	[[ "$(id -u)" == 0 ]] || return 1
-	echo "compose-check.sh: installing Debian's docker-compose" >&2
-	export DEBIAN_FRONTEND=noninteractive
-	# Wait for the dpkg lock: other test scripts may be installing too.
-	local apt=(apt-get -o DPkg::Lock::Timeout=300)
-	"${apt[@]}" install -y -qq docker-compose >&2 ||
-		{ "${apt[@]}" update -qq >&2 && "${apt[@]}" install -y -qq docker-compose >&2; }
-}
-
 if ! parser="$(find_parser)"; then
-	if ! install_parser || ! parser="$(find_parser)"; then
-		echo "compose-check.sh: no Compose parser: install the docker compose plugin or docker-compose" >&2
-		exit 2
-	fi
+	echo "compose-check.sh: no Compose parser: run scripts/setup.sh (Debian's docker-compose) or install the docker compose plugin" >&2
+	exit 2
 fi
 
 # --profile bench: validate the profiled services too.

@@ -105,7 +105,8 @@ step() { printf '==> %s\n' "$*"; }
 
 step "services, nginx, builds"
 bash scripts/services.sh
-nginx="$(bash scripts/nginx.sh | tail -n 1)"
+bash scripts/setup.sh
+nginx="$(command -v nginx || echo /usr/sbin/nginx)"
 mkdir -p bin
 "$GO" build -o bin/authz-sidecar ./cmd/authz-sidecar
 "$GO" build -o "$work/loadtest" ./bench/loadtest

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL and Redis are installed and answering on
 # 127.0.0.1:5432 and 127.0.0.1:6379, installing them from Debian's packages
-# and starting them when needed, and that pgbouncer is installed (tests
-# start their own; the packaged service is not kept running). Idempotent;
-# safe to run before every test.
+# and starting them when needed (scripts/setup.sh installs the other tools
+# the tests run). Idempotent; safe to run before every test.
 #
 # On a machine where it installs PostgreSQL itself, it allows password-less
 # (trust) connections from 127.0.0.1 and ::1 only, which is what the tests
@@ -60,22 +59,7 @@ ensure_redis() {
   log "Redis did not come up on 127.0.0.1:$REDIS_PORT"; exit 1
 }
 
-# internal/pg's tests run the sidecar's queries through a pgbouncer of their
-# own in transaction pooling mode (internal/pgtest.NewPgBouncer).
-ensure_pgbouncer() {
-  if command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ]; then return; fi
-  apt_install pgbouncer
-  if command -v systemctl >/dev/null; then
-    as_root systemctl disable --now pgbouncer >/dev/null 2>&1 || true
-  fi
-}
-
 ensure_postgres
 ensure_redis
-ensure_pgbouncer
 
-# Caddy, for the forward-auth test (internal/httpauthz/caddy_test.go); the
-# test itself never installs it.
-command -v caddy >/dev/null || apt_install caddy
-
-log "PostgreSQL $PGHOST_:$PGPORT_ and Redis 127.0.0.1:$REDIS_PORT are up; pgbouncer and caddy are installed"
+log "PostgreSQL $PGHOST_:$PGPORT_ and Redis 127.0.0.1:$REDIS_PORT are up"

@@ -89,6 +89,11 @@ type Config struct {
 	CheckIdentity bool
 	// CallTimeout bounds one Check; default 5s.
 	CallTimeout time.Duration
+
+	// onFull, when set, runs each time a fixed-rate request finds every
+	// slot taken, before it waits for one: tests hold requests in flight
+	// until then, so that "the slots were full" does not depend on timing.
+	onFull func()
 }
 
 // Result is what one run saw.
@@ -323,6 +328,9 @@ func (g *generator) schedule(ctx context.Context, slots chan struct{}, jobs chan
 		case slots <- struct{}{}:
 		default:
 			late = true
+			if g.cfg.onFull != nil {
+				g.cfg.onFull()
+			}
 			select {
 			case slots <- struct{}{}:
 			case <-ctx.Done():

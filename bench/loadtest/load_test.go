@@ -40,10 +40,12 @@ func TestDriveChecksEveryAnswer(t *testing.T) {
 	}))
 	t.Cleanup(front.Close)
 
-	// kinds: 0 ok, 1 impostor (wrong), 2 deny 401, 3 deny 403, 4 hang-up (wrong)
+	// kinds: 0 ok, 1 impostor (wrong), 2 deny 401, 3 deny 403, 4 hang-up
+	// (wrong). Request 0 is an impostor, so a wrong answer is counted
+	// however few requests a loaded machine gets through in the window.
 	src := func(i uint64) call {
 		path := "/x/" + strconv.FormatUint(i, 10)
-		c := call{kind: int(i % 5), method: "GET"}
+		c := call{kind: int((i + 1) % 5), method: "GET"}
 		switch c.kind {
 		case 0:
 			path = "/ok" + path
@@ -66,8 +68,9 @@ func TestDriveChecksEveryAnswer(t *testing.T) {
 		return c
 	}
 	client := newClient(4)
+	client.Timeout = time.Minute // no answer here may count as wrong for being slow
 	defer client.CloseIdleConnections()
-	o := drive(context.Background(), client, src, 5, 4, 200*time.Millisecond)
+	o := drive(context.Background(), client, src, 5, 4, 500*time.Millisecond)
 
 	n := uint64(len(o.latencies))
 	if n == 0 {
@@ -95,8 +98,8 @@ func TestDriveChecksEveryAnswer(t *testing.T) {
 	if statusSum != n || o.statuses[0] != o.perKind[4].count || o.statuses[401] != o.perKind[2].count {
 		t.Errorf("statuses %v for per-kind %v", o.statuses, o.perKind)
 	}
-	if len(o.failures) == 0 || len(o.failures) > maxFailures {
-		t.Errorf("%d failures described, want 1..%d", len(o.failures), maxFailures)
+	if o.wrong == 0 || uint64(len(o.failures)) != min(o.wrong, maxFailures) {
+		t.Errorf("%d failures described for %d wrong answers, want one each up to %d", len(o.failures), o.wrong, maxFailures)
 	}
 	for i := 1; i < len(o.latencies); i++ {
 		if o.latencies[i] < o.latencies[i-1] {

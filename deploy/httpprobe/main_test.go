@@ -29,16 +29,20 @@ func TestRun(t *testing.T) {
 	closed := "http://" + l.Addr().String() + "/"
 	l.Close()
 
+	// Cases not about the deadline get one far above an answer on a loaded
+	// machine (the 2 s default could turn a slow answer into "deadline");
+	// /slow never answers, so 50 ms is enough to reach that one.
+	const patient = "30s"
 	tests := []struct {
 		name string
 		args []string
 		want string // "" for success, else a substring of the error
 	}{
-		{name: "2xx", args: []string{srv.URL + "/ok"}},
-		{name: "redirect to 2xx", args: []string{srv.URL + "/moved"}},
-		{name: "503", args: []string{srv.URL + "/unready"}, want: "503"},
-		{name: "404", args: []string{srv.URL + "/nope"}, want: "404"},
-		{name: "refused", args: []string{closed}, want: "refused"},
+		{name: "2xx", args: []string{"--timeout", patient, srv.URL + "/ok"}},
+		{name: "redirect to 2xx", args: []string{"--timeout", patient, srv.URL + "/moved"}},
+		{name: "503", args: []string{"--timeout", patient, srv.URL + "/unready"}, want: "503"},
+		{name: "404", args: []string{"--timeout", patient, srv.URL + "/nope"}, want: "404"},
+		{name: "refused", args: []string{"--timeout", patient, closed}, want: "refused"},
 		{name: "timeout", args: []string{"--timeout", "50ms", srv.URL + "/slow"}, want: "deadline"},
 		{name: "no URL", args: nil, want: "usage"},
 		{name: "two URLs", args: []string{srv.URL, srv.URL}, want: "usage"},
@@ -47,7 +51,7 @@ func TestRun(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // bounds a hang only
 			defer cancel()
 			err := run(ctx, tt.args, io.Discard)
 			switch {

@@ -68,6 +68,13 @@ func (c *countingSource) Membership(ctx context.Context, s roles.Subject) (roles
 	return c.Source.Membership(ctx, s)
 }
 
+// checkTimeout bounds each check, each permission load and each Redis call
+// of the L2 tier in these tests: far above a cold check on a loaded
+// machine, because none of them is about a deadline (the 25 ms Redis and
+// 2 s load defaults turned slow round trips into misses, 503s and extra
+// queries).
+const checkTimeout = 30 * time.Second
+
 type env struct {
 	client  authv3.AuthorizationClient
 	signer  *jwttest.Keys
@@ -121,7 +128,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.client = serveGRPC(t, extauthz.New(engine, nil, extauthz.Config{Timeout: 2 * time.Second}))
+	e.client = serveGRPC(t, extauthz.New(engine, nil, extauthz.Config{Timeout: checkTimeout}))
 	return e
 }
 
@@ -130,11 +137,11 @@ func (e *env) resolver(t *testing.T, rdb *redis.Client) (*cache.L1Store, roles.R
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	source := cache.LookupFunc[roles.Query, *roles.Access](roles.NewSourceResolver(e.source, nil).Resolve)
-	l2, err := cache.NewL2(cache.NewL2Store(rdb, cache.L2Config{Prefix: e.prefix}, zap.NewNop(), reg), cache.AccessKind(), source)
+	l2, err := cache.NewL2(cache.NewL2Store(rdb, cache.L2Config{Prefix: e.prefix, Timeout: checkTimeout}, zap.NewNop(), reg), cache.AccessKind(), source)
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := cache.NewL1Store(cache.L1Config{TTL: time.Minute}, reg)
+	store, err := cache.NewL1Store(cache.L1Config{TTL: time.Hour, LoadTimeout: checkTimeout}, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -526,12 +533,12 @@ func TestTiers(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer db.Close()
-		store, _ := cache.NewL1Store(cache.L1Config{}, prometheus.NewRegistry())
+		store, _ := cache.NewL1Store(cache.L1Config{LoadTimeout: checkTimeout}, prometheus.NewRegistry())
 		defer store.Close()
 		source := cache.LookupFunc[roles.Query, *roles.Access](roles.NewSourceResolver(pg.NewMemberRepository(db), nil).Resolve)
 		l1, _ := cache.NewL1(store, cache.AccessKind(), source)
 		verifier, _ := authn.NewVerifier(authn.VerifierConfig{Issuer: issuer, Audiences: []string{issuer}}, e.keys)
-		client := serveGRPC(t, extauthz.New(mustEngine(t, authz.State{Policy: e.pol, Verifier: verifier}, authz.Deps{Access: cache.AccessResolver{Lookup: l1}}), nil, extauthz.Config{Timeout: time.Second}))
+		client := serveGRPC(t, extauthz.New(mustEngine(t, authz.State{Policy: e.pol, Verifier: verifier}, authz.Deps{Access: cache.AccessResolver{Lookup: l1}}), nil, extauthz.Config{Timeout: checkTimeout}))
 		resp, err := client.Check(ctx, req)
 		if err != nil {
 			t.Fatal(err)

@@ -23,6 +23,9 @@ import (
 // docs/proxies.md generated from the sidecar's header list, and with the
 // snippet as it is written.
 func TestCaddyForwardAuth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a Caddy process; make test runs it, make check (-short) does not")
+	}
 	bin := caddyBinary(t)
 
 	up := &echoUpstream{}
@@ -80,7 +83,7 @@ func TestCaddyForwardAuth(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-// caddyBinary finds Caddy (Debian's caddy package; scripts/services.sh
+// caddyBinary finds Caddy (Debian's caddy package; scripts/setup.sh
 // installs it). Tests never install it: without it the test fails under
 // CI=true and is skipped elsewhere.
 func caddyBinary(t *testing.T) string {
@@ -91,7 +94,7 @@ func caddyBinary(t *testing.T) string {
 	if isExecutable("/usr/bin/caddy") {
 		return "/usr/bin/caddy"
 	}
-	testproc.RequireOrSkip(t, "caddy is not installed (apt-get install caddy, or scripts/services.sh)")
+	testproc.RequireOrSkip(t, "caddy is not installed (scripts/setup.sh installs it)")
 	return ""
 }
 
@@ -167,7 +170,7 @@ func startCaddy(t *testing.T, bin string, site func(addr string) string) string 
 			Env: []string{"HOME=" + dir, "XDG_DATA_HOME=" + dir, "XDG_CONFIG_HOME=" + dir},
 		})
 		// A start-up allowance, not a speed assertion.
-		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 			if _, exited := p.Wait(0); exited {
 				break
 			}

@@ -27,17 +27,14 @@ type fakeDecider struct {
 
 	mu        sync.Mutex
 	calls     []authz.Request // guarded by mu
-	deadlines []time.Duration // guarded by mu; time left when asked
+	deadlines []time.Time     // guarded by mu; the context's deadline, zero if none
 }
 
 func (f *fakeDecider) Decide(ctx context.Context, r *authz.Request) authz.Decision {
 	f.mu.Lock()
 	f.calls = append(f.calls, *r)
-	if dl, ok := ctx.Deadline(); ok {
-		f.deadlines = append(f.deadlines, time.Until(dl))
-	} else {
-		f.deadlines = append(f.deadlines, -1)
-	}
+	dl, _ := ctx.Deadline()
+	f.deadlines = append(f.deadlines, dl)
 	f.mu.Unlock()
 	if f.answer != nil {
 		return f.answer(r)
@@ -687,7 +684,7 @@ func TestTimeout(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		cfg  time.Duration
-		max  time.Duration
+		want time.Duration
 	}{
 		{"default", 0, 100 * time.Millisecond},
 		{"configured", 30 * time.Millisecond, 30 * time.Millisecond},
@@ -696,12 +693,17 @@ func TestTimeout(t *testing.T) {
 			t.Parallel()
 			d := &fakeDecider{}
 			srv := newServer(t, d, nil, httpauthz.Config{Timeout: tc.cfg})
+			// The handler sets the deadline to timeout after some moment
+			// between these two, however long the request took.
+			before := time.Now()
 			raw(t, srv, "GET", "/", "X-Original-Method: GET", "X-Original-URI: /x")
+			after := time.Now()
 			d.mu.Lock()
-			left := d.deadlines[0]
+			dl := d.deadlines[0]
 			d.mu.Unlock()
-			if left <= 0 || left > tc.max {
-				t.Errorf("decider had %v left, want a deadline within %v", left, tc.max)
+			if dl.IsZero() || dl.Before(before.Add(tc.want)) || dl.After(after.Add(tc.want)) {
+				t.Errorf("decider's deadline %v after the request started, want %v after a moment during it (request took %v)",
+					dl.Sub(before), tc.want, after.Sub(before))
 			}
 		})
 	}

@@ -144,7 +144,7 @@ func commonCases(unavailable int) []proxyCase {
 // status, what the sidecar was asked and what reached the upstream.
 func runProxyCases(t *testing.T, base string, d *fakeDecider, up *echoUpstream, cases []proxyCase) {
 	t.Helper()
-	client := &http.Client{Timeout: 10 * time.Second}
+	client := &http.Client{Timeout: 30 * time.Second}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			hitsBefore := up.count()

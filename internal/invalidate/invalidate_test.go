@@ -106,12 +106,14 @@ func (f *fakeLocal) snapshot() fakeLocal {
 }
 
 type fakeMarkers struct {
-	mu    sync.Mutex
-	fail  atomic.Bool
-	marks []string
+	mu       sync.Mutex
+	fail     atomic.Bool
+	attempts atomic.Int64 // calls, failed ones included
+	marks    []string
 }
 
 func (f *fakeMarkers) Mark(_ context.Context, subjects []Subject, all bool) error {
+	f.attempts.Add(1)
 	if f.fail.Load() {
 		return errors.New("redis down")
 	}
@@ -227,9 +229,11 @@ func start(t *testing.T, withFeed bool) *harness {
 	return h
 }
 
+// eventually polls cond for up to 30 s: a failure bound far above what
+// anything takes on a loaded machine, never what a test asserts.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -319,7 +323,8 @@ func TestServiceCatchesUpAfterFailedRelay(t *testing.T) {
 	h.markers.fail.Store(true)
 	h.feed.in <- `{"v":1,"id":"n1","kind":"member","user":"u1","org":"o1"}`
 	eventually(t, "the local application", func() bool { return len(h.local.snapshot().subjects) == 1 })
-	time.Sleep(30 * time.Millisecond) // retries fail meanwhile
+	// The relay's mark and two retries fail meanwhile.
+	eventually(t, "two failed retries", func() bool { return h.markers.attempts.Load() >= 4 })
 	if n := len(h.bus.list()); n != 1 {
 		t.Fatalf("published %d messages while Redis was down", n)
 	}
@@ -332,7 +337,9 @@ func TestServiceCatchesUpAfterFailedRelay(t *testing.T) {
 	if m := h.markers.list(); !slices.Contains(m[1:], "all") {
 		t.Errorf("markers = %v, want an all marker with the catch-up", m)
 	}
-	time.Sleep(30 * time.Millisecond)
+	// Retries publish only while a catch-up is owed: once it is cleared,
+	// none follows.
+	eventually(t, "the catch-up settled", func() bool { return !h.svc.needAll.Load() })
 	if n := len(h.bus.list()); n != 2 {
 		t.Errorf("published %d messages; the catch-up must be sent once", n)
 	}

@@ -26,7 +26,7 @@ type PgBouncerOptions struct {
 	ConnectQuery string
 }
 
-// NewPgBouncer starts a pgbouncer (Debian's package, scripts/services.sh
+// NewPgBouncer starts a pgbouncer (Debian's package, scripts/setup.sh
 // installs it) on a free loopback port, in transaction pooling mode, in
 // front of databaseURL's database, and returns the URL that reaches that
 // database through it. It accepts any client user and logs in to the
@@ -40,7 +40,7 @@ func NewPgBouncer(t testing.TB, databaseURL string, o PgBouncerOptions) string {
 		bin, err = exec.LookPath("/usr/sbin/pgbouncer")
 	}
 	if err != nil {
-		testproc.RequireOrSkip(t, "pgbouncer not installed (run scripts/services.sh): %v", err)
+		testproc.RequireOrSkip(t, "pgbouncer not installed (run scripts/setup.sh): %v", err)
 	}
 	if o.PoolSize == 0 {
 		o.PoolSize = 2

@@ -285,7 +285,7 @@ func connect(ctx context.Context, connURL string) (*pgx.Conn, error) {
 		return nil, err
 	}
 	if cfg.ConnectTimeout == 0 {
-		cfg.ConnectTimeout = 5 * time.Second
+		cfg.ConnectTimeout = 30 * time.Second // a presence probe: generous for a loaded machine
 	}
 	return pgx.ConnectConfig(ctx, cfg)
 }

@@ -31,7 +31,8 @@ type BetterAuthOptions struct {
 	Root string
 	// Name names the process and its log file; empty: betterauth-<port>.
 	Name string
-	// StartTimeout bounds the wait for /healthz; zero: 30 s.
+	// StartTimeout bounds the wait for /healthz (Bun starts and migrates);
+	// zero: a minute.
 	StartTimeout time.Duration
 }
 
@@ -82,7 +83,7 @@ func NewBetterAuth(opts BetterAuthOptions, logDir string) (*BetterAuth, error) {
 	}
 	timeout := opts.StartTimeout
 	if timeout == 0 {
-		timeout = 30 * time.Second
+		timeout = time.Minute
 	}
 	if err := waitBetterAuth(p, url+"/healthz", timeout); err != nil {
 		p.Kill()

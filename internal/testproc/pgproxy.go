@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -30,6 +31,8 @@ type PGProxy struct {
 	gate    chan struct{}          // guarded by mu; closed while passing, open while stalled
 	pairs   map[*pipePair]struct{} // guarded by mu
 	stopped bool                   // guarded by mu; set by Close
+
+	held atomic.Int64 // chunks from clients that found the proxy stalled
 }
 
 // pipePair is one client connection and its upstream connection.
@@ -133,8 +136,15 @@ func (p *PGProxy) pipe(pp *pipePair, dst, src net.Conn) {
 			p.mu.Unlock()
 			select {
 			case <-gate:
-			case <-pp.done:
-				return
+			default:
+				if src == pp.client {
+					p.held.Add(1)
+				}
+				select {
+				case <-gate:
+				case <-pp.done:
+					return
+				}
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
@@ -145,6 +155,11 @@ func (p *PGProxy) pipe(pp *pipePair, dst, src net.Conn) {
 		}
 	}
 }
+
+// Held counts the chunks clients sent that found the proxy stalled (each
+// once, when it arrived): a client is waiting on the server. Tests wait on
+// it to know a request is in flight.
+func (p *PGProxy) Held() int64 { return p.held.Load() }
 
 // Stall stops forwarding; connections stay open.
 func (p *PGProxy) Stall() {

@@ -82,13 +82,13 @@ func (r *Redis) Start() error {
 		p.KillAtCleanup(r.owner)
 	}
 	r.proc = p
-	deadline := time.Now().Add(10 * time.Second)
-	for !r.ping() {
+	deadline := time.Now().Add(30 * time.Second)
+	for !r.ping(200 * time.Millisecond) {
 		if _, exited := p.exited(); exited {
 			return fmt.Errorf("redis-server exited at start:\n%s", p.Tail(20))
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("redis-server on %s does not answer PING after 10s", r.Addr())
+			return fmt.Errorf("redis-server on %s does not answer PING after 30s", r.Addr())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -117,13 +117,14 @@ func (r *Redis) signal(sig syscall.Signal) error {
 	return r.proc.Signal(sig)
 }
 
-func (r *Redis) ping() bool {
-	c, err := net.DialTimeout("tcp", r.Addr(), 200*time.Millisecond)
+// ping reports whether the server answers PING within wait.
+func (r *Redis) ping(wait time.Duration) bool {
+	c, err := net.DialTimeout("tcp", r.Addr(), wait)
 	if err != nil {
 		return false
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(200 * time.Millisecond))
+	_ = c.SetDeadline(time.Now().Add(wait))
 	if _, err := c.Write([]byte("PING\r\n")); err != nil {
 		return false
 	}

@@ -32,7 +32,7 @@ func RedisDB(t testing.TB) (*redis.Client, string) {
 		t.Fatalf("testproc: redis url %q: %v", url, err)
 	}
 	rdb := redis.NewClient(opts)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // generous: a miss fails CI
 	defer cancel()
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()

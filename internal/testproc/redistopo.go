@@ -50,11 +50,11 @@ func startRedisNode(dir, logDir, name string, args func(port int) ([]string, err
 	}
 	n := &redisNode{port: port, proc: p}
 	r := &Redis{port: port}
-	if err := waitUntil(10*time.Second, func() (bool, error) {
+	if err := waitUntil(30*time.Second, func() (bool, error) {
 		if _, exited := p.exited(); exited {
 			return false, fatalError{fmt.Errorf("%s exited at start:\n%s", p.Name(), p.Tail(20))}
 		}
-		return r.ping(), nil
+		return r.ping(time.Second), nil
 	}); err != nil {
 		p.Kill()
 		return nil, fmt.Errorf("%s on %s: %w", name, n.addr(), err)

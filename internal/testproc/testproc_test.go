@@ -32,12 +32,17 @@ func alive(pid int) bool {
 	return len(fields) > 0 && fields[0] != "Z"
 }
 
-// eventually polls cond for up to 5 s.
+// patience bounds waits for conditions and answers in these tests: a
+// failure bound far above what anything takes on a loaded machine, never
+// what a test asserts.
+const patience = 30 * time.Second
+
+// eventually polls cond for up to patience.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+	for deadline := time.Now().Add(patience); !cond(); {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after 5s", what)
+			t.Fatalf("%s: not after %v", what, patience)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -83,7 +88,7 @@ func TestStopKillsAfterGrace(t *testing.T) {
 
 func TestSignalAfterExitFails(t *testing.T) {
 	p := StartT(t, Spec{Name: "true", Bin: "true"})
-	if _, exited := p.Wait(5 * time.Second); !exited {
+	if _, exited := p.Wait(patience); !exited {
 		t.Fatal("true did not exit")
 	}
 	if err := p.Signal(syscall.SIGCONT); err == nil {
@@ -151,7 +156,7 @@ func TestWaitHTTP(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	if err := WaitHTTP(srv.URL+"/ok", time.Second); err != nil {
+	if err := WaitHTTP(srv.URL+"/ok", patience); err != nil {
 		t.Errorf("200 endpoint: %v", err)
 	}
 	if err := WaitHTTP(srv.URL+"/down", 200*time.Millisecond); err == nil || !strings.Contains(err.Error(), "503") {
@@ -192,7 +197,7 @@ func roundTrip(c net.Conn, msg string, wait time.Duration) (string, error) {
 
 func dial(t *testing.T, addr string) net.Conn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+	c, err := net.DialTimeout("tcp", addr, patience)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,18 +208,20 @@ func dial(t *testing.T, addr string) net.Conn {
 func TestPGProxyStallResume(t *testing.T) {
 	p := NewPGProxyT(t, echoServer(t))
 	c := dial(t, p.Addr())
-	if got, err := roundTrip(c, "a", time.Second); err != nil || got != "a" {
+	if got, err := roundTrip(c, "a", patience); err != nil || got != "a" {
 		t.Fatalf("passing: %q %v", got, err)
 	}
 	p.Stall()
+	// Nothing can pass a stalled proxy: any wait ends in a timeout.
 	if got, err := roundTrip(c, "b", 200*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("stalled: got %q %v, want a read timeout", got, err)
 	}
+	eventually(t, "the chunk counted as held", func() bool { return p.Held() == 1 })
 	if err := p.Resume(); err != nil {
 		t.Fatal(err)
 	}
 	// The held byte arrives now.
-	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	_ = c.SetReadDeadline(time.Now().Add(patience))
 	buf := make([]byte, 1)
 	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "b" {
 		t.Fatalf("resumed: %q %v", buf, err)
@@ -224,28 +231,28 @@ func TestPGProxyStallResume(t *testing.T) {
 func TestPGProxyCutResumeClose(t *testing.T) {
 	p := NewPGProxyT(t, echoServer(t))
 	c := dial(t, p.Addr())
-	if _, err := roundTrip(c, "a", time.Second); err != nil {
+	if _, err := roundTrip(c, "a", patience); err != nil {
 		t.Fatal(err)
 	}
 	p.Cut()
-	if _, err := roundTrip(c, "b", time.Second); !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, io.EOF) {
+	if _, err := roundTrip(c, "b", patience); !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, io.EOF) {
 		t.Errorf("cut connection: %v, want reset", err)
 	}
-	if c, err := net.DialTimeout("tcp", p.Addr(), time.Second); err == nil {
+	if c, err := net.DialTimeout("tcp", p.Addr(), patience); err == nil {
 		c.Close()
 		t.Error("cut: new connection accepted")
 	}
 	if err := p.Resume(); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := roundTrip(dial(t, p.Addr()), "c", time.Second); err != nil || got != "c" {
+	if got, err := roundTrip(dial(t, p.Addr()), "c", patience); err != nil || got != "c" {
 		t.Fatalf("resumed on the same address: %q %v", got, err)
 	}
 	p.Close()
 	if err := p.Resume(); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := net.DialTimeout("tcp", p.Addr(), time.Second); err == nil {
+	if c, err := net.DialTimeout("tcp", p.Addr(), patience); err == nil {
 		c.Close()
 		t.Error("closed: Resume listened again")
 	}
@@ -253,7 +260,9 @@ func TestPGProxyCutResumeClose(t *testing.T) {
 
 func TestRedisLifecycle(t *testing.T) {
 	r := NewRedisT(t)
-	if r.ping() {
+	// Nothing listens, or the process is stopped: no wait gets a PONG, so a
+	// short one proves it; an answer is waited for patiently.
+	if r.ping(200 * time.Millisecond) {
 		t.Fatal("answers PING before Start")
 	}
 	if err := r.Pause(); err == nil {
@@ -268,17 +277,17 @@ func TestRedisLifecycle(t *testing.T) {
 	if err := r.Pause(); err != nil {
 		t.Fatal(err)
 	}
-	if r.ping() {
+	if r.ping(200 * time.Millisecond) {
 		t.Error("answers PING while paused")
 	}
 	if err := r.Resume(); err != nil {
 		t.Fatal(err)
 	}
-	if !r.ping() {
+	if !r.ping(patience) {
 		t.Error("no PING answer after Resume")
 	}
 	r.Kill()
-	if r.ping() {
+	if r.ping(200 * time.Millisecond) {
 		t.Error("answers PING after Kill")
 	}
 	if err := r.Start(); err != nil { // same port again

@@ -20,7 +20,7 @@ func startSidecar(t testing.TB, policyPath, dbURL string, args ...string) *testp
 	t.Helper()
 	s := testproc.StartSidecarT(t, sidecarBin, testproc.RepoRootT(t),
 		append([]string{"--policies", policyPath, "--database-url", dbURL}, args...)...)
-	if err := s.WaitReady(testproc.Serving, 20*time.Second); err != nil {
+	if err := s.WaitReady(testproc.Serving, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	return s

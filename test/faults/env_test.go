@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -79,6 +80,7 @@ type env struct {
 	redis  *testproc.Redis
 	iss    *issuer
 	sc     *sidecar
+	args   []string // the sidecar's, for a replica
 	tokens map[string]string
 }
 
@@ -106,11 +108,13 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 		e.tokens[name] = e.iss.token(name)
 	}
 
-	// A generous check timeout by default: a loaded CI machine running the
-	// race-built binary must not turn a slow answer into a 503 in cases that
-	// are not about timeouts. cfg.args come last, so they override it.
+	// Generous check and load deadlines by default: a loaded CI machine
+	// running the race-built binary must not turn a slow answer into a 503
+	// in cases that are not about deadlines. A case that expects a 503
+	// stalls or cuts the dependency, so it comes whatever the deadline.
+	// cfg.args come last, so they override these.
 	args := []string{"--policies", writePolicy(t, e.iss.URL), "--database-url", u.String(),
-		"--log-allow-every", "0", "--check-timeout", "1s"}
+		"--log-allow-every", "0", "--check-timeout", "30s", "--load-timeout", "30s"}
 	if cfg.redis != noRedis {
 		e.redis = testproc.NewRedisT(t)
 		if cfg.redis == redisRunning {
@@ -120,7 +124,8 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 		}
 		args = append(args, "--redis-url", e.redis.URL(), "--redis-prefix", "authz-faults:"+randID(6)+":")
 	}
-	e.sc = startSidecar(t, !cfg.dontWaitForKey, append(args, cfg.args...)...)
+	e.args = append(args, cfg.args...)
+	e.sc = startSidecar(t, !cfg.dontWaitForKey, e.args...)
 	return e
 }
 
@@ -187,10 +192,16 @@ func (e *env) l2Errors(t testing.TB) float64 {
 
 // judgeUnderLoad judges traffic from workers goroutines, perWorker requests
 // each, one per tick of every; worker w starts stride*w into traffic so the
-// workers ask different things at once. Every wrong answer fails t.
-func (e *env) judgeUnderLoad(t *testing.T, workers, perWorker int, every time.Duration, stride int) {
+// workers ask different things at once. Every wrong answer fails t. When
+// midway is set, it runs once half the requests have been answered, while
+// the other half go on.
+func (e *env) judgeUnderLoad(t *testing.T, workers, perWorker int, every time.Duration, stride int, midway func()) {
 	t.Helper()
-	var wg sync.WaitGroup
+	var (
+		wg       sync.WaitGroup
+		answered atomic.Int64
+		half     = int64(workers * perWorker / 2)
+	)
 	for w := range workers {
 		wg.Go(func() {
 			tick := time.NewTicker(every)
@@ -199,6 +210,9 @@ func (e *env) judgeUnderLoad(t *testing.T, workers, perWorker int, every time.Du
 				<-tick.C
 				if err := e.judge(traffic[(w*stride+i)%len(traffic)]); err != nil {
 					t.Error(err)
+				}
+				if answered.Add(1) == half && midway != nil {
+					midway()
 				}
 			}
 		})
@@ -250,6 +264,19 @@ func (e *env) awaitAnswer(t *testing.T, x expectation, within time.Duration) {
 			t.Fatalf("%s %s: still %v %v after the fault ended", x.who, x.route, last, within)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitUntil polls cond, for conditions no event announces; recoverWithin
+// only bounds a failure.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(recoverWithin)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not %s within %v", what, recoverWithin)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
