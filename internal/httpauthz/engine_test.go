@@ -23,9 +23,7 @@ jwt:
   audiences: [https://auth.example.test]
   jwks_url: https://auth.example.test/api/auth/jwks
 organization:
-  # x-auth-org-id is listed only to prove a client's copy never reaches
-  # the engine: a real policy would not name an identity header.
-  from: [path:org, header:x-organization-id, header:x-auth-org-id]
+  from: [path:org, header:x-organization-id]
 roles:
   admin:  { inherits: [member], permissions: ["leave:approve"] }
   member: { permissions: ["leave:read"] }
@@ -122,7 +120,8 @@ func TestWithEngine(t *testing.T) {
 			wantStatus: 200, wantUser: "u-member", wantOrg: "org-1", wantRoles: "member",
 		},
 		{
-			// Even a policy reading x-auth-org-id never sees a client's copy.
+			// A client's identity header names no organization (a policy
+			// cannot read x-auth-*; the policy package refuses it).
 			name: "forged identity header stripped", method: "GET", target: "/",
 			headers:    append(nginx("GET", "/api/leave-report"), "Authorization: Bearer tok-member", "X-Auth-Org-Id: org-1"),
 			wantStatus: 403, wantReason: "no_organization",

@@ -15,18 +15,6 @@ import (
 	"github.com/authz-sidecar/authz-sidecar/internal/pgtest"
 )
 
-// apikeysDDL is the api-key plugin's table as Better Auth 1.7.25's
-// migrator creates it in plural mode (@better-auth/api-key 1.7.5); the
-// test schema has no api-key table.
-const apikeysDDL = `CREATE TABLE apikeys (
-    id text PRIMARY KEY, "configId" text NOT NULL, name text, start text, "referenceId" text NOT NULL,
-    prefix text, key text NOT NULL, "refillInterval" integer, "refillAmount" integer,
-    "lastRefillAt" timestamp with time zone, enabled boolean, "rateLimitEnabled" boolean,
-    "rateLimitTimeWindow" integer, "rateLimitMax" integer, "requestCount" integer, remaining integer,
-    "lastRequest" timestamp with time zone, "expiresAt" timestamp with time zone,
-    "createdAt" timestamp with time zone NOT NULL, "updatedAt" timestamp with time zone NOT NULL,
-    permissions text, metadata text)`
-
 // triggers is sql/invalidation-triggers.sql.
 func triggers(t *testing.T) string {
 	t.Helper()
@@ -76,7 +64,6 @@ func TestSessionKeyAndTeamTriggers(t *testing.T) {
 	t.Parallel()
 	dbURL := pgtest.NewDatabase(t)
 	s := pgtest.NewSeeder(t, dbURL)
-	s.Exec(t, apikeysDDL)
 	s.Exec(t, triggers(t))
 	s.Exec(t, triggers(t)) // idempotent
 	s.User(t, "u1", "one")
