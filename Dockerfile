@@ -17,7 +17,10 @@ COPY cmd/ cmd/
 COPY internal/ internal/
 COPY deploy/httpprobe/ deploy/httpprobe/
 COPY policies.yaml ./
-RUN go build -trimpath -ldflags "-s -w" -o /out/authz-sidecar ./cmd/authz-sidecar \
+# The build context has no .git, so the version comes from the builder:
+#   docker build --build-arg VERSION=$(git describe --tags --always --dirty) .
+ARG VERSION=dev
+RUN go build -trimpath -ldflags "-s -w -X main.buildVersion=${VERSION}" -o /out/authz-sidecar ./cmd/authz-sidecar \
  && go build -trimpath -ldflags "-s -w" -o /out/httpprobe ./deploy/httpprobe \
  && /out/authz-sidecar validate policies.yaml
 

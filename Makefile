@@ -9,12 +9,12 @@ PKGS     := ./...
 CHECK_PKGS = $(shell $(GO) list ./... | grep -v -e /test/ -e /deploy)
 FUZZTIME ?= 20s
 
-.PHONY: all build test check e2e demo bench fuzz lint setup services betterauth clean compose-check image soak loadtest envoy-routes
+.PHONY: all build docs test check e2e demo bench fuzz lint setup services betterauth clean compose-check image soak loadtest envoy-routes
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/authz-sidecar
+	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/authz-sidecar
 
 # Rewrites the generated route lists of envoy/envoy.yaml and
 # envoy/envoy-compose.yaml (between their BEGIN/END generated routes
@@ -25,6 +25,11 @@ envoy-routes: build
 	  awk -v routes=$$f.routes '/# END generated routes/ { skip = 0 } !skip { print } /# BEGIN generated routes/ { while ((getline l < routes) > 0) print l; skip = 1 }' $$f > $$f.new || exit 1; \
 	  mv $$f.new $$f; rm -f $$f.routes; \
 	done
+
+# Rewrites the generated parts of docs/configuration.md (every command's
+# --help); go test ./cmd/authz-sidecar fails while they differ.
+docs:
+	$(GO) test ./cmd/authz-sidecar -run TestConfigurationDoc -count=1 -update
 
 # Starts (or installs) PostgreSQL and Redis when they are not answering.
 services:

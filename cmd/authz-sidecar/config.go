@@ -72,7 +72,19 @@ type serveConfig struct {
 	DecisionIDResponseHeader bool
 }
 
-func parseServeConfig(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
+const serveUsage = `Usage: authz-sidecar serve [flags]
+
+Runs the Envoy ext_authz v3 gRPC server (and, when asked, the plain-HTTP
+decision endpoint), with health and metrics on --http-addr. Every flag can
+also be set by the environment variable in brackets; a flag wins.
+docs/configuration.md describes them with examples.
+
+Flags:
+`
+
+// parseServeConfig reads serve's flags over its environment variables over
+// the defaults.
+func parseServeConfig(args []string, getenv func(string) string, stdout, stderr io.Writer) (serveConfig, error) {
 	c := serveConfig{
 		Policies:            "./policies.yaml",
 		GRPCAddr:            "127.0.0.1:9191",
@@ -104,7 +116,6 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 		DrainTimeout:        10 * time.Second,
 	}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var envErrs []error
 	str := func(p *string, name, env, help string) {
 		if v := getenv(env); v != "" {
@@ -221,15 +232,8 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	// Decision ids for clients.
 	boolean(&c.DecisionIDResponseHeader, "decision-id-response-header", "AUTHZ_DECISION_ID_RESPONSE_HEADER", "also send x-authz-decision-id to the client: with every gRPC answer, and with HTTP-mode denies (on HTTP-mode allows the proxy decides)")
 
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: authz-sidecar serve [flags]\n\nRuns the Envoy ext_authz v3 gRPC server. Every flag can also be set by the environment variable in brackets.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return c, err
-		}
-		return c, errUsage
+	if err := parseFlags(fs, args, serveUsage, stdout, stderr); err != nil {
+		return c, err
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "serve takes no arguments, got %q\n", fs.Args())

@@ -23,7 +23,7 @@ func TestDecisionIDResponseHeaderFlag(t *testing.T) {
 			t.Parallel()
 			c, err := parseServeConfig(tt.args, func(k string) string {
 				return map[string]string{"DATABASE_URL": "postgres://db", "AUTHZ_DECISION_ID_RESPONSE_HEADER": tt.env}[k]
-			}, io.Discard)
+			}, io.Discard, io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,22 +10,7 @@ import (
 	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 )
 
-// envoyRoutes prints the Envoy routes that mirror the policy's routes (or,
-// with --allowed-headers, the ext_authz allowed_headers the policy needs).
-func envoyRoutes(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("envoy-routes", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := "./policies.yaml"
-	if v := getenv("AUTHZ_POLICIES"); v != "" {
-		path = v
-	}
-	fs.StringVar(&path, "policies", path, "policy file ($AUTHZ_POLICIES)")
-	cluster := fs.String("cluster", "app", "the Envoy cluster every route forwards to")
-	indent := fs.Int("indent", 0, "spaces before every line, to paste the list into a configuration")
-	headers := fs.Bool("allowed-headers", false, "print the ext_authz allowed_headers the policy needs instead of the routes")
-	fs.Usage = func() {
-		fs.SetOutput(stdout)
-		fmt.Fprintf(stdout, `Usage: authz-sidecar envoy-routes [--policies FILE] [--cluster NAME] [--indent N] [--allowed-headers]
+const envoyRoutesUsage = `Usage: authz-sidecar envoy-routes [--policies FILE] [--cluster NAME] [--indent N] [--allowed-headers]
 
 Prints, as YAML, the routes of an Envoy virtual host ("routes:") that mirror the
 policy: one per policy route, naming it to the sidecar with ext_authz
@@ -38,18 +22,25 @@ With --allowed-headers it prints the ext_authz allowed_headers block instead:
 the request headers a decision under the policy may read, plus x-request-id.
 
 Flags:
-`)
-		fs.PrintDefaults()
+`
+
+// envoyRoutes prints the Envoy routes that mirror the policy's routes (or,
+// with --allowed-headers, the ext_authz allowed_headers the policy needs).
+func envoyRoutes(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("envoy-routes", flag.ContinueOnError)
+	path := "./policies.yaml"
+	if v := getenv("AUTHZ_POLICIES"); v != "" {
+		path = v
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	fs.StringVar(&path, "policies", path, "policy file ($AUTHZ_POLICIES)")
+	cluster := fs.String("cluster", "app", "the Envoy cluster every route forwards to")
+	indent := fs.Int("indent", 0, "spaces before every line, to paste the list into a configuration")
+	headers := fs.Bool("allowed-headers", false, "print the ext_authz allowed_headers the policy needs instead of the routes")
+	if err := parseFlags(fs, args, envoyRoutesUsage, stdout, stderr); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 || *indent < 0 {
-		fs.Usage()
-		return errUsage
+		return usageError(fs, envoyRoutesUsage, stderr)
 	}
 	pol, err := policy.Load(path)
 	if err != nil {

@@ -72,8 +72,6 @@ type explainOptions struct {
 func explain(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var o explainOptions
 	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fs.SetOutput(stdout); fmt.Fprint(stdout, explainUsage); fs.PrintDefaults() }
 	fs.StringVar(&o.policies, "policies", envOr(getenv, "AUTHZ_POLICIES", "./policies.yaml"), "policy file ($AUTHZ_POLICIES)")
 	fs.StringVar(&o.method, "method", "GET", "request method")
 	fs.StringVar(&o.path, "path", "", "request path (with query, as Envoy sends :path)")
@@ -106,11 +104,8 @@ func explain(ctx context.Context, args []string, getenv func(string) string, std
 	fs.StringVar(&o.sessionRedisURL, "session-redis-url", getenv("AUTHZ_SESSION_REDIS_URL"), "Better Auth's secondaryStorage Redis, for session.storage: secondary ($AUTHZ_SESSION_REDIS_URL)")
 	fs.StringVar(&o.sessionRedisPrefix, "session-redis-prefix", getenv("AUTHZ_SESSION_REDIS_PREFIX"), "the application's secondaryStorage key prefix ($AUTHZ_SESSION_REDIS_PREFIX)")
 	fs.StringVar(&o.secretFile, "better-auth-secret-file", getenv("AUTHZ_BETTER_AUTH_SECRET_FILE"), "Better Auth's secret (default: $BETTER_AUTH_SECRETS, $BETTER_AUTH_SECRET)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	if err := parseFlags(fs, args, explainUsage, stdout, stderr); err != nil {
+		return err
 	}
 	credentials := 0
 	for _, v := range []string{o.token, o.cookie, o.sessionToken, o.apiKey, o.user} {
@@ -119,10 +114,7 @@ func explain(ctx context.Context, args []string, getenv func(string) string, std
 		}
 	}
 	if o.path == "" && o.route == "" || credentials > 1 || fs.NArg() > 0 {
-		fs.SetOutput(stderr)
-		fmt.Fprint(stderr, explainUsage)
-		fs.PrintDefaults()
-		return errUsage
+		return usageError(fs, explainUsage, stderr)
 	}
 	pol, err := policy.Load(o.policies)
 	if err != nil {

@@ -11,28 +11,22 @@ import (
 	"github.com/authz-sidecar/authz-sidecar/internal/policytest"
 )
 
-// policyTest runs a policy test file: "authz-sidecar test policies_test.yaml".
-func policyTest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("test", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: authz-sidecar test FILE
+const policyTestUsage = `Usage: authz-sidecar test FILE
 
 Runs the policy test cases in FILE (e.g. policies_test.yaml) through the real
 decision engine with in-memory users and roles: no database, Redis or JWKS.
 Prints PASS/FAIL per case, a diff for each failure, and "N passed, M failed".
 Exits 0 when every case passes, 1 otherwise.
-`)
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+`
+
+// policyTest runs a policy test file: "authz-sidecar test policies_test.yaml".
+func policyTest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	if err := parseFlags(fs, args, policyTestUsage, stdout, stderr); err != nil {
+		return err
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
-		return errUsage
+		return usageError(fs, policyTestUsage, stderr)
 	}
 	_, failed, err := policytest.Run(ctx, fs.Arg(0), stdout)
 	if err != nil {

@@ -161,7 +161,7 @@ func build(ctx context.Context, c serveConfig, getenv func(string) string, log *
 	}
 	setMemoryLimit(c, log)
 	s.reg = prometheus.NewRegistry()
-	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), readBuildInfo().collector())
 	secret, err := sessionSecret(c, getenv)
 	if err != nil {
 		return s, err
@@ -549,7 +549,7 @@ func (s *sidecar) run(ctx context.Context, lis listeners) error {
 		})
 		log.Info("serving HTTP decisions (nginx auth_request, forward auth, Envoy HTTP service)", zap.String("addr", lis.httpAuthz.Addr().String()))
 	}
-	log.Info("serving",
+	log.Info("serving", zap.String("version", readBuildInfo().Version),
 		zap.String("grpc", lis.grpc.Addr().String()), zap.String("http", lis.ops.Addr().String()),
 		zap.String("policy", c.Policies), zap.String("policy_version", s.pol.Version),
 		zap.Stringer("credentials", s.pol.Enabled()),

@@ -10,21 +10,21 @@ import (
 	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 )
 
+const validateUsage = `Usage: authz-sidecar validate [--app-roles roles.json] [FILE]
+
+Checks a policy file and prints every problem with its file, line and column.
+FILE defaults to $AUTHZ_POLICIES, else ./policies.yaml. Exits 0 when the file
+is valid, 1 otherwise.
+
+Flags:
+`
+
 // validate checks a policy file, printing every problem as file:line:col.
 func validate(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	appRoles := fs.String("app-roles", "", "the app's roles as JSON (print-roles.ts): report every difference from the policy's roles")
-	fs.Usage = func() {
-		fs.SetOutput(stdout)
-		fmt.Fprintf(stdout, "Usage: authz-sidecar validate [--app-roles roles.json] [FILE]\n\nChecks a policy file and prints every problem with its file, line and column.\nFILE defaults to $AUTHZ_POLICIES, else ./policies.yaml. Exits 0 when the file is valid, 1 otherwise.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	if err := parseFlags(fs, args, validateUsage, stdout, stderr); err != nil {
+		return err
 	}
 	path := "./policies.yaml"
 	if v := getenv("AUTHZ_POLICIES"); v != "" {
@@ -35,8 +35,7 @@ func validate(args []string, getenv func(string) string, stdout, stderr io.Write
 	case 1:
 		path = fs.Arg(0)
 	default:
-		fs.Usage()
-		return errUsage
+		return usageError(fs, validateUsage, stderr)
 	}
 	pol, err := policy.LoadWith(path, policy.LoadOptions{AppRoles: *appRoles})
 	if err != nil {
