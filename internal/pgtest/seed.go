@@ -64,6 +64,18 @@ func (s *Seeder) Exec(t testing.TB, sql string, args ...any) {
 	}
 }
 
+// Int runs a query that returns one integer (a count, say).
+func (s *Seeder) Int(t testing.TB, sql string, args ...any) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var n int64
+	if err := s.pool.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+		t.Fatalf("pgtest: %s: %v", sql, err)
+	}
+	return n
+}
+
 // insert writes one row of model; values maps logical fields to values.
 // Fields whose part the database lacks are left out.
 func (s *Seeder) insert(t testing.TB, model string, fields []string, values ...any) {

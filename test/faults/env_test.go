@@ -114,6 +114,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	// stalls or cuts the dependency, so it comes whatever the deadline.
 	// cfg.args come last, so they override these.
 	args := []string{"--policies", writePolicy(t, e.iss.URL), "--database-url", u.String(),
+		"--better-auth-secret-file", writeSecret(t),
 		"--log-allow-every", "0", "--check-timeout", "30s", "--load-timeout", "30s"}
 	if cfg.redis != noRedis {
 		e.redis = testproc.NewRedisT(t)
@@ -127,6 +128,17 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	e.args = append(args, cfg.args...)
 	e.sc = startSidecar(t, !cfg.dontWaitForKey, e.args...)
 	return e
+}
+
+// writeSecret writes a Better Auth secret for the sidecar (policies.yaml
+// accepts session cookies, which it verifies with the secret).
+func writeSecret(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "better-auth-secret")
+	if err := os.WriteFile(p, []byte("faults-secret-0123456789abcdef0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // writePolicy copies the repository's policies.yaml with the issuer's URL as

@@ -231,7 +231,7 @@ func TestJWKSUnreachableAtStart(t *testing.T) {
 				{"valid token on a permission route", readLeave, e.tokens["alice"], 503, []string{"keys_unavailable", "deadline_exceeded"}},
 				{"valid token on an authenticated route", me, e.tokens["erin"], 503, []string{"keys_unavailable", "deadline_exceeded"}},
 				{"garbage token", me, "abc.def.ghi", 401, []string{"invalid_token"}},
-				{"no token on an authenticated route", me, "", 401, []string{"no_token"}},
+				{"no token on an authenticated route", me, "", 401, []string{"no_credential"}},
 				{"public route needs no key", health, "", 200, []string{""}},
 			}
 			for _, tt := range tests {
