@@ -28,8 +28,10 @@ func TestReadinessNamesTheDatabaseCause(t *testing.T) {
 		wantLog   []string // in the log, after an authenticated check
 	}{
 		{
-			name:      "closed port",
-			dbURL:     func(t *testing.T) string { return "postgres://postgres@" + freeAddr(t) + "/x?sslmode=disable&connect_timeout=5" },
+			name: "closed port",
+			dbURL: func(t *testing.T) string {
+				return "postgres://postgres@" + freeAddr(t) + "/x?sslmode=disable&connect_timeout=5"
+			},
 			wantReady: []string{"not ready: database:", "connect"},
 			wantLog:   []string{`"cause":"connection"`, `"reason":"source_unavailable"`},
 		},
