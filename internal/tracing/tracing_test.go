@@ -2,15 +2,11 @@ package tracing_test
 
 import (
 	"context"
-	"net"
 	"strings"
-	"sync"
-	"testing"
 	"time"
+	"testing"
 
-	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/grpc"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/authn"
 	"github.com/authz-sidecar/authz-sidecar/internal/authz"
@@ -18,45 +14,8 @@ import (
 	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 	"github.com/authz-sidecar/authz-sidecar/internal/roles"
 	"github.com/authz-sidecar/authz-sidecar/internal/tracing"
+	"github.com/authz-sidecar/authz-sidecar/internal/tracing/tracingtest"
 )
-
-// receiver is a real OTLP trace receiver on loopback: what a collector
-// would get from the sidecar.
-type receiver struct {
-	collectortrace.UnimplementedTraceServiceServer
-	mu    sync.Mutex
-	spans []*tracepb.Span
-	got   chan struct{}
-}
-
-func (r *receiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
-	r.mu.Lock()
-	for _, rs := range req.GetResourceSpans() {
-		for _, ss := range rs.GetScopeSpans() {
-			r.spans = append(r.spans, ss.GetSpans()...)
-		}
-	}
-	r.mu.Unlock()
-	select {
-	case r.got <- struct{}{}:
-	default:
-	}
-	return &collectortrace.ExportTraceServiceResponse{}, nil
-}
-
-func startReceiver(t *testing.T) (*receiver, string) {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &receiver{got: make(chan struct{}, 1)}
-	s := grpc.NewServer()
-	collectortrace.RegisterTraceServiceServer(s, r)
-	go s.Serve(lis)
-	t.Cleanup(s.Stop)
-	return r, lis.Addr().String()
-}
 
 type verifier struct{}
 
@@ -82,9 +41,9 @@ routes:
 
 func TestSpansReachAnOTLPReceiver(t *testing.T) {
 	t.Parallel()
-	rec, addr := startReceiver(t)
+	rec := tracingtest.NewReceiver(t)
 	ctx := context.Background()
-	tr, err := tracing.New(ctx, tracing.Config{Endpoint: addr, Insecure: true, SampleRatio: 1})
+	tr, err := tracing.New(ctx, tracing.Config{Endpoint: rec.Addr, Insecure: true, SampleRatio: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,30 +72,26 @@ func TestSpansReachAnOTLPReceiver(t *testing.T) {
 	if err := tr.Shutdown(ctx); err != nil { // flushes to the receiver
 		t.Fatal(err)
 	}
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
+	spans := rec.Spans()
 	byName := map[string][]*tracepb.Span{}
-	for _, s := range rec.spans {
+	for _, s := range spans {
 		byName[s.GetName()] = append(byName[s.GetName()], s)
 	}
 	for _, name := range []string{"authz.decide", "authz.token", "authz.l1", "authz.postgres"} {
 		if len(byName[name]) == 0 {
-			t.Fatalf("no %s span; got %v", name, spanNames(rec.spans))
+			t.Fatalf("no %s span; got %v", name, tracingtest.Names(spans))
 		}
 	}
 	var root *tracepb.Span
 	for _, s := range byName["authz.decide"] {
-		if hexID(s.GetTraceId()) == traceID {
+		if tracingtest.HexID(s.GetTraceId()) == traceID {
 			root = s
 		}
 	}
-	if root == nil || hexID(root.GetParentSpanId()) != parent {
+	if root == nil || tracingtest.HexID(root.GetParentSpanId()) != parent {
 		t.Fatalf("the decision span does not continue the request's trace context: %v", root)
 	}
-	attrs := map[string]string{}
-	for _, kv := range root.GetAttributes() {
-		attrs[kv.GetKey()] = kv.GetValue().GetStringValue()
-	}
+	attrs := tracingtest.Attributes(root)
 	if attrs["authz.route"] != "read" || attrs["authz.reason"] != "granted" || attrs["authz.decision_id"] != dec.ID || attrs["authz.credential"] != "jwt" {
 		t.Errorf("attributes %v", attrs)
 	}
@@ -144,7 +99,7 @@ func TestSpansReachAnOTLPReceiver(t *testing.T) {
 	for _, name := range []string{"authz.token", "authz.l1"} {
 		found := false
 		for _, s := range byName[name] {
-			if hexID(s.GetTraceId()) == traceID && string(s.GetParentSpanId()) == string(root.GetSpanId()) {
+			if tracingtest.HexID(s.GetTraceId()) == traceID && string(s.GetParentSpanId()) == string(root.GetSpanId()) {
 				found = true
 			}
 		}
@@ -152,7 +107,7 @@ func TestSpansReachAnOTLPReceiver(t *testing.T) {
 			t.Errorf("%s is not a child of the decision span", name)
 		}
 	}
-	for _, s := range rec.spans {
+	for _, s := range spans {
 		for _, kv := range s.GetAttributes() {
 			if strings.Contains(kv.GetValue().GetStringValue(), "h.bob.s") {
 				t.Errorf("span %s carries the token", s.GetName())
@@ -169,21 +124,4 @@ func TestConfig(t *testing.T) {
 	if _, err := tracing.New(context.Background(), tracing.Config{Endpoint: "x:1", SampleRatio: 2}); err == nil {
 		t.Error("a ratio above 1 accepted")
 	}
-}
-
-func spanNames(ss []*tracepb.Span) []string {
-	var out []string
-	for _, s := range ss {
-		out = append(out, s.GetName())
-	}
-	return out
-}
-
-func hexID(b []byte) string {
-	const digits = "0123456789abcdef"
-	out := make([]byte, 2*len(b))
-	for i, c := range b {
-		out[2*i], out[2*i+1] = digits[c>>4], digits[c&0xf]
-	}
-	return string(out)
 }
