@@ -3,8 +3,8 @@ package tracing_test
 import (
 	"context"
 	"strings"
-	"time"
 	"testing"
+	"time"
 
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
