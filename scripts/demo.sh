@@ -34,7 +34,13 @@ psql "$pgurl/postgres" -qX -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS $db WI
 dburl="$pgurl/$db?sslmode=disable"
 
 step "Better Auth on Bun (schema by its own migrator), without the jwt plugin: cookie sessions alone"
-ba_url="$(DATABASE_URL="$dburl" PORT="$ba_port" MIGRATE=1 JWT_PLUGIN=0 bash scripts/betterauth.sh start)"
+# Its hooks publish sign-outs, revocations and role changes to the sidecar's
+# invalidation channel (test/betterauth/server.ts, "Cache invalidation").
+prefix="authz-demo:$$:"
+channel="${prefix}invalidate"
+ba_url="$(DATABASE_URL="$dburl" PORT="$ba_port" MIGRATE=1 JWT_PLUGIN=0 \
+	INVALIDATION_REDIS_URL="$redis_url" INVALIDATION_CHANNEL="$channel" INVALIDATION_REDIS_PREFIX="$prefix" \
+	bash scripts/betterauth.sh start)"
 echo "$ba_url"
 
 step "authz-sidecar (examples/cookie-sessions.yaml; the secret is Better Auth's own)"
@@ -43,7 +49,7 @@ sed -e "s#http://127.0.0.1:3000#$ba_url#g" -e "s#app_roles: ../test/betterauth/r
 # The fixture's development secret (test/betterauth/server.ts); an app sets its own.
 BETTER_AUTH_SECRET="${BETTER_AUTH_SECRET:-authz-sidecar-dev-secret-do-not-use-in-production}" \
 bin/authz-sidecar serve --policies "$work/policies.yaml" --database-url "$dburl" --redis-url "$redis_url" \
-	--redis-prefix "authz-demo:$$:" --grpc-addr "$grpc_addr" --http-addr "$http_addr" --log-format console \
+	--redis-prefix "$prefix" --invalidation-channel "$channel" --grpc-addr "$grpc_addr" --http-addr "$http_addr" --log-format console \
 	>"$work/sidecar.log" 2>&1 &
 sidecar_pid=$!
 for _ in $(seq 1 100); do
