@@ -221,7 +221,7 @@ func checkSidecarDockerfile(src, dockerignore string, composeCmd, healthcheck []
 			continue
 		}
 		builds++
-		for _, flag := range []string{"-trimpath", `-ldflags "-s -w"`} {
+		for _, flag := range []string{"-trimpath", `-ldflags "-s -w`} {
 			if !strings.Contains(part, flag) {
 				bad("%q does not build with %s", strings.TrimSpace(part), flag)
 			}
@@ -418,7 +418,7 @@ func TestDockerfilesCatchRegressions(t *testing.T) {
 		{name: "named user", old: "USER 65532:65532", new: "USER nonroot", want: "numeric"},
 		{name: "no user", old: "USER 65532:65532\n", new: "", want: "USER"},
 		{name: "cgo", old: "ENV CGO_ENABLED=0", new: "ENV CGO_ENABLED=1", want: "CGO_ENABLED"},
-		{name: "not trimmed", old: "-trimpath -ldflags \"-s -w\" -o /out/authz-sidecar", new: "-o /out/authz-sidecar", want: "does not build with -trimpath"},
+		{name: "not trimmed", old: "-trimpath -ldflags \"-s -w -X main.buildVersion=${VERSION}\" -o /out/authz-sidecar", new: "-o /out/authz-sidecar", want: "does not build with -trimpath"},
 		{name: "package not copied", old: "COPY internal/ internal/\n", new: "", want: "does not copy internal/"},
 		{name: "source missing", old: "COPY policies.yaml ./", new: "COPY policy.yaml ./", want: "policy.yaml"},
 		{name: "ignored source", ignore: true, old: "bin\n", new: "bin\ninternal\n", want: ".dockerignore excludes internal/"},

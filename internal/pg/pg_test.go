@@ -195,26 +195,21 @@ func TestUnreachableServer(t *testing.T) {
 		t.Fatalf("Open: %v (it must not connect)", err)
 	}
 	t.Cleanup(db.Close)
-	// Each call must fail on its own (a refused connection); the test's
-	// deadline, far above that, only turns a hang into a failure.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-
 	tests := []struct {
 		name string
-		call func() error
+		call func(ctx context.Context) error
 	}{
-		{"check", func() error { _, err := db.Check(ctx); return err }},
-		{"warm", func() error { _, err := db.Warm(ctx); return err }},
-		{"membership", func() error {
+		{"check", func(ctx context.Context) error { _, err := db.Check(ctx); return err }},
+		{"warm", func(ctx context.Context) error { _, err := db.Warm(ctx); return err }},
+		{"membership", func(ctx context.Context) error {
 			_, err := pg.NewMemberRepository(db).Membership(ctx, roles.Subject{UserID: "u", OrgRef: "o"})
 			return err
 		}},
-		{"session", func() error {
+		{"session", func(ctx context.Context) error {
 			_, err := pg.NewSessionRepository(db).SessionByToken(ctx, "t")
 			return err
 		}},
-		{"api key", func() error {
+		{"api key", func(ctx context.Context) error {
 			_, err := pg.NewAPIKeyRepository(db).APIKeyByHash(ctx, "h")
 			return err
 		}},
@@ -222,7 +217,13 @@ func TestUnreachableServer(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			err := tt.call()
+			// Each call must fail on its own (a refused connection); the
+			// deadline, far above that, only turns a hang into a failure.
+			// It starts here, not in the parent: a parallel subtest may
+			// wait long for a slot on a busy machine.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			err := tt.call(ctx)
 			if !errors.Is(err, roles.ErrUnavailable) {
 				t.Fatalf("err = %v, want roles.ErrUnavailable", err)
 			}
