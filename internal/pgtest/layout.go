@@ -26,7 +26,7 @@ var pluralTables = map[string]string{
 	"user": "users", "session": "sessions", "account": "accounts", "verification": "verifications",
 	"organization": "organizations", "member": "members", "invitation": "invitations",
 	"team": "teams", "teamMember": "teamMembers", "organizationRole": "organizationRoles",
-	"apikey": "apikeys", "jwks": "jwks",
+	"apikey": "apikeys", "jwks": "jwks", "twoFactor": "twoFactors",
 }
 
 // The layouts.

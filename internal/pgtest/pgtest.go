@@ -128,6 +128,37 @@ func NewEmptyDatabase(t testing.TB) string {
 	return create(t, nil)
 }
 
+// Columns describes the public schema of databaseURL: "table.column" →
+// its data type, with " not null" when it is, for comparing a schema
+// Better Auth's migrator made with one this package made.
+func Columns(t testing.TB, databaseURL string) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := connect(ctx, databaseURL)
+	if err != nil {
+		t.Fatalf("pgtest: columns: %v", err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT table_name || '.' || column_name, data_type || CASE WHEN is_nullable = 'NO' THEN ' not null' ELSE '' END
+		FROM information_schema.columns WHERE table_schema = 'public'`)
+	if err != nil {
+		t.Fatalf("pgtest: columns: %v", err)
+	}
+	m := map[string]string{}
+	for rows.Next() {
+		var col, typ string
+		if err := rows.Scan(&col, &typ); err != nil {
+			t.Fatalf("pgtest: columns: %v", err)
+		}
+		m[col] = typ
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("pgtest: columns: %v", err)
+	}
+	return m
+}
+
 // execSQL runs sql (several statements) on databaseURL.
 func execSQL(t testing.TB, databaseURL, sql string) {
 	t.Helper()

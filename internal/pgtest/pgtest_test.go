@@ -80,7 +80,7 @@ func TestSchemaFacts(t *testing.T) {
 	t.Run("indexes", func(t *testing.T) {
 		got := query[[]string](t, dbURL, `SELECT array_agg(indexname::text ORDER BY indexname) FROM pg_indexes
 			WHERE schemaname = 'public' AND indexname LIKE '%\_idx'`)
-		// As Better Auth 1.7.25's migrator creates them (test/betterauth/schema.sql).
+		// As Better Auth 1.7.25's migrator creates them (schema.sql).
 		want := []string{"accounts_userId_idx", "apikeys_configId_idx", "apikeys_key_idx", "apikeys_referenceId_idx",
 			"invitations_email_idx", "invitations_organizationId_idx",
 			"members_organizationId_idx", "members_userId_idx", "organizationRoles_organizationId_idx",
@@ -177,29 +177,12 @@ func TestUnreachable(t *testing.T) {
 	}
 }
 
-// schema.sql must be the dump of what Better Auth's own migrator creates, so
-// unit tests run on the schema the e2e suite gets from the real thing.
-// Regenerate both with the steps in test/betterauth/README.md.
-func TestSchemaIsBetterAuthsDump(t *testing.T) {
-	t.Parallel()
-	dump, err := os.ReadFile("../../test/betterauth/schema.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(dump) != schemaSQL {
-		t.Fatal("internal/pgtest/schema.sql differs from test/betterauth/schema.sql; copy the migrator's dump over")
-	}
-}
-
-// columns lists "table.column" for every column of the public schema.
+// columns is Columns without the nullability.
 func columns(t *testing.T, databaseURL string) map[string]string {
 	t.Helper()
-	rows := query[[]string](t, databaseURL, `SELECT array_agg(table_name || '.' || column_name || ':' || data_type ORDER BY 1)
-		FROM information_schema.columns WHERE table_schema = 'public'`)
-	m := make(map[string]string, len(rows))
-	for _, r := range rows {
-		col, typ, _ := strings.Cut(r, ":")
-		m[col] = typ
+	m := Columns(t, databaseURL)
+	for col, typ := range m {
+		m[col] = strings.TrimSuffix(typ, " not null")
 	}
 	return m
 }

@@ -1,8 +1,8 @@
 -- Schema created by Better Auth 1.7.25's own migrator (getMigrations(auth.options).runMigrations())
 -- for the configuration in server.ts (organization with teams and dynamic access control, jwt,
--- bearer, admin, api-key, anonymous, two-factor; plural table names via modelName), on PostgreSQL 15. Reference only: the tests
--- create the schema with `scripts/betterauth.sh migrate`, not from this file.
--- Regenerate: see README.md (pg_dump -s --no-owner --no-privileges, minus the \restrict lines).
+-- bearer, admin, api-key, anonymous, two-factor; plural table names via modelName), on PostgreSQL 15.
+-- The unit tests' databases are made from it; the e2e tests get theirs from the migrator itself, and
+-- go test ./test/baclient checks the two agree. Regenerate: see test/betterauth/README.md.
 --
 -- PostgreSQL database dump
 --

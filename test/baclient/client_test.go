@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authz-sidecar/authz-sidecar/internal/pgtest"
 	"github.com/authz-sidecar/authz-sidecar/test/baclient"
 )
 
@@ -23,6 +24,9 @@ func TestSchemaModes(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t, mode)
+			if layout, ok := map[string]pgtest.Layout{"plural": pgtest.Plural, "singular": pgtest.Singular}[mode]; ok {
+				t.Run("schema", func(t *testing.T) { testSchema(t, f, layout) })
+			}
 			t.Run("sessions", func(t *testing.T) { testSessions(t, f) })
 			t.Run("users", func(t *testing.T) { testUsers(t, f) })
 			t.Run("organizations", func(t *testing.T) { testOrganizations(t, f) })
@@ -32,6 +36,27 @@ func TestSchemaModes(t *testing.T) {
 			t.Run("admin", func(t *testing.T) { testAdmin(t, f) })
 			t.Run("two factor", func(t *testing.T) { testTwoFactor(t, f) })
 		})
+	}
+}
+
+// testSchema compares what Better Auth's own migrator created in f's
+// database with the schema internal/pgtest gives the unit tests in the same
+// layout, column by column (type and nullability): the unit tests run on
+// the schema the real thing makes. (pgtest's Custom layout renames other
+// names than the fixture's custom mode, to try more of them; the plural
+// and singular ones are what Better Auth makes.)
+func testSchema(t *testing.T, f *fixture, layout pgtest.Layout) {
+	got := pgtest.Columns(t, f.dbURL)
+	want := pgtest.Columns(t, pgtest.NewDatabaseWith(t, pgtest.Options{Layout: layout}).URL)
+	for col, typ := range want {
+		if got[col] != typ {
+			t.Errorf("%s: Better Auth's migrator made %q, internal/pgtest %q", col, got[col], typ)
+		}
+	}
+	for col, typ := range got {
+		if _, ok := want[col]; !ok {
+			t.Errorf("%s (%s): Better Auth's migrator made it, internal/pgtest lacks it", col, typ)
+		}
 	}
 }
 
