@@ -140,7 +140,7 @@ func TestE2EBetterAuth(t *testing.T) {
 	}
 
 	// The sidecar binary against the same database and Better Auth's JWKS.
-	sc := startSidecar(t, writePolicy(t, ba.URL), dbURL, ttlArgs...)
+	sc := startSidecar(t, writePolicy(t, ba.URL), dbURL, append([]string{"--better-auth-secret-file", secretFile(t)}, ttlArgs...)...)
 	w.client = authv3.NewAuthorizationClient(sc.Conn)
 
 	org := "/api/orgs/" + orgID

@@ -194,7 +194,8 @@ func TestFreshness(t *testing.T) {
 	}
 
 	policy := writePolicy(t, hooked.URL)
-	common := append([]string{"--redis-url", redisURL, "--redis-prefix", prefix, "--invalidation-channel", channel}, longTTLs...)
+	common := append([]string{"--redis-url", redisURL, "--redis-prefix", prefix, "--invalidation-channel", channel,
+		"--better-auth-secret-file", secretFile(t)}, longTTLs...)
 	listener := startSidecar(t, policy, dbURL, append([]string{"--pg-listen"}, common...)...)
 	plain := startSidecar(t, policy, dbURL, common...)
 	sidecars := []*testproc.Sidecar{listener, plain}

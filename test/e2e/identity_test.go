@@ -99,10 +99,7 @@ func newIdentityWorld(t *testing.T, extraEnv ...string) *identityWorld {
 		"INVALIDATION_REDIS_URL=" + w.redisURL, "INVALIDATION_CHANNEL=" + w.prefix + "inv", "INVALIDATION_REDIS_PREFIX=" + w.prefix}, extraEnv...)
 	w.ba = startBetterAuth(t, w.dbURL, env...)
 	w.client = baclient.New(w.ba.URL)
-	w.secret = filepath.Join(w.dir, "secret")
-	if err := os.WriteFile(w.secret, []byte(fixtureSecret), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	w.secret = secretFile(t)
 	return w
 }
 

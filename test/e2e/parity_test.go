@@ -39,10 +39,6 @@ func TestParity(t *testing.T) {
 	}
 }
 
-// The fixture's dev secret (test/betterauth/server.ts), which signs its
-// session tokens; the sidecar checks bearer session tokens with it.
-const fixtureSecret = "authz-sidecar-dev-secret-do-not-use-in-production"
-
 // permissionSets are what the generated policy's routes require: every
 // single permission of the fixture's statements, and pairs and triples
 // that mix resources (the case where a union of roles and Better Auth's
@@ -154,10 +150,7 @@ func parity(t *testing.T, schema string) {
 		channel: prefix + "invalidate", schema: schema, dir: t.TempDir(),
 		users: map[string]*baclient.Session{}, orgs: map[string]string{},
 	}
-	w.secret = filepath.Join(w.dir, "secret")
-	if err := os.WriteFile(w.secret, []byte(fixtureSecret), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	w.secret = secretFile(t)
 
 	// Phase 1: the app's own roles.
 	w.start("")

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -24,4 +26,18 @@ func startSidecar(t testing.TB, policyPath, dbURL string, args ...string) *testp
 		t.Fatal(err)
 	}
 	return s
+}
+
+// fixtureSecret is the fixture app's development secret
+// (test/betterauth/server.ts), which signs its session cookies and tokens.
+const fixtureSecret = "authz-sidecar-dev-secret-do-not-use-in-production"
+
+// secretFile writes fixtureSecret to a file for --better-auth-secret-file.
+func secretFile(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "better-auth-secret")
+	if err := os.WriteFile(p, []byte(fixtureSecret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
