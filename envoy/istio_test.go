@@ -338,6 +338,17 @@ func checkSidecarPatch(patch k8sDeploymentPatch, grpcPort uint32) []error {
 		bad("DATABASE_URL must come from a secretKeyRef")
 	}
 
+	// The shipped policy accepts Better Auth sessions, whose signatures
+	// need Better Auth's secret (else serve refuses to start): from a
+	// Secret too, by environment or file.
+	secret := slices.ContainsFunc(c.Env, func(e k8sEnvVar) bool {
+		return (e.Name == "BETTER_AUTH_SECRET" || e.Name == "BETTER_AUTH_SECRETS") &&
+			e.Value == "" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil
+	})
+	if !secret && flagValue(c.Args, "--better-auth-secret-file") == "" {
+		bad("no Better Auth secret: set BETTER_AUTH_SECRET from a secretKeyRef, or --better-auth-secret-file")
+	}
+
 	// Probes on the ops port; that port bypasses the Istio proxy.
 	for _, p := range []struct {
 		name  string
@@ -414,6 +425,7 @@ func TestIstioCatchesRegressions(t *testing.T) {
 		{"sidecar-container.yaml", "allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true", "allowPrivilegeEscalation"},
 		{"sidecar-container.yaml", "- name: DATABASE_URL\n              valueFrom:\n                secretKeyRef:\n                  name: authz-sidecar\n                  key: database-url",
 			"- name: DATABASE_URL\n              value: postgres://u:secret@db/x", "secretKeyRef"},
+		{"sidecar-container.yaml", "- name: BETTER_AUTH_SECRET\n", "- name: BETTER_AUTH_SECRET_UNUSED\n", "no Better Auth secret"},
 		{"sidecar-container.yaml", "path: /readyz", "path: /healthz", "readiness probe"},
 		{"sidecar-container.yaml", `excludeInboundPorts: "9192"`, `excludeInboundPorts: "9191"`, "excludeInboundPorts"},
 		{"sidecar-container.yaml", "readOnly: true", "readOnly: false", "ConfigMap volume"},

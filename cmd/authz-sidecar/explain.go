@@ -216,7 +216,14 @@ func explainOnline(ctx context.Context, pol *policy.Policy, req *authz.Request, 
 	case o.apiKey != "":
 		h[pol.APIKeys.Header] = o.apiKey
 	case o.cookie != "":
-		h["cookie"] = pol.Session.CookieName + "=" + url.QueryEscape(o.cookie)
+		// A browser stores and sends the value percent-encoded, as Better
+		// Auth sets it; one copied from there must not be encoded twice.
+		// A decoded value ("token.signature") has no "%" to undo.
+		v := o.cookie
+		if d, err := url.PathUnescape(v); err == nil {
+			v = d
+		}
+		h["cookie"] = pol.Session.CookieName + "=" + url.QueryEscape(v)
 	}
 	t, closeTiers, err := explainTiers(ctx, pol, o)
 	if err != nil {

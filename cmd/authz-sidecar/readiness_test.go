@@ -117,3 +117,54 @@ func TestReadinessNamesTheDatabaseCause(t *testing.T) {
 		})
 	}
 }
+
+// A database that lacks an optional part the policy needs (the team tables
+// here) makes the sidecar not ready, and /readyz says that creating the
+// part is not enough: the sidecar finds the optional parts once, at start
+// (pg.DB.Check), so it must be restarted after the migration.
+func TestReadinessAsksForARestartAfterAMissingPart(t *testing.T) {
+	t.Parallel()
+	keys := jwttest.NewKeys(t)
+	db := pgtest.NewDatabaseWith(t, pgtest.Options{Without: []pgtest.Part{pgtest.Teams}})
+	p := filepath.Join(t.TempDir(), "p.yaml")
+	pol := strings.Replace(basePolicy, "JWKS", keys.URL, 1) +
+		`  - { name: team-board, methods: [GET], path: "/api/orgs/{org}/teams/{team}/board", team: true, require: [leave:read] }` + "\n" +
+		"team:\n  from: [path:team]\n"
+	if err := os.WriteFile(p, []byte(pol), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := freeAddr(t)
+	logs := &lockedBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--policies", p, "--grpc-addr", freeAddr(t), "--http-addr", httpAddr, "--database-url", db.URL},
+			func(string) string { return "" }, io.Discard, logs)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("sidecar log:\n%s", logs.String())
+		}
+	})
+
+	var body string
+	eventually(t, "/readyz to name the missing part", func() bool {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(body, "team tables are missing")
+	})
+	for _, w := range []string{`routes "team-board" need team membership`, "run Better Auth's migrator", "restart the sidecar"} {
+		if !strings.Contains(body, w) {
+			t.Errorf("/readyz lacks %q:\n%s", w, body)
+		}
+	}
+}

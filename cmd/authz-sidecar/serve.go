@@ -654,7 +654,7 @@ func (r *readiness) probe(ctx context.Context) {
 	}
 	checked := err == nil
 	if err == nil {
-		err = f.Supports(r.policy())
+		err = supports(f, r.policy())
 	}
 	if err != nil {
 		err = fmt.Errorf("database: %w", err)
@@ -677,7 +677,18 @@ func (r *readiness) supports(pol *policy.Policy) error {
 	if f == nil {
 		return nil
 	}
-	return f.Supports(pol)
+	return supports(*f, pol)
+}
+
+// supports is f.Supports(pol), adding that creating the missing part is
+// not enough: the sidecar finds the optional parts once, at its first
+// successful check, and builds its queries for them (pg.DB.Check), so it
+// must be restarted after the migration.
+func supports(f pg.Features, pol *policy.Policy) error {
+	if err := f.Supports(pol); err != nil {
+		return fmt.Errorf("%w; then restart the sidecar (it finds the optional parts of the schema at start)", err)
+	}
+	return nil
 }
 
 // watch keeps gRPC health in step with readiness: SERVING once everything

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/authz-sidecar/authz-sidecar/internal/authn"
 	"github.com/authz-sidecar/authz-sidecar/internal/jwttest"
 	"github.com/authz-sidecar/authz-sidecar/internal/pgtest"
 )
@@ -430,6 +432,59 @@ func TestExplainWithTokenAndDatabase(t *testing.T) {
 		"--database-url", dbURL}, func(string) string { return "" }, &out, io.Discard)
 	if !strings.Contains(out.String(), "DENY 401") {
 		t.Errorf("forged token explained as:\n%s", out.String())
+	}
+}
+
+// explain --cookie takes the cookie's value as a browser stores and sends
+// it (percent-encoded, as Better Auth sets it) or decoded, and explains the
+// same decision for both.
+func TestExplainCookie(t *testing.T) {
+	const secretValue = "explain-cookie-secret-0123456789abcdef0123"
+	dbURL := pgtest.NewDatabase(t)
+	seed := pgtest.NewSeeder(t, dbURL)
+	seed.User(t, "bob", "bob")
+	seed.Org(t, "acme", "acme")
+	seed.Member(t, "acme", "bob", "member")
+	const token = "explainCookieToken0123456789abcd"
+	seed.Session(t, pgtest.Session{ID: "s1", Token: token, UserID: "bob", ExpiresAt: time.Now().Add(time.Hour)})
+	secret, err := authn.NewSecret(secretValue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := token + "." + secret.Sign(token)
+	if !strings.ContainsAny(signed, "/+=") {
+		t.Fatalf("signature %q has no character a browser stores encoded; the test would prove nothing", signed)
+	}
+	// explain fetches the policy's signing keys whatever the credential.
+	keys := jwttest.NewKeys(t)
+	p := filepath.Join(t.TempDir(), "p.yaml")
+	pol, err := os.ReadFile("../../policies.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(strings.ReplaceAll(string(pol), "http://127.0.0.1:3000/api/auth/jwks", keys.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	getenv := func(k string) string {
+		if k == "BETTER_AUTH_SECRET" {
+			return secretValue
+		}
+		return ""
+	}
+	for name, value := range map[string]string{"as stored (percent-encoded)": url.QueryEscape(signed), "decoded": signed} {
+		t.Run(name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := run(context.Background(), []string{"explain", "--policies", p, "--path", "/api/orgs/acme/leave/1",
+				"--cookie", value, "--database-url", dbURL}, getenv, &out, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range []string{"credential:  session", "user:        bob", "decision:    ALLOW"} {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("output lacks %q:\n%s", w, out.String())
+				}
+			}
+		})
 	}
 }
 
