@@ -32,13 +32,13 @@ func TestReadinessNamesTheDatabaseCause(t *testing.T) {
 			dbURL: func(t *testing.T) string {
 				return "postgres://postgres@" + freeAddr(t) + "/x?sslmode=disable&connect_timeout=5"
 			},
-			wantReady: []string{"not ready: database:", "connect"},
+			wantReady: []string{"not ready:", "database: pg:", "connection refused"},
 			wantLog:   []string{`"cause":"connection"`, `"reason":"source_unavailable"`},
 		},
 		{
 			name:      "no Better Auth tables",
 			dbURL:     func(t *testing.T) string { return pgtest.NewEmptyDatabase(t) },
-			wantReady: []string{"not ready: database:", "(users, organizations, members)", "found: none", "run Better Auth's migrator"},
+			wantReady: []string{"not ready:", "database: pg:", "(users, organizations, members)", "found: none", "run Better Auth's migrator"},
 			wantLog:   []string{`"cause":"schema"`, `"reason":"source_unavailable"`},
 		},
 	}

@@ -328,7 +328,8 @@ func newTiers(c serveConfig, pol *policy.Policy, db *pg.DB, tracer *tracing.Trac
 			return t, fmt.Errorf("--session-redis-url: %w", err)
 		}
 		t.closers = append(t.closers, func() { srdb.Close() })
-		tokenSource = cache.LookupFunc[string, *authn.Session](cache.NewSecondarySessions(srdb, cache.SecondaryStorageConfig{Prefix: c.SessionRedisPrefix}).SessionByToken)
+		secondarySessions := cache.NewSecondarySessions(srdb, cache.SecondaryStorageConfig{Prefix: c.SessionRedisPrefix})
+		tokenSource = cache.LookupFunc[string, *authn.Session](sources.Secondary(secondarySessions).SessionByToken)
 	}
 
 	// Invalidation is on when a channel (with Redis) or --pg-listen is set;

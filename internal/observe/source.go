@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"time"
@@ -21,6 +22,9 @@ const (
 	OpSessionByToken = "session_by_token"
 	OpSessionByID    = "session_by_id"
 	OpAPIKey         = "api_key"
+	// OpSecondarySession is a session read from Better Auth's secondary
+	// storage (a Redis of the application's), when the policy says so.
+	OpSecondarySession = "secondary_session"
 )
 
 // causes bound the cause label: a source error names one of them (see
@@ -84,12 +88,12 @@ func NewSources(log *zap.Logger, reg prometheus.Registerer, cfg SourcesConfig) (
 	}
 	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "authz_source_query_duration_seconds",
-		Help:    "Reads from PostgreSQL by op (membership, session_by_token, session_by_id, api_key) and result (ok, error, timeout, canceled).",
+		Help:    "Reads from the source of truth by op (membership, session_by_token, session_by_id, api_key from PostgreSQL; secondary_session from Better Auth's secondary storage) and result (ok, error, timeout, canceled).",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 	}, []string{"op", "result"})
 	errs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "authz_source_errors_total",
-		Help: "Failed reads from PostgreSQL by op and cause (timeout, canceled, connection, schema, other).",
+		Help: "Failed reads from the source of truth by op and cause (timeout, canceled, connection, schema, other).",
 	}, []string{"op", "cause"})
 	for _, c := range []prometheus.Collector{duration, errs} {
 		if err := reg.Register(c); err != nil {
@@ -103,7 +107,7 @@ func NewSources(log *zap.Logger, reg prometheus.Registerer, cfg SourcesConfig) (
 	}
 	// Every series exists from the start (at zero), so rates and alerts
 	// work before the first failure.
-	for _, op := range []string{OpMembership, OpSessionByToken, OpSessionByID, OpAPIKey} {
+	for _, op := range []string{OpMembership, OpSessionByToken, OpSessionByID, OpAPIKey, OpSecondarySession} {
 		s.duration[op], s.errors[op] = map[string]prometheus.Observer{}, map[string]prometheus.Counter{}
 		for _, r := range results {
 			s.duration[op][r] = duration.WithLabelValues(op, r)
@@ -145,6 +149,13 @@ func causeOf(err error) string {
 		return "timeout"
 	case errors.Is(err, context.Canceled):
 		return "canceled"
+	}
+	// A Redis client's (secondary storage) network failures.
+	if ne, ok := errors.AsType[net.Error](err); ok {
+		if ne.Timeout() {
+			return "timeout"
+		}
+		return "connection"
 	}
 	return "other"
 }
@@ -232,4 +243,28 @@ func (src *APIKeys) APIKeyByHash(ctx context.Context, hash string) (authn.APIKey
 	v, err := src.next.APIKeyByHash(ctx, hash)
 	src.s.observe(OpAPIKey, start, err)
 	return v, err
+}
+
+// SecondarySource reads sessions from Better Auth's secondary storage
+// (*cache.SecondarySessions).
+type SecondarySource interface {
+	SessionByToken(ctx context.Context, token string) (*authn.Session, roles.Tier, error)
+}
+
+// Secondary is a SecondarySource whose reads are recorded.
+type Secondary struct {
+	next SecondarySource
+	s    *Sources
+}
+
+// Secondary decorates next: secondary storage is the sessions' source of
+// truth then, and its failures are counted and logged like PostgreSQL's.
+func (s *Sources) Secondary(next SecondarySource) *Secondary { return &Secondary{next: next, s: s} }
+
+// SessionByToken asks next and records the outcome (never the token).
+func (src *Secondary) SessionByToken(ctx context.Context, token string) (*authn.Session, roles.Tier, error) {
+	start := time.Now()
+	v, tier, err := src.next.SessionByToken(ctx, token)
+	src.s.observe(OpSecondarySession, start, err)
+	return v, tier, err
 }

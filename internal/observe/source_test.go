@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -45,6 +48,13 @@ func (f fakeSource) SessionByID(context.Context, string) (authn.Session, error) 
 
 func (f fakeSource) APIKeyByHash(context.Context, string) (authn.APIKey, error) {
 	return authn.APIKey{Found: f.err == nil}, f.err
+}
+
+// fakeSecondary is Better Auth's secondary storage failing with err.
+type fakeSecondary struct{ err error }
+
+func (f fakeSecondary) SessionByToken(context.Context, string) (*authn.Session, roles.Tier, error) {
+	return &authn.Session{Found: f.err == nil}, roles.TierSource, f.err
 }
 
 // fakeClock is a settable clock.
@@ -90,6 +100,8 @@ func TestSourcesCount(t *testing.T) {
 		{"bare cancel", context.Canceled, "canceled", "canceled"},
 		{"unknown cause is other", &sourceErr{"bogus", errors.New("?")}, "other", "error"},
 		{"plain error", errors.New("boom"), "other", "error"},
+		{"network refused (Redis)", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, "connection", "error"},
+		{"network timeout (Redis)", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, "timeout", "timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -105,6 +117,10 @@ func TestSourcesCount(t *testing.T) {
 				OpSessionByToken: func() error { _, err := s.Sessions(src).SessionByToken(ctx, "t"); return err },
 				OpSessionByID:    func() error { _, err := s.Sessions(src).SessionByID(ctx, "i"); return err },
 				OpAPIKey:         func() error { _, err := s.APIKeys(src).APIKeyByHash(ctx, "h"); return err },
+				OpSecondarySession: func() error {
+					_, _, err := s.Secondary(fakeSecondary{tt.err}).SessionByToken(ctx, "t")
+					return err
+				},
 			}
 			for op, read := range reads {
 				if err := read(); err != tt.err {
