@@ -302,6 +302,10 @@ func TestValidateCommand(t *testing.T) {
 	os.WriteFile(good, []byte(strings.Replace(basePolicy, "JWKS", "http://127.0.0.1:3000/api/auth/jwks", 1)), 0o600)
 	os.WriteFile(bad, []byte(strings.Replace(strings.Replace(basePolicy, "JWKS", "http://127.0.0.1:3000/api/auth/jwks", 1),
 		"require: [leave:read]", "require: [leave:raed]", 1)), 0o600)
+	// A route that path matching never selects is valid but must be told.
+	shadowed := filepath.Join(dir, "shadowed.yaml")
+	os.WriteFile(shadowed, []byte(strings.Replace(basePolicy, "JWKS", "http://127.0.0.1:3000/api/auth/jwks", 1)+
+		"  - { name: me-again, path: /api/me, authenticated: true }\n"), 0o600)
 	tests := []struct {
 		name    string
 		args    []string
@@ -310,6 +314,7 @@ func TestValidateCommand(t *testing.T) {
 	}{
 		{"valid file", []string{"validate", good}, false, "ok (version"},
 		{"broken file names the line", []string{"validate", bad}, true, "bad.yaml:13:"},
+		{"warnings are printed", []string{"validate", shadowed}, false, "shadowed.yaml:14:5: warning: route \"me-again\" is never selected by path matching"},
 		{"missing file", []string{"validate", filepath.Join(dir, "nope.yaml")}, true, ""},
 		{"two files", []string{"validate", good, bad}, true, ""},
 	}
