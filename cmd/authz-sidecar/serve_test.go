@@ -385,7 +385,13 @@ func TestExplainCommand(t *testing.T) {
 		want []string
 	}{
 		{"offline deny", []string{"--method", "POST", "--path", "/api/orgs/acme/leave/1/approve", "--user", "u1", "--roles", "member"},
-			[]string{"route:       approve-leave", "org:         acme (from path:org)", "member:    [ac:read, leave:read, leave:request]", "decision:    DENY 403", "missing_permission: missing permission (requires leave:approve from one role)"}},
+			[]string{"route:       approve-leave", "org:         acme (from path:org)", "roles:       [member] (from the command line)", "member:    [ac:read, leave:read, leave:request]", "decision:    DENY 403", "missing_permission: missing permission (requires leave:approve from one role)"}},
+		// Any fact about the user keeps explain offline, not only --roles
+		// (the usage's own example has no --roles and no database).
+		{"offline platform role", []string{"--method", "POST", "--path", "/api/admin/users/ban", "--user", "u9", "--platform-role", "admin"},
+			[]string{"route:       ban-user (POST /api/admin/users/ban, line", "decision:    ALLOW"}},
+		{"offline banned user", []string{"--path", "/api/me", "--user", "u9", "--banned"},
+			[]string{"route:       me (/api/me, line", "decision:    DENY 403", "reason:      banned"}},
 		{"offline custom role allows", []string{"--method", "POST", "--path", "/api/orgs/acme/leave/1/approve", "--user", "u1", "--roles", "member,approver", "--custom-role", "approver=leave:approve"},
 			[]string{"decision:    ALLOW", "reason:      granted"}},
 		{"org from header", []string{"--method", "GET", "--path", "/api/me", "--user", "u1", "--roles", "member", "-H", "X-Organization-Id: acme"},
