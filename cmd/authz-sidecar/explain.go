@@ -113,7 +113,9 @@ func explain(ctx context.Context, args []string, getenv func(string) string, std
 			credentials++
 		}
 	}
-	if o.path == "" && o.route == "" || credentials > 1 || fs.NArg() > 0 {
+	// A route chosen by name still has its path checked and read for its
+	// {params}, as Envoy always sends one.
+	if o.path == "" || credentials > 1 || fs.NArg() > 0 {
 		return usageError(fs, explainUsage, stderr)
 	}
 	pol, err := policy.Load(o.policies)

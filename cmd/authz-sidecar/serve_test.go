@@ -415,6 +415,18 @@ func TestExplainCommand(t *testing.T) {
 	}
 }
 
+// A route chosen by name still needs the path Envoy would send: the engine
+// checks it and reads {params} from it, so without one explain could only
+// show an ambiguous_path deny.
+func TestExplainNeedsAPath(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"explain", "--policies", "../../policies.yaml", "--route", "me", "--user", "u1", "--roles", "member"},
+		func(string) string { return "" }, &out, io.Discard)
+	if err == nil {
+		t.Errorf("explain --route without --path explained:\n%s", out.String())
+	}
+}
+
 func TestExplainWithTokenAndDatabase(t *testing.T) {
 	keys := jwttest.NewKeys(t)
 	dbURL := pgtest.NewDatabase(t)

@@ -16,7 +16,7 @@
 //	  - name: members read leave       # required, unique
 //	    request:                       # required
 //	      method: GET                  # required unless route is set
-//	      path: /api/orgs/acme/leave/1 # required unless route is set; query allowed
+//	      path: /api/orgs/acme/leave/1 # required; query allowed
 //	      route: read-leave            # optional: select the route by name, as Envoy's
 //	                                   # context_extensions "route" does (path then only
 //	                                   # supplies {params})
