@@ -40,8 +40,8 @@ The caller, one of:
 What the caller may do:
   with --token, --cookie, --session-token or --api-key: read from Better Auth's tables
     ($DATABASE_URL / --database-url, and Redis first if $REDIS_URL / --redis-url is set)
-  with --user: --roles r1,r2 and the other subject flags below, offline; without --roles,
-    the user's roles, standing and teams are read from the database
+  with --user: --roles r1,r2 and the other subject flags below, offline; without any of
+    them, the user's roles, standing and teams are read from the database
 
 Examples:
   authz-sidecar explain --method POST --path /api/orgs/acme/leave/1/approve --user u1 --roles member
@@ -113,7 +113,9 @@ func explain(ctx context.Context, args []string, getenv func(string) string, std
 			credentials++
 		}
 	}
-	if o.path == "" && o.route == "" || credentials > 1 || fs.NArg() > 0 {
+	// A route chosen by name still has its path checked and read for its
+	// {params}, as Envoy always sends one.
+	if o.path == "" || credentials > 1 || fs.NArg() > 0 {
 		return usageError(fs, explainUsage, stderr)
 	}
 	pol, err := policy.Load(o.policies)
@@ -133,8 +135,12 @@ func explain(ctx context.Context, args []string, getenv func(string) string, std
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	var d authz.Decision
+	rolesFrom := "" // the tier that answered
 	switch {
 	case o.user != "":
+		if o.offline() {
+			rolesFrom = "the command line"
+		}
 		d, err = explainTrusted(ctx, pol, req, o)
 	case credentials == 0:
 		d, err = policytest.Decide(ctx, pol, *req, nil, nil)
@@ -144,8 +150,15 @@ func explain(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
-	printTrace(stdout, pol, req, &d)
+	printTrace(stdout, pol, req, &d, rolesFrom)
 	return nil
+}
+
+// offline reports whether the flags describe the user's facts (roles,
+// standing, teams), so that none is read from the database.
+func (o *explainOptions) offline() bool {
+	return o.roles != "" || len(o.custom) > 0 || o.platformRole != "" || o.teams != "" ||
+		o.emailVerified || o.anonymous || o.twoFactor || o.banned
 }
 
 func envOr(getenv func(string) string, k, def string) string {
@@ -193,7 +206,7 @@ func explainTrusted(ctx context.Context, pol *policy.Policy, req *authz.Request,
 		}
 		u.CustomRoles[name] = splitList(perms)
 	}
-	if o.roles != "" {
+	if o.offline() {
 		return policytest.Decide(ctx, pol, *req, u, nil)
 	}
 	t, closeTiers, err := explainTiers(ctx, pol, o)
@@ -300,7 +313,10 @@ func explainTiers(ctx context.Context, pol *policy.Policy, o explainOptions) (*t
 	return t, func() { t.close(); db.Close() }, nil
 }
 
-func printTrace(w io.Writer, pol *policy.Policy, req *authz.Request, d *authz.Decision) {
+// printTrace writes the decision's trace. rolesFrom names where the roles
+// came from when no tier answered (an offline explanation); "" prints the
+// tier.
+func printTrace(w io.Writer, pol *policy.Policy, req *authz.Request, d *authz.Decision, rolesFrom string) {
 	p := func(k, format string, a ...any) { fmt.Fprintf(w, "%-12s %s\n", k+":", fmt.Sprintf(format, a...)) }
 	p("request", "%s %s", req.Method, req.Path)
 	p("policy", "version %s", pol.Version)
@@ -311,7 +327,11 @@ func printTrace(w io.Writer, pol *policy.Policy, req *authz.Request, d *authz.De
 	case req.RouteName != "":
 		p("route", "%s (selected by name; %s, line %d)", rt.Name, rt.Path, rt.Line)
 	default:
-		p("route", "%s (%s %s, line %d)", rt.Name, strings.Join(rt.Methods, ","), rt.Path, rt.Line)
+		methods := ""
+		if len(rt.Methods) > 0 {
+			methods = strings.Join(rt.Methods, ",") + " "
+		}
+		p("route", "%s (%s%s, line %d)", rt.Name, methods, rt.Path, rt.Line)
 	}
 	if ok {
 		p("requires", "%s", describeRequirements(rt))
@@ -335,7 +355,11 @@ func printTrace(w io.Writer, pol *policy.Policy, req *authz.Request, d *authz.De
 		p("team", "%s", d.TeamID)
 	}
 	if d.Tier != roles.TierNone || len(d.Roles) > 0 {
-		p("roles", "[%s] (from %s)", strings.Join(d.Roles, ", "), d.Tier)
+		from := rolesFrom
+		if from == "" {
+			from = d.Tier.String()
+		}
+		p("roles", "[%s] (from %s)", strings.Join(d.Roles, ", "), from)
 		for _, g := range d.Grants {
 			p("  "+g.Role, "[%s]", strings.Join(g.Perms, ", "))
 		}

@@ -304,6 +304,10 @@ func TestValidateCommand(t *testing.T) {
 	os.WriteFile(good, []byte(strings.Replace(basePolicy, "JWKS", "http://127.0.0.1:3000/api/auth/jwks", 1)), 0o600)
 	os.WriteFile(bad, []byte(strings.Replace(strings.Replace(basePolicy, "JWKS", "http://127.0.0.1:3000/api/auth/jwks", 1),
 		"require: [leave:read]", "require: [leave:raed]", 1)), 0o600)
+	// A route that path matching never selects is valid but must be told.
+	shadowed := filepath.Join(dir, "shadowed.yaml")
+	os.WriteFile(shadowed, []byte(strings.Replace(basePolicy, "JWKS", "http://127.0.0.1:3000/api/auth/jwks", 1)+
+		"  - { name: me-again, path: /api/me, authenticated: true }\n"), 0o600)
 	tests := []struct {
 		name    string
 		args    []string
@@ -312,6 +316,7 @@ func TestValidateCommand(t *testing.T) {
 	}{
 		{"valid file", []string{"validate", good}, false, "ok (version"},
 		{"broken file names the line", []string{"validate", bad}, true, "bad.yaml:13:"},
+		{"warnings are printed", []string{"validate", shadowed}, false, "shadowed.yaml:14:5: warning: route \"me-again\" is never selected by path matching"},
 		{"missing file", []string{"validate", filepath.Join(dir, "nope.yaml")}, true, ""},
 		{"two files", []string{"validate", good, bad}, true, ""},
 	}
@@ -382,7 +387,13 @@ func TestExplainCommand(t *testing.T) {
 		want []string
 	}{
 		{"offline deny", []string{"--method", "POST", "--path", "/api/orgs/acme/leave/1/approve", "--user", "u1", "--roles", "member"},
-			[]string{"route:       approve-leave", "org:         acme (from path:org)", "member:    [ac:read, leave:read, leave:request]", "decision:    DENY 403", "missing_permission: missing permission (requires leave:approve from one role)"}},
+			[]string{"route:       approve-leave", "org:         acme (from path:org)", "roles:       [member] (from the command line)", "member:    [ac:read, leave:read, leave:request]", "decision:    DENY 403", "missing_permission: missing permission (requires leave:approve from one role)"}},
+		// Any fact about the user keeps explain offline, not only --roles
+		// (the usage's own example has no --roles and no database).
+		{"offline platform role", []string{"--method", "POST", "--path", "/api/admin/users/ban", "--user", "u9", "--platform-role", "admin"},
+			[]string{"route:       ban-user (POST /api/admin/users/ban, line", "decision:    ALLOW"}},
+		{"offline banned user", []string{"--path", "/api/me", "--user", "u9", "--banned"},
+			[]string{"route:       me (/api/me, line", "decision:    DENY 403", "reason:      banned"}},
 		{"offline custom role allows", []string{"--method", "POST", "--path", "/api/orgs/acme/leave/1/approve", "--user", "u1", "--roles", "member,approver", "--custom-role", "approver=leave:approve"},
 			[]string{"decision:    ALLOW", "reason:      granted"}},
 		{"org from header", []string{"--method", "GET", "--path", "/api/me", "--user", "u1", "--roles", "member", "-H", "X-Organization-Id: acme"},
@@ -403,6 +414,18 @@ func TestExplainCommand(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A route chosen by name still needs the path Envoy would send: the engine
+// checks it and reads {params} from it, so without one explain could only
+// show an ambiguous_path deny.
+func TestExplainNeedsAPath(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"explain", "--policies", "../../policies.yaml", "--route", "me", "--user", "u1", "--roles", "member"},
+		func(string) string { return "" }, &out, io.Discard)
+	if err == nil {
+		t.Errorf("explain --route without --path explained:\n%s", out.String())
 	}
 }
 

@@ -12,9 +12,10 @@ import (
 
 const validateUsage = `Usage: authz-sidecar validate [--app-roles roles.json] [FILE]
 
-Checks a policy file and prints every problem with its file, line and column.
-FILE defaults to $AUTHZ_POLICIES, else ./policies.yaml. Exits 0 when the file
-is valid, 1 otherwise.
+Checks a policy file and prints every problem with its file, line and column,
+and every warning (a route that path matching can never select), which does
+not make the file invalid. FILE defaults to $AUTHZ_POLICIES, else
+./policies.yaml. Exits 0 when the file is valid, 1 otherwise.
 
 Flags:
 `
@@ -47,6 +48,12 @@ func validate(args []string, getenv func(string) string, stdout, stderr io.Write
 			return fmt.Errorf("%s: %d problem(s)", path, len(perr.Problems))
 		}
 		return err
+	}
+	// Warnings (a route path matching can never select) do not make the
+	// file invalid, but the author must see them: serve only logs them.
+	for _, w := range pol.Warnings {
+		w.Message = "warning: " + w.Message
+		fmt.Fprintln(stdout, w.String())
 	}
 	fmt.Fprintf(stdout, "%s: ok (version %s, %d roles, %d platform roles, %d routes; credentials: %s)\n",
 		path, pol.Version, len(pol.RoleNames()), len(pol.PlatformRoleNames()), len(pol.Routes), pol.Enabled())

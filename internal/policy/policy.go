@@ -340,6 +340,8 @@ type LoadOptions struct {
 	// AppRoles, when set, is an app roles file (the shape print-roles.ts
 	// prints) that the policy must agree with, as if the policy's
 	// app_roles named it: validate --app-roles uses it to report drift.
+	// Like path, and unlike app_roles in the file, a relative AppRoles is
+	// relative to the working directory.
 	AppRoles string
 }
 
@@ -348,6 +350,13 @@ func LoadWith(path string, opts LoadOptions) (*Policy, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read policy: %w", err)
+	}
+	if opts.AppRoles != "" && !filepath.IsAbs(opts.AppRoles) {
+		// The checker resolves relative names against the policy's
+		// directory; a command-line path means the working directory.
+		if opts.AppRoles, err = filepath.Abs(opts.AppRoles); err != nil {
+			return nil, fmt.Errorf("app roles file: %w", err)
+		}
 	}
 	sum := sha256.New()
 	sum.Write(data)

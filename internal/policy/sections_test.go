@@ -366,6 +366,29 @@ func TestAppRoles(t *testing.T) {
 	})
 }
 
+// LoadWith's AppRoles is a command-line path (validate --app-roles): it is
+// relative to the working directory, not to the policy file as app_roles
+// in the file is. Not parallel: it changes the working directory.
+func TestLoadWithAppRolesFromWorkingDirectory(t *testing.T) {
+	routes := "routes:\n  - { name: approve, path: \"/o/{org}/approve\", require: [leave:approve] }\n"
+	dir := writeFiles(t, map[string]string{"roles.json": appRolesJSON})
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	policy := "api_keys: {}\norganization: { from: [path:org] }\n" + routes
+	if err := os.WriteFile(filepath.Join(dir, "sub", "p.yaml"), []byte(policy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	p, err := LoadWith(filepath.Join("sub", "p.yaml"), LoadOptions{AppRoles: "roles.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := p.RolePermissions("viewer"); !slices.Equal(got, []string{"leave:read", "project:read"}) {
+		t.Errorf("viewer = %v, want the roles of ./roles.json", got)
+	}
+}
+
 func TestCredentialString(t *testing.T) {
 	t.Parallel()
 	for c, want := range map[Credential]string{

@@ -8,53 +8,10 @@
 //
 // # File format
 //
-// Every key is listed here; any other key is an error reported as
-// file:line:col.
-//
-//	policy: policies.yaml              # required; relative to the test file
-//	cases:                             # required, >= 1
-//	  - name: members read leave       # required, unique
-//	    request:                       # required
-//	      method: GET                  # required unless route is set
-//	      path: /api/orgs/acme/leave/1 # required unless route is set; query allowed
-//	      route: read-leave            # optional: select the route by name, as Envoy's
-//	                                   # context_extensions "route" does (path then only
-//	                                   # supplies {params})
-//	      headers: { x-organization-id: acme }   # optional; names are lower-cased
-//	    user:                          # optional; absent = no token
-//	      id: u1                       # required: the token's sub
-//	      roles: [member]              # the user's roles in the organization; [admin, member]
-//	                                   # is members.role "admin,member"; none = not a member
-//	      custom: { approver: [leave:approve] }  # optional: roles the organization defines
-//	                                   # itself; they count only when listed in roles
-//	      org: org_123                 # optional: the organization the user belongs to; absent =
-//	                                   # whichever organization the request names. A request
-//	                                   # naming any other organization finds a non-member.
-//	      slug: acme                   # optional, needs org: another name of org
-//	      member: false                # optional: a member of no organization
-//	      banned: true                 # optional: users.banned, no expiry
-//	      exists: false                # optional: no users row (deleted user)
-//	      claims: { activeOrganizationId: acme } # optional extra string claims of the token
-//	      credential: session          # optional: jwt, session or api_key (default: the first
-//	                                   # the policy accepts); a session is sent as the cookie
-//	                                   # (or the bearer session token if the cookie is off)
-//	      platform_role: admin         # optional: the admin plugin's user.role
-//	      email_verified: true         # optional: user.emailVerified (also anonymous, two_factor)
-//	      impersonated_by: admin-1     # optional (session): the session's impersonatedBy
-//	      active_org: acme             # optional (session): activeOrganizationId (and active_team)
-//	      teams: [t1]                  # optional: teams of the organization the user is in
-//	      key_permissions: [leave:read] # optional (api_key): the key's permissions
-//	      key_org: org_123             # optional (api_key): an organization's key, not the user's
-//	    expect:                        # required
-//	      decision: allow              # required: allow or deny (a shadow-mode deny is allow)
-//	      status: 200                  # optional: 200, 401, 403 or 503
-//	      reason: granted              # optional: the decision's reason label, e.g.
-//	                                   # missing_permission, no_credential, no_route
-//	      route: read-leave            # optional: the policy route that decided
-//	      org: acme                    # optional: the organization id decided for
-//
-// A request whose headers set authorization sends that value instead of the
-// user's token, to test malformed credentials.
+// docs/policy.md ("Policy tests") is the reference for the file format:
+// every key of every mapping, which doc_test.go keeps equal to the keys
+// parseFile accepts (file.go). Unknown keys are errors reported as
+// file:line:col, like the policy loader's.
 package policytest
 
 import (

@@ -223,6 +223,9 @@ cases:
     expect: { decision: allow }
   - request: { method: GET }
     expect: { decision: allow }
+  - name: by name
+    request: { route: me }
+    expect: { decision: allow }
 `,
 			wantErr: `FILE:3:5: case "a": request needs a method when it has no route name`,
 			wantLine: `FILE:3:5: case "a": expect.decision must be allow or deny, got "maybe"` +
@@ -233,7 +236,8 @@ cases:
 				`|FILE:6:5: case "a": user.slug needs user.org` +
 				`|FILE:6:5: case "a": user.claims may not set "sub"` +
 				`|FILE:10:5: case: missing required key "name"` +
-				`|FILE:10:5: case "": request needs a path or a route name`,
+				`|FILE:10:5: case "": request needs a path (a route chosen by name still has its path checked and read for {params})` +
+				`|FILE:12:5: case "by name": request needs a path`,
 		},
 		{
 			name:     "no policy, no cases",
