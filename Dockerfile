@@ -1,7 +1,12 @@
 # authz-sidecar image: a static binary on distroless, running as non-root.
 #
-#   docker build -t authz-sidecar .
-#   docker run --rm -e DATABASE_URL=postgres://... -p 127.0.0.1:9191:9191 -p 127.0.0.1:9192:9192 authz-sidecar
+#   docker build --build-arg VERSION=$(git describe --tags --always --dirty) -t authz-sidecar .
+#   docker run --rm -e DATABASE_URL=postgres://authz_reader@db/app -e BETTER_AUTH_SECRET=... \
+#     -p 127.0.0.1:9191:9191 -p 127.0.0.1:9192:9192 authz-sidecar
+#
+# BETTER_AUTH_SECRET (or BETTER_AUTH_SECRETS, or --better-auth-secret-file
+# on a mounted secret) is Better Auth's own: the default policy accepts
+# session cookies, signed with it. docs/operations.md has the rest.
 #
 # The default policy is the repository's policies.yaml at
 # /etc/authz-sidecar/policies.yaml; mount your own over it (the directory or

@@ -249,8 +249,12 @@ func explainOnline(ctx context.Context, pol *policy.Policy, req *authz.Request, 
 		if err != nil {
 			return authz.Decision{}, err
 		}
-		if err := keys.Refresh(ctx); err != nil {
-			return authz.Decision{}, fmt.Errorf("fetch signing keys from %s: %w", pol.JWT.JWKSURL, err)
+		// Only a JWT needs the keys: a cookie, session token or API key is
+		// explained without Better Auth's JWKS being reachable.
+		if o.token != "" || o.sessionToken == "" && h["authorization"] != "" {
+			if err := keys.Refresh(ctx); err != nil {
+				return authz.Decision{}, fmt.Errorf("fetch signing keys from %s: %w", pol.JWT.JWKSURL, err)
+			}
 		}
 		states.keys = keys
 	}

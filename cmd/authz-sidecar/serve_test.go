@@ -478,14 +478,15 @@ func TestExplainCookie(t *testing.T) {
 	if !strings.ContainsAny(signed, "/+=") {
 		t.Fatalf("signature %q has no character a browser stores encoded; the test would prove nothing", signed)
 	}
-	// explain fetches the policy's signing keys whatever the credential.
-	keys := jwttest.NewKeys(t)
+	// A cookie needs no signing keys: the policy's JWKS is where nothing
+	// listens, and explain must not try it.
+	dead := "http://" + freeAddr(t) + "/jwks"
 	p := filepath.Join(t.TempDir(), "p.yaml")
 	pol, err := os.ReadFile("../../policies.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(p, []byte(strings.ReplaceAll(string(pol), "http://127.0.0.1:3000/api/auth/jwks", keys.URL)), 0o600); err != nil {
+	if err := os.WriteFile(p, []byte(strings.ReplaceAll(string(pol), "http://127.0.0.1:3000/api/auth/jwks", dead)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	getenv := func(k string) string {
