@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 // -update rewrites the generated blocks of docs/configuration.md from the
@@ -314,4 +315,95 @@ func metricsInDoc(t *testing.T, path string) map[string][]string {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
+}
+
+// Every relative link of the README and docs/ names a file that exists
+// and, with a #fragment, a heading in it (GitHub's anchors), so the map
+// does not point nowhere after a page or section moves.
+func TestDocLinks(t *testing.T) {
+	root := filepath.Join("..", "..")
+	pages, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages = append(pages, filepath.Join(root, "README.md"), filepath.Join(root, "test", "betterauth", "README.md"),
+		filepath.Join(root, "envoy", "istio", "README.md"))
+	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	for _, page := range pages {
+		b, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := stripCode(string(b))
+		for _, m := range link.FindAllStringSubmatch(text, -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			file, frag, _ := strings.Cut(target, "#")
+			path := page
+			if file != "" {
+				path = filepath.Join(filepath.Dir(page), file)
+			}
+			rel, _ := filepath.Rel(root, page)
+			if _, err := os.Stat(path); err != nil {
+				t.Errorf("%s: link %q: no such file", rel, target)
+				continue
+			}
+			if frag == "" || !strings.HasSuffix(path, ".md") {
+				continue
+			}
+			doc, _ := os.ReadFile(path)
+			if !slices.Contains(anchors(string(doc)), frag) {
+				t.Errorf("%s: link %q: no heading with that anchor", rel, target)
+			}
+		}
+	}
+}
+
+// anchors lists the GitHub anchors of a Markdown page's headings.
+func anchors(doc string) []string {
+	var out []string
+	seen := map[string]int{}
+	for _, line := range strings.Split(stripCode(doc), "\n") {
+		if !strings.HasPrefix(line, "#") {
+			continue
+		}
+		h := strings.TrimSpace(strings.TrimLeft(line, "#"))
+		var b strings.Builder
+		for _, r := range strings.ToLower(h) {
+			switch {
+			case r == ' ':
+				b.WriteRune('-')
+			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+				b.WriteRune(r)
+			}
+		}
+		a := b.String()
+		if n := seen[a]; n > 0 {
+			out = append(out, a+"-"+strconv.Itoa(n))
+		} else {
+			out = append(out, a)
+		}
+		seen[a]++
+	}
+	return out
+}
+
+// stripCode removes fenced code blocks, whose "#" lines are not headings
+// and whose brackets are not links.
+func stripCode(doc string) string {
+	var b strings.Builder
+	in := false
+	for _, line := range strings.Split(doc, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			in = !in
+			continue
+		}
+		if !in {
+			b.WriteString(line)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
 }
