@@ -205,7 +205,8 @@ func TestL1NegativeTTL(t *testing.T) {
 	t.Parallel()
 	src := newSource()
 	clk := newFakeClock()
-	l1, err := NewL1(src, L1Config{TTL: time.Hour, NegativeTTL: time.Minute, Now: clk.Now}, prometheus.NewRegistry())
+	// No refresh-ahead: the hit just before expiry would reload the entry.
+	l1, err := NewL1(src, L1Config{TTL: time.Hour, NegativeTTL: time.Minute, RefreshAhead: -1, Now: clk.Now}, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
