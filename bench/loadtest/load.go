@@ -42,7 +42,7 @@ type tally struct{ count, wrong uint64 }
 // (src(i), i counting from 0 across all workers) as soon as the previous
 // answer is in, so workers is also the number of requests in flight. Every
 // answer is checked against the call's expectation. No request starts after
-// d; drive returns when the last one has finished.
+// d but each worker's first; drive returns when the last one has finished.
 func drive(ctx context.Context, client *http.Client, src func(uint64) call, kinds, workers int, d time.Duration) outcome {
 	var (
 		next     atomic.Uint64
@@ -61,7 +61,9 @@ func drive(ctx context.Context, client *http.Client, src func(uint64) call, kind
 				perKind:   make([]tally, kinds),
 			}
 			var buf bytes.Buffer
-			for ctx.Err() == nil && time.Now().Before(end) {
+			// Each worker sends at least one request, so that a run
+			// measures something however late a busy machine starts it.
+			for first := true; ctx.Err() == nil && (first || time.Now().Before(end)); first = false {
 				i := next.Add(1) - 1
 				c := src(i)
 				t0 := time.Now()

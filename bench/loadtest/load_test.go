@@ -41,8 +41,9 @@ func TestDriveChecksEveryAnswer(t *testing.T) {
 	t.Cleanup(front.Close)
 
 	// kinds: 0 ok, 1 impostor (wrong), 2 deny 401, 3 deny 403, 4 hang-up
-	// (wrong). Request 0 is an impostor, so a wrong answer is counted
-	// however few requests a loaded machine gets through in the window.
+	// (wrong). Each of the 4 workers sends at least one request, so
+	// requests 0 to 3, two of them wrong, are sent however few a loaded
+	// machine gets through in the window.
 	src := func(i uint64) call {
 		path := "/x/" + strconv.FormatUint(i, 10)
 		c := call{kind: int((i + 1) % 5), method: "GET"}
@@ -70,7 +71,7 @@ func TestDriveChecksEveryAnswer(t *testing.T) {
 	client := newClient(4)
 	client.Timeout = time.Minute // no answer here may count as wrong for being slow
 	defer client.CloseIdleConnections()
-	o := drive(context.Background(), client, src, 5, 4, 500*time.Millisecond)
+	o := drive(context.Background(), client, src, 5, 4, 200*time.Millisecond)
 
 	n := uint64(len(o.latencies))
 	if n == 0 {

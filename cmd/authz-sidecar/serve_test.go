@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -40,6 +41,37 @@ routes:
   - { name: read-leave, methods: [GET], path: "/api/orgs/{org}/leave/**", require: [leave:read] }
 `
 
+// listenAddrs waits until the serve command running with logs logs that
+// it serves, and returns the addresses it bound: gRPC, ops HTTP and, if
+// it serves HTTP decisions, that listener's. The tests pass port 0 (a port
+// picked free beforehand may be taken by another process before the
+// sidecar binds it). It fails t if serve returns first.
+func listenAddrs(t *testing.T, logs *lockedBuffer, done chan error) (grpcAddr, httpAddr, authzAddr string) {
+	t.Helper()
+	eventually(t, "the sidecar to serve", func() bool {
+		select {
+		case err := <-done:
+			done <- err // for the cleanup
+			t.Fatalf("serve returned before serving: %v\n%s", err, logs.String())
+		default:
+		}
+		for line := range strings.SplitSeq(logs.String(), "\n") {
+			var e struct{ Msg, GRPC, HTTP, Addr string }
+			if json.Unmarshal([]byte(line), &e) != nil {
+				continue
+			}
+			switch {
+			case e.Msg == "serving":
+				grpcAddr, httpAddr = e.GRPC, e.HTTP
+			case strings.HasPrefix(e.Msg, "serving HTTP decisions"):
+				authzAddr = e.Addr
+			}
+		}
+		return grpcAddr != ""
+	})
+	return grpcAddr, httpAddr, authzAddr
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -72,6 +104,7 @@ type running struct {
 	policyPath string
 	grpcAddr   string
 	httpAddr   string
+	authzAddr  string // with --http-authz-addr
 	keys       *jwttest.Keys
 	client     authv3.AuthorizationClient
 	health     healthpb.HealthClient
@@ -83,7 +116,7 @@ type running struct {
 // startServe runs the real "serve" command in-process.
 func startServe(t *testing.T, extraArgs ...string) *running {
 	t.Helper()
-	r := &running{keys: jwttest.NewKeys(t), grpcAddr: freeAddr(t), httpAddr: freeAddr(t), logs: &lockedBuffer{}}
+	r := &running{keys: jwttest.NewKeys(t), logs: &lockedBuffer{}}
 	dbURL := pgtest.NewDatabase(t)
 	seed := pgtest.NewSeeder(t, dbURL)
 	seed.User(t, "bob", "bob")
@@ -99,16 +132,17 @@ func startServe(t *testing.T, extraArgs ...string) *running {
 	// connect, prepare, query, under the race detector): these tests are
 	// not about the deadline, and the 100 ms default turned a slow first
 	// check into a 503. extraArgs come last and may override it.
-	args := append([]string{"serve", "--policies", r.policyPath, "--grpc-addr", r.grpcAddr, "--http-addr", r.httpAddr,
+	args := append([]string{"serve", "--policies", r.policyPath, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--database-url", dbURL, "--drain-timeout", "2s", "--check-timeout", patience.String()}, extraArgs...)
 	go func() { r.done <- run(ctx, args, func(string) string { return "" }, io.Discard, r.logs) }()
 	t.Cleanup(func() {
 		cancel()
-		<-r.done
+		err := <-r.done
 		if t.Failed() {
-			t.Logf("sidecar log:\n%s", r.logs.String())
+			t.Logf("serve returned %v; sidecar log:\n%s", err, r.logs.String())
 		}
 	})
+	r.grpcAddr, r.httpAddr, r.authzAddr = listenAddrs(t, r.logs, r.done)
 
 	conn, err := grpc.NewClient(r.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -262,14 +296,15 @@ func TestServeNotReadyWithoutKeys(t *testing.T) {
 	dbURL := pgtest.NewDatabase(t)
 	p := filepath.Join(t.TempDir(), "p.yaml")
 	os.WriteFile(p, []byte(strings.Replace(basePolicy, "JWKS", dead, 1)), 0o600)
-	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
+	logs := &lockedBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "--policies", p, "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--database-url", dbURL},
-			func(string) string { return "" }, io.Discard, io.Discard)
+		done <- run(ctx, []string{"serve", "--policies", p, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--database-url", dbURL},
+			func(string) string { return "" }, io.Discard, logs)
 	}()
 	defer func() { cancel(); <-done }()
+	grpcAddr, httpAddr, _ := listenAddrs(t, logs, done)
 	eventually(t, "http listener", func() bool {
 		resp, err := http.Get("http://" + httpAddr + "/readyz")
 		if err != nil {
@@ -513,8 +548,11 @@ func TestExplainCookie(t *testing.T) {
 }
 
 func TestServeHTTPAuthz(t *testing.T) {
-	addr := freeAddr(t)
-	r := startServe(t, "--http-authz-addr", addr)
+	r := startServe(t, "--http-authz-addr", "127.0.0.1:0")
+	addr := r.authzAddr
+	if addr == "" {
+		t.Fatal("no HTTP decisions listener logged")
+	}
 	ask := func(uri, token string) (int, string) {
 		req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
 		req.Header.Set("X-Original-Method", "GET")
@@ -529,13 +567,6 @@ func TestServeHTTPAuthz(t *testing.T) {
 		defer resp.Body.Close()
 		return resp.StatusCode, resp.Header.Get("X-Auth-User-Id")
 	}
-	eventually(t, "http authz listener", func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
 	if code, user := ask("/api/orgs/acme/leave/1?x=1", r.keys.User("bob")); code != 200 || user != "bob" {
 		t.Errorf("member over HTTP: %d %q", code, user)
 	}

@@ -26,9 +26,8 @@ type TokensConfig struct {
 	// from the JWKS (a compromised key) can still vouch for a cached token.
 	MaxTTL time.Duration
 	// Now is the clock token expiry and MaxTTL are judged on; time.Now by
-	// default (tests replace it). Ristretto also drops an entry MaxTTL
-	// after it was stored, in real time: the clock can only end an entry
-	// sooner.
+	// default (tests replace it). Ristretto also drops an entry once its
+	// lifetime has passed in real time: the clock can only end it sooner.
 	Now func() time.Time
 }
 

@@ -2,6 +2,9 @@ package testproc
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -64,29 +67,35 @@ type Sidecar struct {
 	Conn *grpc.ClientConn
 }
 
-// StartSidecar runs `bin serve --grpc-addr A --http-addr B args...` in dir
-// on free loopback ports, its log in logDir, and connects to it; it does
-// not wait for it to be ready (see WaitReady). The caller must Stop it.
+// startWithin bounds a sidecar's start, up to its listeners: far above
+// what it takes on a loaded machine.
+const startWithin = time.Minute
+
+// StartSidecar runs `bin serve args...` in dir, its log in logDir, on
+// loopback ports it picks itself, waits until it has bound them (reading
+// the addresses from its log, which must be JSON, the default) and
+// connects to it; it does not wait for it to be ready (see WaitReady). The
+// caller must Stop it. (Ports picked free beforehand could be taken by
+// another process before the sidecar binds them.)
 func StartSidecar(bin, dir, logDir string, args ...string) (*Sidecar, error) {
-	grpcPort, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	httpPort, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	s := &Sidecar{GRPC: fmt.Sprintf("127.0.0.1:%d", grpcPort), HTTP: fmt.Sprintf("127.0.0.1:%d", httpPort)}
+	id := make([]byte, 4)
+	rand.Read(id)
+	s := &Sidecar{}
+	var err error
 	s.Proc, err = Start(Spec{
-		Name: fmt.Sprintf("sidecar-%d", grpcPort),
+		Name: "sidecar-" + hex.EncodeToString(id),
 		Dir:  dir,
 		// The race runtime sleeps 1s at exit by default (atexit_sleep_ms),
 		// which would count against a measured drain and slow every stop.
 		Env:  []string{"GORACE=" + strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0")},
 		Bin:  bin,
-		Args: append([]string{"serve", "--grpc-addr", s.GRPC, "--http-addr", s.HTTP}, args...),
+		Args: append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...),
 	}, logDir)
 	if err != nil {
+		return nil, err
+	}
+	if s.GRPC, s.HTTP, err = s.listening(); err != nil {
+		s.Proc.Kill()
 		return nil, err
 	}
 	s.Conn, err = grpc.NewClient(s.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -95,6 +104,27 @@ func StartSidecar(bin, dir, logDir string, args ...string) (*Sidecar, error) {
 		return nil, fmt.Errorf("sidecar: grpc client: %w", err)
 	}
 	return s, nil
+}
+
+// listening waits for the sidecar's "serving" log line and returns the
+// gRPC and ops addresses it names.
+func (s *Sidecar) listening() (grpcAddr, httpAddr string, err error) {
+	deadline := time.Now().Add(startWithin)
+	for {
+		for line := range strings.SplitSeq(s.Proc.Log(), "\n") {
+			var e struct{ Msg, GRPC, HTTP string }
+			if json.Unmarshal([]byte(line), &e) == nil && e.Msg == "serving" && e.GRPC != "" {
+				return e.GRPC, e.HTTP, nil
+			}
+		}
+		if state, exited := s.Proc.exited(); exited {
+			return "", "", fmt.Errorf("sidecar exited at start (%v):\n%s", state, s.Proc.Tail(20))
+		}
+		if time.Now().After(deadline) {
+			return "", "", fmt.Errorf("sidecar not serving after %v:\n%s", startWithin, s.Proc.Tail(20))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // StartSidecarT is StartSidecar for a test: logs in t.TempDir(), and at
