@@ -50,12 +50,11 @@ func TestReadinessNamesTheDatabaseCause(t *testing.T) {
 			if err := os.WriteFile(p, []byte(strings.Replace(basePolicy, "JWKS", keys.URL, 1)), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
 			logs := &lockedBuffer{}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() {
-				done <- run(ctx, []string{"serve", "--policies", p, "--grpc-addr", grpcAddr, "--http-addr", httpAddr,
+				done <- run(ctx, []string{"serve", "--policies", p, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 					"--database-url", tt.dbURL(t), "--check-timeout", patience.String()},
 					func(string) string { return "" }, io.Discard, logs)
 			}()
@@ -66,6 +65,8 @@ func TestReadinessNamesTheDatabaseCause(t *testing.T) {
 					t.Logf("sidecar log:\n%s", logs.String())
 				}
 			})
+
+			grpcAddr, httpAddr, _ := listenAddrs(t, logs, done)
 
 			var body string
 			eventually(t, "/readyz to name the database's failure", func() bool {
