@@ -148,16 +148,18 @@ func parallel(n int, f func(i int) error) error {
 	return errors.Join(errs...)
 }
 
-// The jwt settings of policies.yaml that the bench replaces.
+// The settings of policies.yaml that name Better Auth's address (jwt and
+// session), which the bench points at its own issuer.
 var (
 	reIssuer    = regexp.MustCompile(`(?m)^(\s+issuer:\s*)\S+`)
 	reAudiences = regexp.MustCompile(`(?m)^(\s+audiences:\s*)\[[^\]]*\]`)
 	reJWKSURL   = regexp.MustCompile(`(?m)^(\s+jwks_url:\s*)\S+`)
+	reBaseURL   = regexp.MustCompile(`(?m)^(\s+base_url:\s*)\S+`)
 )
 
 // writePolicy copies the repository's policies.yaml to path with the jwt
-// issuer, audiences and jwks_url pointed at the bench issuer, changing
-// nothing else: the benchmark decides under the real roles and routes.
+// issuer, audiences, jwks_url and session base_url pointed at the bench
+// issuer, changing nothing else: the benchmark decides under the real roles and routes.
 func writePolicy(src, path string, k *issuerKey) error {
 	b, err := os.ReadFile(src)
 	if err != nil {
@@ -170,6 +172,7 @@ func writePolicy(src, path string, k *issuerKey) error {
 		{reIssuer, k.issuer},
 		{reAudiences, "[" + k.issuer + "]"},
 		{reJWKSURL, k.jwksURL()},
+		{reBaseURL, k.issuer},
 	} {
 		if n := len(r.re.FindAllIndex(b, -1)); n != 1 {
 			return fmt.Errorf("policy %s: %d lines match %s, want 1", src, n, r.re)

@@ -78,6 +78,9 @@ const startWithin = time.Minute
 // caller must Stop it. (Ports picked free beforehand could be taken by
 // another process before the sidecar binds them.)
 func StartSidecar(bin, dir, logDir string, args ...string) (*Sidecar, error) {
+	if err := logsServing(args); err != nil {
+		return nil, err
+	}
 	id := make([]byte, 4)
 	rand.Read(id)
 	s := &Sidecar{}
@@ -104,6 +107,29 @@ func StartSidecar(bin, dir, logDir string, args ...string) (*Sidecar, error) {
 		return nil, fmt.Errorf("sidecar: grpc client: %w", err)
 	}
 	return s, nil
+}
+
+// logsServing refuses arguments that would hide the "serving" line
+// StartSidecar reads the addresses from (an info line in JSON): without
+// it, a start would wait a minute and fail with an empty log.
+func logsServing(args []string) error {
+	for i, a := range args {
+		v, ok := strings.CutPrefix(a, "--log-level=")
+		if !ok && a == "--log-level" && i+1 < len(args) {
+			v, ok = args[i+1], true
+		}
+		if ok && v != "info" && v != "debug" {
+			return fmt.Errorf("StartSidecar: --log-level %s hides the \"serving\" info line it reads the addresses from", v)
+		}
+		f, ok := strings.CutPrefix(a, "--log-format=")
+		if !ok && a == "--log-format" && i+1 < len(args) {
+			f, ok = args[i+1], true
+		}
+		if ok && f != "json" {
+			return fmt.Errorf("StartSidecar: --log-format %s: it reads the addresses from the JSON log", f)
+		}
+	}
+	return nil
 }
 
 // listening waits for the sidecar's "serving" log line and returns the

@@ -301,3 +301,24 @@ func TestRepoRoot(t *testing.T) {
 		t.Errorf("RepoRoot %s: %v", root, err)
 	}
 }
+
+// TestStartSidecarRefusesHiddenServingLine: arguments that would hide the
+// line StartSidecar reads its addresses from are refused at once, naming
+// the flag, instead of a minute's wait on an empty log.
+func TestStartSidecarRefusesHiddenServingLine(t *testing.T) {
+	for _, args := range [][]string{
+		{"--log-level", "warn"},
+		{"--log-level=error"},
+		{"--log-format", "console"},
+	} {
+		_, err := StartSidecar("/nonexistent/authz-sidecar", t.TempDir(), t.TempDir(), args...)
+		if err == nil || !strings.Contains(err.Error(), args[0][:11]) {
+			t.Errorf("%v: err = %v, want a refusal naming the flag", args, err)
+		}
+	}
+	for _, args := range [][]string{{"--log-level", "debug"}, {"--log-level=info", "--log-format", "json"}} {
+		if err := logsServing(args); err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
+}

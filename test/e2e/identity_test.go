@@ -110,7 +110,7 @@ func (w *identityWorld) startSidecars(n int, policy string, extra ...string) {
 	w.sidecars = nil
 	for i := range n {
 		args := append([]string{"--better-auth-secret-file", w.secret, "--redis-url", w.redisURL, "--redis-prefix", w.prefix,
-			"--invalidation-channel", w.prefix + "inv", "--check-timeout", "10s", "--log-level", "warn"}, extra...)
+			"--invalidation-channel", w.prefix + "inv", "--check-timeout", "10s"}, extra...)
 		if i == 0 {
 			port := testproc.FreePortT(t)
 			w.httpAddr = fmt.Sprintf("127.0.0.1:%d", port)
@@ -389,7 +389,7 @@ func TestSecretRotation(t *testing.T) {
 	t.Setenv("BETTER_AUTH_SECRETS", "2:"+current+",1:"+previous)
 	w.secret = "" // the sidecar reads the environment, as Better Auth does
 	policy := writeIdentityPolicy(t, w.dir, w.ba.URL, false)
-	w.sidecars = []*testproc.Sidecar{startSidecar(t, policy, w.dbURL, "--log-level", "warn")}
+	w.sidecars = []*testproc.Sidecar{startSidecar(t, policy, w.dbURL)}
 	w.expect(w.ask(0, "GET", "/api/me", cookieHeader(alice)), 200, "")
 	token, _, _ := strings.Cut(alice.Token, ".")
 	old, _ := authn.NewSecret(previous)

@@ -261,7 +261,7 @@ func (w *parityWorld) start(extra string) {
 	policy := parityPolicy(t, w.dir, w.ba.URL, w.sets)
 	w.sidecar = startSidecar(t, policy, w.dbURL, "--better-auth-secret-file", w.secret,
 		"--redis-url", w.redisURL, "--redis-prefix", w.prefix, "--invalidation-channel", w.channel,
-		"--check-timeout", "10s", "--log-level", "warn")
+		"--check-timeout", "10s")
 	w.check = authv3.NewAuthorizationClient(w.sidecar.Conn)
 	for name, s := range w.users {
 		if s != nil && w.users[name].Token == "" {
