@@ -6,8 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -40,20 +38,7 @@ const staleness = 1500 * time.Millisecond
 // as issuer, audience and JWKS, and no clock leeway (for the expiry test).
 func writePolicy(t *testing.T, baURL string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(testproc.RepoRootT(t), "policies.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := strings.ReplaceAll(string(b), "http://127.0.0.1:3000", baURL)
-	s = strings.Replace(s, "leeway: 30s", "leeway: 0s", 1)
-	if s == string(b) {
-		t.Fatal("policies.yaml no longer names http://127.0.0.1:3000; update the e2e test")
-	}
-	p := filepath.Join(t.TempDir(), "policies.yaml")
-	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testproc.WritePolicyT(t, baURL, "leeway: 30s", "leeway: 0s")
 }
 
 type world struct {

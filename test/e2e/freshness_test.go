@@ -1,14 +1,10 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -64,44 +60,20 @@ func applyInvalidationTriggers(t *testing.T, dbURL string) {
 }
 
 // metric reads one counter (or the sum of the matching series) from a
-// sidecar's /metrics: name, then label="value" pairs that must all match.
+// sidecar's /metrics: name, then label, value pairs that must all match.
 func metric(t *testing.T, sc *testproc.Sidecar, name string, labels ...string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + sc.HTTP + "/metrics")
+	m, err := sc.Metrics(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var sum float64
-	sc2 := bufio.NewScanner(resp.Body)
-	sc2.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc2.Scan() {
-		line := sc2.Text()
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			if !strings.Contains(line, l) {
-				ok = false
-			}
-		}
-		if !ok {
-			continue
-		}
-		f, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err != nil {
-			t.Fatalf("metric line %q: %v", line, err)
-		}
-		sum += f
-	}
-	return sum
+	return m.Sum(name, labels...)
 }
 
 // l1Lookups returns a sidecar's L1 hits and misses so far.
 func l1Lookups(t *testing.T, sc *testproc.Sidecar) (hits, misses float64) {
-	return metric(t, sc, "authz_cache_lookups_total", `tier="l1"`, `result="hit"`),
-		metric(t, sc, "authz_cache_lookups_total", `tier="l1"`, `result="miss"`)
+	return metric(t, sc, "authz_cache_lookups_total", "tier", "l1", "result", "hit"),
+		metric(t, sc, "authz_cache_lookups_total", "tier", "l1", "result", "miss")
 }
 
 // converge polls every client every 10ms until each answers want for the
@@ -286,7 +258,7 @@ func TestFreshness(t *testing.T) {
 				return ba.RemoveMember(ctx, alice, orgID, member["carol"])
 			}},
 		})
-		if n := metric(t, plain, "authz_invalidations_total", `kind="member"`); n < 3 {
+		if n := metric(t, plain, "authz_invalidations_total", "kind", "member"); n < 3 {
 			t.Errorf("plain sidecar applied %v member invalidations, want >= 3", n)
 		}
 	})
@@ -308,10 +280,10 @@ func TestFreshness(t *testing.T) {
 				return ba.BanUser(ctx, alice, users["bob"].UserID, "e2e")
 			}},
 		})
-		if n := metric(t, plain, "authz_invalidations_total", `kind="user"`); n < 1 {
+		if n := metric(t, plain, "authz_invalidations_total", "kind", "user"); n < 1 {
 			t.Errorf("plain sidecar applied %v user invalidations, want >= 1 (republished by the listener)", n)
 		}
-		if n := metric(t, listener, "authz_invalidation_flushes_total", `reason="pg_listen"`); n < 1 {
+		if n := metric(t, listener, "authz_invalidation_flushes_total", "reason", "pg_listen"); n < 1 {
 			t.Errorf("listener flushes{pg_listen} = %v, want >= 1", n)
 		}
 	})

@@ -145,19 +145,7 @@ func writeSecret(t testing.TB) string {
 // issuer, audience and JWKS host.
 func writePolicy(t testing.TB, issuerURL string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(testproc.RepoRootT(t), "policies.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := strings.ReplaceAll(string(b), "http://127.0.0.1:3000", issuerURL)
-	if s == string(b) || !strings.Contains(s, issuerURL+jwksPath) {
-		t.Fatal("policies.yaml no longer names http://127.0.0.1:3000" + jwksPath + "; update the faults test")
-	}
-	p := filepath.Join(t.TempDir(), "policies.yaml")
-	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testproc.WritePolicyT(t, issuerURL)
 }
 
 // ask sends x's request as x.who.
@@ -191,15 +179,15 @@ func (e *env) expectAll(t *testing.T, xs []expectation) {
 }
 
 func (e *env) l2(t testing.TB, result string) float64 {
-	return e.sc.metric(t, "authz_cache_lookups_total", map[string]string{"tier": "l2", "result": result})
+	return e.sc.metric(t, "authz_cache_lookups_total", "tier", "l2", "result", result)
 }
 
 func (e *env) l1Hits(t testing.TB) float64 {
-	return e.sc.metric(t, "authz_cache_lookups_total", map[string]string{"tier": "l1", "result": "hit"})
+	return e.sc.metric(t, "authz_cache_lookups_total", "tier", "l1", "result", "hit")
 }
 
 func (e *env) l2Errors(t testing.TB) float64 {
-	return e.sc.metric(t, "authz_cache_errors_total", map[string]string{"tier": "l2"})
+	return e.sc.metric(t, "authz_cache_errors_total", "tier", "l2")
 }
 
 // judgeUnderLoad judges traffic from workers goroutines, perWorker requests

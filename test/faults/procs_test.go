@@ -4,10 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -42,68 +38,14 @@ func startSidecar(t testing.TB, waitServing bool, args ...string) *sidecar {
 }
 
 // metric sums the samples of the named counter or gauge whose labels
-// include every label in want, from /metrics.
-func (s *sidecar) metric(t testing.TB, name string, want map[string]string) float64 {
+// include every label, value pair, from /metrics.
+func (s *sidecar) metric(t testing.TB, name string, labels ...string) float64 {
 	t.Helper()
-	c := http.Client{Timeout: recoverWithin}
-	resp, err := c.Get("http://" + s.HTTP + "/metrics")
+	m, err := s.Metrics(context.Background())
 	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("read /metrics: %v", err)
-	}
-	v, err := sumSamples(string(body), name, want)
-	if err != nil {
-		t.Fatalf("/metrics: %v", err)
-	}
-	return v
-}
-
-// sumSamples parses Prometheus' text format just enough for counters:
-// `name{a="x",b="y"} value` lines, label values without escapes.
-func sumSamples(text, name string, want map[string]string) (float64, error) {
-	var sum float64
-	for line := range strings.SplitSeq(text, "\n") {
-		if !strings.HasPrefix(line, name) || strings.HasPrefix(line, "#") {
-			continue
-		}
-		rest := line[len(name):]
-		labels := map[string]string{}
-		if strings.HasPrefix(rest, "{") {
-			end := strings.IndexByte(rest, '}')
-			if end < 0 {
-				return 0, fmt.Errorf("bad sample %q", line)
-			}
-			for pair := range strings.SplitSeq(rest[1:end], ",") {
-				k, v, ok := strings.Cut(pair, "=")
-				if !ok {
-					continue
-				}
-				labels[k] = strings.Trim(v, `"`)
-			}
-			rest = rest[end+1:]
-		} else if !strings.HasPrefix(rest, " ") {
-			continue // another metric whose name starts with name
-		}
-		match := true
-		for k, v := range want {
-			if labels[k] != v {
-				match = false
-			}
-		}
-		if !match {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-		if err != nil {
-			return 0, fmt.Errorf("bad value in %q: %w", line, err)
-		}
-		sum += v
-	}
-	return sum, nil
+	return m.Sum(name, labels...)
 }
 
 // answer is what Envoy would do with a CheckResponse: the HTTP status and,

@@ -26,13 +26,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -203,7 +201,7 @@ func soak(ctx context.Context, c config, work string, stdout, stderr io.Writer) 
 			return fail("token: %v", err)
 		}
 	}
-	policyPath, err := writePolicy(c.repo, work, iss.url)
+	policyPath, err := testproc.WritePolicy(c.repo, work, iss.url)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -300,33 +298,16 @@ func runFaults(ctx context.Context, start time.Time, faults []fault, out io.Writ
 	return nil
 }
 
-// writePolicy copies the repository's policies.yaml with the issuer's URL.
-func writePolicy(repo, dir, issuerURL string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(repo, "policies.yaml"))
-	if err != nil {
-		return "", err
-	}
-	s := strings.ReplaceAll(string(b), "http://127.0.0.1:3000", issuerURL)
-	if !strings.Contains(s, issuerURL+jwksPath) {
-		return "", fmt.Errorf("policies.yaml no longer names http://127.0.0.1:3000%s; update the soak driver", jwksPath)
-	}
-	p := filepath.Join(dir, "policies.yaml")
-	return p, os.WriteFile(p, []byte(s), 0o600)
-}
-
-// printMetrics prints the cache and decision counters from /metrics.
+// printMetrics prints the cache counters from /metrics.
 func printMetrics(out io.Writer, addr string) {
-	c := http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get("http://" + addr + "/metrics")
+	m, err := testproc.ScrapeMetrics(context.Background(), addr)
 	if err != nil {
 		fmt.Fprintln(out, "  /metrics:", err)
 		return
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if strings.HasPrefix(line, "authz_cache_lookups_total") || strings.HasPrefix(line, "authz_cache_errors_total") {
-			fmt.Fprintln(out, " ", line)
+	for _, s := range m {
+		if s.Name == "authz_cache_lookups_total" || s.Name == "authz_cache_errors_total" {
+			fmt.Fprintf(out, "  %s%v %g\n", s.Name, s.Labels, s.Value)
 		}
 	}
 }
