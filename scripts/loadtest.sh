@@ -25,8 +25,10 @@
 # dropped and its Redis keys deleted when it ends.
 #
 # Environment: LOADTEST_DURATION (10s), LOADTEST_WARMUP (2s), LOADTEST_WORKERS
-# (32), LOADTEST_DB (authz_loadtest), PGURL (the PostgreSQL server,
-# postgres://postgres@127.0.0.1:5432), REDIS_URL (redis://127.0.0.1:6379/0).
+# (32), LOADTEST_DB (authz_loadtest); the servers, named as for the tests:
+# AUTHZ_TEST_DATABASE_URL (postgres://postgres@127.0.0.1:5432/postgres, a
+# role that may create databases), AUTHZ_TEST_REDIS_URL
+# (redis://127.0.0.1:6379/0).
 # Extra arguments go to bench/loadtest (scripts/loadtest.sh -h lists them).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,8 +37,10 @@ GO=${GO:-go}
 export PGOPTIONS="-c client_min_messages=warning"
 
 db="${LOADTEST_DB:-authz_loadtest}"
-pgurl="${PGURL:-postgres://postgres@127.0.0.1:5432}"
-redis_url="${REDIS_URL:-redis://127.0.0.1:6379/0}"
+admin_url="${AUTHZ_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+pgurl="${admin_url%%\?*}"   # server and role: drop the query, then the database
+pgurl="${pgurl%/*}"
+redis_url="${AUTHZ_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
 if [[ ! $db =~ ^[a-z_][a-z0-9_]*$ ]]; then
 	echo "loadtest.sh: LOADTEST_DB must be a lower-case SQL identifier" >&2
 	exit 2

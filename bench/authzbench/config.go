@@ -107,8 +107,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 			*p = n
 		}
 	}
-	str(&c.AdminURL, "BENCH_DATABASE_URL", "AUTHZ_TEST_DATABASE_URL")
-	str(&c.RedisURL, "BENCH_REDIS_URL", "AUTHZ_TEST_REDIS_URL")
+	str(&c.AdminURL, "AUTHZ_TEST_DATABASE_URL")
+	str(&c.RedisURL, "AUTHZ_TEST_REDIS_URL")
 	dur(&c.Warmup, "BENCH_WARMUP")
 	dur(&c.Duration, "BENCH_DURATION")
 	dur(&c.RateDuration, "BENCH_RATE_DURATION")

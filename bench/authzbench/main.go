@@ -29,7 +29,8 @@
 // comma list, 0 skips), BENCH_RATE_DURATION (4s), BENCH_RATE_INFLIGHT
 // (256), BENCH_SCENARIOS (abcd), BENCH_FRESH_TOKENS
 // (300000), BENCH_L1_FILL (100000; 0 skips), BENCH_TIMEOUT (8m),
-// BENCH_DATABASE_URL and BENCH_REDIS_URL (else the AUTHZ_TEST_* ones),
+// AUTHZ_TEST_DATABASE_URL and AUTHZ_TEST_REDIS_URL (the servers, named as
+// for the tests),
 // BENCH_CPUPROFILE (a file for this process's CPU profile: the generator's
 // cost, not the sidecar's).
 package main

@@ -21,7 +21,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
@@ -30,16 +29,10 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -48,10 +41,10 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/authz-sidecar/authz-sidecar/bench/loadgen"
+	"github.com/authz-sidecar/authz-sidecar/internal/pgtest"
+	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 	"github.com/authz-sidecar/authz-sidecar/test/baclient"
 )
 
@@ -90,8 +83,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("revocation", flag.ContinueOnError)
 	fs.StringVar(&c.sidecar, "sidecar", "bin/authz-sidecar", "authz-sidecar binary")
 	fs.StringVar(&c.root, "root", ".", "repository root (policies.yaml, sql/, test/betterauth)")
-	fs.StringVar(&c.adminURL, "database-url", envOr("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"), "PostgreSQL server (a database is created and dropped on it)")
-	fs.StringVar(&c.redisURL, "redis-url", envOr("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis")
+	fs.StringVar(&c.adminURL, "database-url", pgtest.AdminURL(), "PostgreSQL server (a database is created and dropped on it; default $AUTHZ_TEST_DATABASE_URL, as for the tests)")
+	fs.StringVar(&c.redisURL, "redis-url", testproc.RedisURL(), "Redis (default $AUTHZ_TEST_REDIS_URL, as for the tests)")
 	fs.IntVar(&c.changes, "changes", 100, "role changes per event source")
 	fs.IntVar(&c.loadUsers, "load-users", 20, "users whose reads make the background load")
 	fs.IntVar(&c.concurrency, "concurrency", 4, "background load goroutines per sidecar")
@@ -109,37 +102,19 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	return r.run(ctx)
 }
 
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
 type runner struct {
 	cfg      config
 	out      io.Writer
 	dir      string
 	dbURL    string
-	dbName   string
 	prefix   string
-	procs    []*exec.Cmd
+	procs    []*testproc.Process
 	cleanups []func()
 }
 
 func (r *runner) cleanup() {
 	for _, p := range slices.Backward(r.procs) {
-		if p.Process != nil {
-			_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
-			done := make(chan struct{})
-			go func() { p.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(5 * time.Second):
-				_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
-				<-done
-			}
-		}
+		p.Stop(5 * time.Second)
 	}
 	for _, f := range slices.Backward(r.cleanups) {
 		f()
@@ -163,16 +138,24 @@ func (r *runner) run(ctx context.Context) error {
 	suffix := randHex(4)
 	r.prefix = "authzrev:" + suffix + ":"
 	channel := r.prefix + "invalidate"
-	if err := r.createDatabase(ctx, "authz_revocation_"+suffix); err != nil {
+	db, err := pgtest.CreateScratch(ctx, r.cfg.adminURL, "authz_revocation", nil)
+	if err != nil {
 		return err
+	}
+	r.dbURL = db.URL
+	if !r.cfg.keep {
+		r.cleanups = append(r.cleanups, func() {
+			if err := db.Drop(context.Background()); err != nil {
+				fmt.Fprintln(os.Stderr, "revocation:", err)
+			}
+		})
 	}
 	if err := r.redisCleanup(ctx); err != nil {
 		return err
 	}
 
 	// Better Auth with the hooks; it migrates.
-	baURL, err := r.startBetterAuth(ctx, "betterauth-hooks",
-		"MIGRATE=1", "ADMIN_EMAILS=alice-"+suffix+"@example.test",
+	baURL, err := r.startBetterAuth("betterauth-hooks", false, "ADMIN_EMAILS=alice-"+suffix+"@example.test",
 		"INVALIDATION_REDIS_URL="+r.cfg.redisURL, "INVALIDATION_CHANNEL="+channel, "INVALIDATION_REDIS_PREFIX="+r.prefix)
 	if err != nil {
 		return err
@@ -184,17 +167,21 @@ func (r *runner) run(ctx context.Context) error {
 		return err
 	}
 
-	policy, err := r.writePolicy(baURL)
+	policy, err := testproc.WritePolicy(r.cfg.root, r.dir, baURL)
 	if err != nil {
 		return err
 	}
-	common := []string{"serve", "--policies", policy, "--database-url", r.dbURL,
+	secret, err := testproc.WriteSecretFile(r.dir)
+	if err != nil {
+		return err
+	}
+	common := []string{"--policies", policy, "--better-auth-secret-file", secret, "--database-url", r.dbURL,
 		"--redis-url", r.cfg.redisURL, "--redis-prefix", r.prefix, "--invalidation-channel", channel,
 		"--l1-ttl", "5m", "--l1-negative-ttl", "5m", "--l2-ttl", "5m", "--l2-negative-ttl", "5m",
-		"--check-timeout", "2s", "--log-level", "warn"}
+		"--check-timeout", "2s"}
 	var scs []*sidecarProc
 	for i, extra := range [][]string{{"--pg-listen"}, nil} {
-		sc, err := r.startSidecar(ctx, fmt.Sprintf("sidecar-%d", i), append(slices.Clone(common), extra...))
+		sc, err := r.startSidecar(fmt.Sprintf("sidecar-%d", i), append(slices.Clone(common), extra...))
 		if err != nil {
 			return err
 		}
@@ -205,7 +192,7 @@ func (r *runner) run(ctx context.Context) error {
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	load := startLoad(loadCtx, scs, w, r.cfg.concurrency)
 	time.Sleep(time.Second) // warm the caches
-	before, err := lookups(scs)
+	before, err := lookups(ctx, scs)
 	if err != nil {
 		stopLoad()
 		return err
@@ -222,7 +209,7 @@ func (r *runner) run(ctx context.Context) error {
 		stopLoad()
 		return err
 	}
-	bareURL, err := r.startBetterAuth(ctx, "betterauth-bare", "BETTER_AUTH_URL="+baURL)
+	bareURL, err := r.startBetterAuth("betterauth-bare", true, "BETTER_AUTH_URL="+baURL)
 	if err != nil {
 		stopLoad()
 		return err
@@ -233,7 +220,7 @@ func (r *runner) run(ctx context.Context) error {
 		return fmt.Errorf("triggers: %w", err)
 	}
 
-	after, err := lookups(scs)
+	after, err := lookups(ctx, scs)
 	loadStats := load.snapshot().since(startLoadStats)
 	stopLoad()
 	load.wait()
@@ -401,14 +388,11 @@ func (r *runner) report(results map[string][]sample, before, after [2]float64, l
 	return nil
 }
 
+// percentile is the p-th percentile of d (nearest rank), unsorted.
 func percentile(d []time.Duration, p int) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
 	s := slices.Clone(d)
 	slices.Sort(s)
-	i := (len(s)*p + 99) / 100
-	return s[max(0, min(i, len(s))-1)]
+	return loadgen.Percentile(s, float64(p)/100)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
@@ -473,36 +457,6 @@ func (l *loader) wait() { l.wg.Wait() }
 
 // --- processes and services
 
-func (r *runner) createDatabase(ctx context.Context, name string) error {
-	conn, err := pgx.Connect(ctx, r.cfg.adminURL)
-	if err != nil {
-		return fmt.Errorf("postgres at %s: %w", r.cfg.adminURL, err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return fmt.Errorf("create database: %w", err)
-	}
-	u, err := url.Parse(r.cfg.adminURL)
-	if err != nil {
-		return err
-	}
-	u.Path = "/" + name
-	r.dbURL, r.dbName = u.String(), name
-	if !r.cfg.keep {
-		r.cleanups = append(r.cleanups, func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			conn, err := pgx.Connect(ctx, r.cfg.adminURL)
-			if err != nil {
-				return
-			}
-			defer conn.Close(ctx)
-			conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-		})
-	}
-	return nil
-}
-
 func (r *runner) redisCleanup(ctx context.Context) error {
 	opts, err := redis.ParseURL(r.cfg.redisURL)
 	if err != nil {
@@ -540,115 +494,38 @@ func (r *runner) applyTriggers(ctx context.Context) error {
 	return nil
 }
 
-func (r *runner) writePolicy(baURL string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(r.cfg.root, "policies.yaml"))
+// startBetterAuth starts the fixture on the run's database (migrating it
+// unless noMigrate), its log in the run's directory, and returns its URL.
+// The bare instance's BETTER_AUTH_URL (env) is the hooked one's: same
+// issuer; API calls go to its own port.
+func (r *runner) startBetterAuth(name string, noMigrate bool, env ...string) (string, error) {
+	ba, err := testproc.NewBetterAuth(testproc.BetterAuthOptions{
+		DatabaseURL: r.dbURL, Env: env, NoMigrate: noMigrate, Root: r.cfg.root, Name: name,
+	}, r.dir)
 	if err != nil {
 		return "", err
 	}
-	s := strings.ReplaceAll(string(b), "http://127.0.0.1:3000", baURL)
-	if s == string(b) {
-		return "", errors.New("policies.yaml no longer names http://127.0.0.1:3000")
-	}
-	p := filepath.Join(r.dir, "policies.yaml")
-	return p, os.WriteFile(p, []byte(s), 0o600)
-}
-
-// start runs bin in its own process group (killed with this process: the
-// children get SIGKILL when it dies), output to a log file.
-func (r *runner) start(name, dir string, env []string, bin string, args ...string) (string, error) {
-	logPath := filepath.Join(r.dir, name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		return "", err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return "", fmt.Errorf("start %s: %w", name, err)
-	}
-	f.Close()
-	r.procs = append(r.procs, cmd)
-	return logPath, nil
-}
-
-func (r *runner) startBetterAuth(ctx context.Context, name string, env ...string) (string, error) {
-	dir := filepath.Join(r.cfg.root, "test", "betterauth")
-	bun := filepath.Join(dir, "node_modules", ".bin", "bun")
-	if _, err := os.Stat(bun); err != nil {
-		return "", fmt.Errorf("Better Auth fixture not installed (scripts/betterauth.sh install): %w", err)
-	}
-	port, err := freePort()
-	if err != nil {
-		return "", err
-	}
-	u := fmt.Sprintf("http://127.0.0.1:%d", port)
-	env = append([]string{"PORT=" + strconv.Itoa(port), "DATABASE_URL=" + r.dbURL, "BETTER_AUTH_URL=" + u}, env...)
-	logPath, err := r.start(name, dir, env, bun, "server.ts")
-	if err != nil {
-		return "", err
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(u + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				// BETTER_AUTH_URL of the bare instance is the hooked one's
-				// (same issuer); API calls go to its own port.
-				return u, nil
-			}
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return "", fmt.Errorf("%s not healthy after 30s (log %s)", name, logPath)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	r.procs = append(r.procs, ba.Proc)
+	return ba.URL, nil
 }
 
 type sidecarProc struct {
-	name   string
-	http   string
+	name string
+	*testproc.Sidecar
 	client authv3.AuthorizationClient
 }
 
-func (r *runner) startSidecar(ctx context.Context, name string, args []string) (*sidecarProc, error) {
-	var ports [2]int
-	for i := range ports {
-		p, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		ports[i] = p
-	}
-	grpcAddr, httpAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
-	logPath, err := r.start(name, r.cfg.root, nil, r.cfg.sidecar, append(args, "--grpc-addr", grpcAddr, "--http-addr", httpAddr)...)
+func (r *runner) startSidecar(name string, args []string) (*sidecarProc, error) {
+	sc, err := testproc.StartSidecar(r.cfg.sidecar, r.cfg.root, r.dir, args...)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, err
+	r.procs = append(r.procs, sc.Proc)
+	r.cleanups = append(r.cleanups, func() { sc.Conn.Close() })
+	if err := sc.WaitReady(testproc.Serving, time.Minute); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	r.cleanups = append(r.cleanups, func() { conn.Close() })
-	hc := healthpb.NewHealthClient(conn)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		resp, err := hc.Check(cctx, &healthpb.HealthCheckRequest{})
-		cancel()
-		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			break
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, fmt.Errorf("%s not SERVING after 20s (log %s)", name, logPath)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return &sidecarProc{name: name, http: httpAddr, client: authv3.NewAuthorizationClient(conn)}, nil
+	return &sidecarProc{name: name, Sidecar: sc, client: authv3.NewAuthorizationClient(sc.Conn)}, nil
 }
 
 func (s *sidecarProc) check(ctx context.Context, method, path, token string) (int, error) {
@@ -669,42 +546,17 @@ func (s *sidecarProc) check(ctx context.Context, method, path, token string) (in
 }
 
 // lookups sums L1 hits and misses over the sidecars.
-func lookups(scs []*sidecarProc) ([2]float64, error) {
+func lookups(ctx context.Context, scs []*sidecarProc) ([2]float64, error) {
 	var out [2]float64
 	for _, sc := range scs {
-		resp, err := http.Get("http://" + sc.http + "/metrics")
+		m, err := sc.Metrics(ctx)
 		if err != nil {
 			return out, err
 		}
-		s := bufio.NewScanner(resp.Body)
-		s.Buffer(make([]byte, 1<<20), 1<<20)
-		for s.Scan() {
-			line := s.Text()
-			if !strings.HasPrefix(line, "authz_cache_lookups_total{") || !strings.Contains(line, `tier="l1"`) {
-				continue
-			}
-			v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-			if err != nil {
-				continue
-			}
-			if strings.Contains(line, `result="hit"`) {
-				out[0] += v
-			} else if strings.Contains(line, `result="miss"`) {
-				out[1] += v
-			}
-		}
-		resp.Body.Close()
+		out[0] += m.Sum("authz_cache_lookups_total", "tier", "l1", "result", "hit")
+		out[1] += m.Sum("authz_cache_lookups_total", "tier", "l1", "result", "miss")
 	}
 	return out, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func randHex(n int) string {

@@ -175,22 +175,59 @@ func execSQL(t testing.TB, databaseURL, sql string) {
 }
 
 // create makes a database from layout's template, or an empty one when
-// layout is nil.
+// layout is nil, dropped when t finishes.
 func create(t testing.TB, layout *Layout) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-
-	adminURL := os.Getenv(EnvURL)
-	if adminURL == "" {
-		adminURL = DefaultURL
-	}
+	adminURL := AdminURL()
 	admin, err := connect(ctx, adminURL)
 	if err != nil {
 		unreachable(t, adminURL, err)
 	}
-	defer admin.Close(context.Background())
+	admin.Close(context.Background())
+	name := fmt.Sprintf("authz_test_%d_%d_%s", os.Getpid(), dbCounter.Add(1), randomHex(4))
+	db, err := createNamed(ctx, adminURL, name, layout)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() { dropDatabase(t, adminURL, name) })
+	return db.URL
+}
 
+// AdminURL is the server tests and drivers create their databases on:
+// $AUTHZ_TEST_DATABASE_URL, or DefaultURL.
+func AdminURL() string {
+	if u := os.Getenv(EnvURL); u != "" {
+		return u
+	}
+	return DefaultURL
+}
+
+// Scratch is a database made outside a test, by a benchmark or driver.
+type Scratch struct {
+	URL      string // connection URL (the admin URL's role and host)
+	Name     string
+	adminURL string
+}
+
+// CreateScratch creates a database on the server at adminURL (empty:
+// AdminURL()) named prefix_<pid>_<random>, with Better Auth's schema in
+// layout, or empty (for Better Auth's own migrator) when layout is nil. The
+// caller drops it with Drop.
+func CreateScratch(ctx context.Context, adminURL, prefix string, layout *Layout) (*Scratch, error) {
+	if adminURL == "" {
+		adminURL = AdminURL()
+	}
+	return createNamed(ctx, adminURL, fmt.Sprintf("%s_%d_%s", prefix, os.Getpid(), randomHex(4)), layout)
+}
+
+func createNamed(ctx context.Context, adminURL, name string, layout *Layout) (*Scratch, error) {
+	admin, err := connect(ctx, adminURL)
+	if err != nil {
+		return nil, fmt.Errorf("PostgreSQL unreachable at %s (set %s): %w", redact(adminURL), EnvURL, err)
+	}
+	defer admin.Close(context.Background())
 	template := "template0"
 	if layout != nil {
 		v, _ := templates.LoadOrStore(layout.name, new(templateDB))
@@ -199,22 +236,31 @@ func create(t testing.TB, layout *Layout) string {
 			tmpl.name, tmpl.err = ensureTemplate(ctx, admin, adminURL, buildSQL(*layout))
 		})
 		if tmpl.err != nil {
-			t.Fatalf("pgtest: %s template database: %v", layout.name, tmpl.err)
+			return nil, fmt.Errorf("%s template database: %w", layout.name, tmpl.err)
 		}
 		template = tmpl.name
 	}
-
-	name := fmt.Sprintf("authz_test_%d_%d_%s", os.Getpid(), dbCounter.Add(1), randomHex(4))
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+quote(name)+" TEMPLATE "+quote(template)); err != nil {
-		t.Fatalf("pgtest: create database %s: %v", name, err)
+		return nil, fmt.Errorf("create database %s: %w", name, err)
 	}
-	t.Cleanup(func() { dropDatabase(t, adminURL, name) })
-
 	dbURL, err := withDatabase(adminURL, name)
 	if err != nil {
-		t.Fatalf("pgtest: %v", err)
+		return nil, err
 	}
-	return dbURL
+	return &Scratch{URL: dbURL, Name: name, adminURL: adminURL}, nil
+}
+
+// Drop drops the database, ending its connections.
+func (s *Scratch) Drop(ctx context.Context) error {
+	admin, err := connect(ctx, s.adminURL)
+	if err != nil {
+		return fmt.Errorf("drop database %s: %w", s.Name, err)
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+quote(s.Name)+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("drop database %s: %w", s.Name, err)
+	}
+	return nil
 }
 
 // unreachable skips t, or fails it on CI where a missing service is a broken
@@ -299,14 +345,8 @@ func ensureTemplate(ctx context.Context, admin *pgx.Conn, adminURL, buildSQL str
 func dropDatabase(t testing.TB, adminURL, name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	admin, err := connect(ctx, adminURL)
-	if err != nil {
-		t.Errorf("pgtest: drop database %s: %v", name, err)
-		return
-	}
-	defer admin.Close(context.Background())
-	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+quote(name)+" WITH (FORCE)"); err != nil {
-		t.Errorf("pgtest: drop database %s: %v", name, err)
+	if err := (&Scratch{Name: name, adminURL: adminURL}).Drop(ctx); err != nil {
+		t.Errorf("pgtest: %v", err)
 	}
 }
 

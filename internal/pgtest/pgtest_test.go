@@ -342,3 +342,37 @@ func TestNewPgBouncer(t *testing.T) {
 		t.Errorf("through pgbouncer: %q, want %q", got, want)
 	}
 }
+
+// TestScratch: a driver's database has the layout's tables (or none) and
+// is gone after Drop.
+func TestScratch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, tt := range []struct {
+		layout *Layout
+		tables int
+	}{{&Singular, 1}, {nil, 0}} {
+		s, err := CreateScratch(ctx, "", "authz_scratch", tt.layout)
+		if err != nil {
+			if os.Getenv("CI") != "true" {
+				t.Skip(err)
+			}
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(s.Name, "authz_scratch_") {
+			t.Errorf("name %q lacks its prefix", s.Name)
+		}
+		seeder := NewSeeder(t, s.URL)
+		n := seeder.Int(t, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' AND table_name = 'member'")
+		if n != int64(tt.tables) {
+			t.Errorf("layout %v: %d member tables, want %d", tt.layout, n, tt.tables)
+		}
+		if err := s.Drop(ctx); err != nil {
+			t.Fatal(err)
+		}
+		admin := NewSeeder(t, AdminURL())
+		if n := admin.Int(t, "SELECT count(*) FROM pg_database WHERE datname = $1", s.Name); n != 0 {
+			t.Errorf("%s still exists after Drop", s.Name)
+		}
+	}
+}

@@ -140,3 +140,18 @@ func waitBetterAuth(p *Process, url string, timeout time.Duration) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// BetterAuthSecret is the fixture app's development secret
+// (test/betterauth/server.ts's DEV_SECRET), which signs its session cookies
+// and bearer tokens; a sidecar in front of it needs it.
+const BetterAuthSecret = "authz-sidecar-dev-secret-do-not-use-in-production"
+
+// WriteSecretFile writes BetterAuthSecret to dir/better-auth-secret (mode
+// 0600) for the sidecar's --better-auth-secret-file, and returns its path.
+func WriteSecretFile(dir string) (string, error) {
+	p := filepath.Join(dir, "better-auth-secret")
+	if err := os.WriteFile(p, []byte(BetterAuthSecret), 0o600); err != nil {
+		return "", fmt.Errorf("write the fixture secret: %w", err)
+	}
+	return p, nil
+}

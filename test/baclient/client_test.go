@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/pgtest"
+	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 	"github.com/authz-sidecar/authz-sidecar/test/baclient"
 )
 
@@ -74,7 +75,7 @@ func testSessions(t *testing.T, f *fixture) {
 		t.Errorf("cookie value %q decodes to %q, want the bearer token %q", s.Cookie.Value, v, s.Token)
 	}
 	// <token>.<base64 HMAC-SHA256(secret, token)>, padded.
-	mac := hmac.New(sha256.New, []byte("authz-sidecar-dev-secret-do-not-use-in-production"))
+	mac := hmac.New(sha256.New, []byte(testproc.BetterAuthSecret))
 	mac.Write([]byte(s.RawToken()))
 	if want := s.RawToken() + "." + base64.StdEncoding.EncodeToString(mac.Sum(nil)); s.Token != want {
 		t.Errorf("token %q, want %q", s.Token, want)

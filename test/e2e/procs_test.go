@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -28,15 +26,14 @@ func startSidecar(t testing.TB, policyPath, dbURL string, args ...string) *testp
 	return s
 }
 
-// fixtureSecret is the fixture app's development secret
-// (test/betterauth/server.ts), which signs its session cookies and tokens.
-const fixtureSecret = "authz-sidecar-dev-secret-do-not-use-in-production"
+// fixtureSecret is the fixture app's development secret.
+const fixtureSecret = testproc.BetterAuthSecret
 
 // secretFile writes fixtureSecret to a file for --better-auth-secret-file.
 func secretFile(t testing.TB) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "better-auth-secret")
-	if err := os.WriteFile(p, []byte(fixtureSecret), 0o600); err != nil {
+	p, err := testproc.WriteSecretFile(t.TempDir())
+	if err != nil {
 		t.Fatal(err)
 	}
 	return p

@@ -29,13 +29,13 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/authz-sidecar/authz-sidecar/internal/pgtest"
 	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 )
 
@@ -77,7 +77,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	fs := flag.NewFlagSet("soak", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.repo, "repo", ".", "repository root (policies.yaml, internal/pgtest/schema.sql, cmd/authz-sidecar)")
+	fs.StringVar(&c.repo, "repo", ".", "repository root (policies.yaml, cmd/authz-sidecar)")
 	fs.StringVar(&c.bin, "bin", "", "a built authz-sidecar to run (default: build one)")
 	fs.BoolVar(&c.race, "race", true, "build the sidecar with -race")
 	fs.IntVar(&c.rate, "rate", envInt("SOAK_RATE", 500), "checks per second ($SOAK_RATE)")
@@ -161,17 +161,21 @@ func soak(ctx context.Context, c config, work string, stdout, stderr io.Writer) 
 		}
 	}
 
-	db, err := createDatabase(ctx, filepath.Join(c.repo, "internal", "pgtest", "schema.sql"))
+	db, err := pgtest.CreateScratch(ctx, "", "authz_soak", &pgtest.Plural)
 	if err != nil {
 		return fail("%v", err)
 	}
-	defer db.drop()
+	defer func() {
+		if err := db.Drop(context.Background()); err != nil {
+			fmt.Fprintln(stderr, "soak:", err)
+		}
+	}()
 	w := newWorld(c.users, c.orgs)
-	if err := w.seed(ctx, db.url); err != nil {
+	if err := w.seed(ctx, db.URL); err != nil {
 		return fail("seed: %v", err)
 	}
 
-	u, err := url.Parse(db.url)
+	u, err := url.Parse(db.URL)
 	if err != nil {
 		return fail("%v", err)
 	}

@@ -4,76 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/url"
-	"os"
 	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
-
-// defaultAdminURL is pgtest's default server; AUTHZ_TEST_DATABASE_URL
-// overrides it as it does for the tests.
-const defaultAdminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-
-// database is a scratch database with Better Auth's schema, dropped at the
-// end of the run.
-type database struct {
-	adminURL string
-	name     string
-	url      string // direct, for seeding
-}
-
-func createDatabase(ctx context.Context, schemaPath string) (*database, error) {
-	adminURL := os.Getenv("AUTHZ_TEST_DATABASE_URL")
-	if adminURL == "" {
-		adminURL = defaultAdminURL
-	}
-	schema, err := os.ReadFile(schemaPath)
-	if err != nil {
-		return nil, fmt.Errorf("read schema: %w", err)
-	}
-	admin, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return nil, fmt.Errorf("postgres unreachable (run scripts/services.sh or set AUTHZ_TEST_DATABASE_URL): %w", err)
-	}
-	defer admin.Close(context.Background())
-	db := &database{adminURL: adminURL, name: fmt.Sprintf("authz_soak_%d_%s", os.Getpid(), randID(4))}
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db.name}.Sanitize()); err != nil {
-		return nil, fmt.Errorf("create database: %w", err)
-	}
-	u, err := url.Parse(adminURL)
-	if err != nil {
-		return nil, err
-	}
-	u.Path = "/" + db.name
-	db.url = u.String()
-	conn, err := pgx.Connect(ctx, db.url)
-	if err != nil {
-		db.drop()
-		return nil, err
-	}
-	defer conn.Close(context.Background())
-	// Simple protocol: the schema is many statements in one string.
-	if _, err := conn.Exec(ctx, string(schema), pgx.QueryExecModeSimpleProtocol); err != nil {
-		db.drop()
-		return nil, fmt.Errorf("apply schema: %w", err)
-	}
-	return db, nil
-}
-
-func (db *database) drop() {
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, db.adminURL)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "soak: drop database:", err)
-		return
-	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{db.name}.Sanitize()+" WITH (FORCE)"); err != nil {
-		fmt.Fprintln(os.Stderr, "soak: drop database:", err)
-	}
-}
 
 // The role table of policies.yaml, flattened (owner inherits admin, which
 // inherits member). The soak's expected answers come from here, not from
