@@ -3,8 +3,6 @@ package faults
 import (
 	"fmt"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -112,10 +110,18 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	// running the race-built binary must not turn a slow answer into a 503
 	// in cases that are not about deadlines. A case that expects a 503
 	// stalls or cuts the dependency, so it comes whatever the deadline.
-	// cfg.args come last, so they override these.
+	// The same for Redis calls: with the default 25ms, a healthy Redis on a
+	// machine whose load average is 40 timed out, tripped the L2 breaker
+	// and left a test without the L2 use it starts from. A killed Redis
+	// refuses at once whatever the bound; a paused one is TestRedisPaused's
+	// (which sets its own). cfg.args come last, so they override these.
+	secret, err := testproc.WriteSecretFile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	args := []string{"--policies", writePolicy(t, e.iss.URL), "--database-url", u.String(),
-		"--better-auth-secret-file", writeSecret(t),
-		"--log-allow-every", "0", "--check-timeout", "30s", "--load-timeout", "30s"}
+		"--better-auth-secret-file", secret, "--log-allow-every", "0",
+		"--check-timeout", "30s", "--load-timeout", "30s", "--redis-timeout", "10s"}
 	if cfg.redis != noRedis {
 		e.redis = testproc.NewRedisT(t)
 		if cfg.redis == redisRunning {
@@ -128,17 +134,6 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	e.args = append(args, cfg.args...)
 	e.sc = startSidecar(t, !cfg.dontWaitForKey, e.args...)
 	return e
-}
-
-// writeSecret writes a Better Auth secret for the sidecar (policies.yaml
-// accepts session cookies, which it verifies with the secret).
-func writeSecret(t testing.TB) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "better-auth-secret")
-	if err := os.WriteFile(p, []byte("faults-secret-0123456789abcdef0123456789"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 // writePolicy copies the repository's policies.yaml with the issuer's URL as
