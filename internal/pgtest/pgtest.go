@@ -55,7 +55,7 @@ var schemaSQL string
 // per server and layout, and name uniqueness is per process, whatever test
 // asks.
 var (
-	templates sync.Map // layout name -> *templateDB
+	templates sync.Map // admin URL + "|" + layout name -> *templateDB
 	dbCounter atomic.Uint64
 )
 
@@ -230,7 +230,8 @@ func createNamed(ctx context.Context, adminURL, name string, layout *Layout) (*S
 	defer admin.Close(context.Background())
 	template := "template0"
 	if layout != nil {
-		v, _ := templates.LoadOrStore(layout.name, new(templateDB))
+		// Per server: a Cluster's servers are not AdminURL's.
+		v, _ := templates.LoadOrStore(adminURL+"|"+layout.name, new(templateDB))
 		tmpl := v.(*templateDB)
 		tmpl.once.Do(func() {
 			tmpl.name, tmpl.err = ensureTemplate(ctx, admin, adminURL, buildSQL(*layout))
