@@ -35,6 +35,9 @@ func (r *APIKeyRepository) APIKeyByHash(ctx context.Context, hash string) (authn
 	if st.q.apiKeyByHash == "" {
 		return authn.APIKey{}, nil // no apikey table: no such key
 	}
+	if err := r.db.fenced(ctx, "api key"); err != nil {
+		return authn.APIKey{}, err
+	}
 	var (
 		k       authn.APIKey
 		expires pgtype.Timestamptz

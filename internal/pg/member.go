@@ -42,6 +42,9 @@ func (r *MemberRepository) Membership(ctx context.Context, s roles.Subject) (rol
 		dynNames    []string
 		dynPerms    []*string
 	)
+	if err := r.db.fenced(ctx, "membership"); err != nil {
+		return roles.Membership{}, err
+	}
 	err = r.db.pool.QueryRow(ctx, st.q.membership, s.UserID, s.OrgRef, s.TeamRef).Scan(
 		&m.UserFound, &m.Banned, &banExpires, &m.PlatformRole, &m.EmailVerified, &m.Anonymous, &m.TwoFactorEnabled,
 		&orgID, &memberRoles, &dynNames, &dynPerms, &teamID, &m.TeamMember)

@@ -47,6 +47,9 @@ func (r *SessionRepository) one(ctx context.Context, sql, arg string) (authn.Ses
 	if sql == "" {
 		return authn.Session{}, nil // no session table: no such session
 	}
+	if err := r.db.fenced(ctx, "session"); err != nil {
+		return authn.Session{}, err
+	}
 	var (
 		s       authn.Session
 		expires pgtype.Timestamptz
