@@ -463,6 +463,11 @@ func (db *DB) recovery(ctx context.Context) error {
 	if err := db.pool.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
 		return fmt.Errorf("pg_is_in_recovery: %w", err)
 	}
+	if standby && db.fence != nil && db.fence.pool == nil {
+		// Fail closed, and say so at readiness: the fence cannot learn
+		// what the standby must replay.
+		return errors.New("DATABASE_URL is a hot standby and the caches are invalidated: set --pg-primary-url (or --pg-listen-url) to the primary, so that reads after an invalidation can wait for the standby to replay it")
+	}
 	if standby && !db.standby.Load() && db.fence != nil {
 		db.fence.activate()
 	}

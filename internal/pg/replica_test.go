@@ -3,6 +3,7 @@ package pg_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,10 +157,16 @@ func TestReplicaFence(t *testing.T) {
 	})
 
 	t.Run("standby without a primary URL fails closed", func(t *testing.T) {
-		db, _, _ := fenced(t, standbyURL, "", 200*time.Millisecond)
-		_, err := pg.NewMemberRepository(db).Membership(ctx, bob)
-		if !errors.Is(err, pg.ErrReplicaLag) {
-			t.Fatalf("Membership: %v, want ErrReplicaLag", err)
+		f, err := pg.NewFence("", pg.FenceConfig{}, zap.NewNop(), prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		db := openDB(t, standbyURL, pg.Config{Fence: f})
+		if _, err := db.Check(ctx); !errors.Is(err, roles.ErrUnavailable) || !strings.Contains(err.Error(), "--pg-primary-url") {
+			t.Fatalf("Check: %v, want unavailable, naming --pg-primary-url", err)
+		}
+		if _, err := pg.NewMemberRepository(db).Membership(ctx, bob); !errors.Is(err, roles.ErrUnavailable) {
+			t.Fatalf("Membership: %v, want ErrUnavailable", err)
 		}
 	})
 
