@@ -74,6 +74,18 @@
 // N × (MaxConns + 1) server connections (each a PostgreSQL backend of a
 // few MB); behind PgBouncer in transaction mode they share its server
 // pool instead.
+//
+// # Hot standby
+//
+// The pool may reach a hot standby. Whether it does is asked at the first
+// schema check and at every Check (pg_is_in_recovery). With a Fence
+// (Config.Fence: the caches are invalidated), every read on a standby
+// first waits, bounded, until the standby has replayed the primary's WAL
+// position as of the last invalidation, and fails closed with
+// ErrReplicaLag otherwise; on a primary a read pays one atomic load for
+// it. A Fence holds one more connection, to the primary.
+// docs/consistency.md ("Read replicas") states the guarantee and its
+// limits.
 package pg
 
 import (
