@@ -52,17 +52,18 @@ type serveConfig struct {
 	InvalidationChannel string
 	PGListen            bool
 	PGListenURL         string
-	// PGPrimaryURL reaches the primary when DatabaseURL is a hot standby,
-	// and PGReplicaMaxWait bounds a read's wait for the standby to replay
-	// an invalidated change (docs/consistency.md, "Read replicas").
-	PGPrimaryURL     string
-	PGReplicaMaxWait time.Duration
 	InvalidationSkew    time.Duration
 	PGMaxConns          int
 	PGQueryMode         string
 	LogAllowEvery       uint64
 	Reflection          bool
 	DrainTimeout        time.Duration
+
+	// PGPrimaryURL reaches the primary when DatabaseURL is a hot standby,
+	// and PGReplicaMaxWait bounds a read's wait for the standby to replay
+	// an invalidated change (docs/consistency.md, "Read replicas").
+	PGPrimaryURL     string
+	PGReplicaMaxWait time.Duration
 
 	SecretFile string
 
