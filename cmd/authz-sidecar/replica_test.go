@@ -1,16 +1,16 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/pgtest"
+	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 )
 
 // replicaSetup is a primary and a hot standby (pgtest.NewCluster) with
@@ -40,21 +40,15 @@ func newReplicaSetup(t *testing.T) *replicaSetup {
 	return &replicaSetup{cluster: c, primaryURL: d.URL, standbyURL: standbyURL, seed: seed}
 }
 
-// metric returns the value of the series of the Prometheus text
-// exposition that starts with series (name and labels as printed), 0 when
-// absent.
-func (r *running) metric(t *testing.T, series string) float64 {
+// metric sums the samples of name whose labels include the given pairs
+// ("key", "value", ...), scraped from the sidecar's /metrics now.
+func (r *running) metric(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
-	_, body := r.get(t, "/metrics")
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindStringSubmatch(body)
-	if m == nil {
-		return 0
-	}
-	v, err := strconv.ParseFloat(m[1], 64)
+	m, err := testproc.ScrapeMetrics(context.Background(), r.httpAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return v
+	return m.Sum(name, labels...)
 }
 
 // listening waits until the sidecar LISTENs on the primary: every later
@@ -62,7 +56,7 @@ func (r *running) metric(t *testing.T, series string) float64 {
 func (r *running) listening(t *testing.T) {
 	t.Helper()
 	eventually(t, "the sidecar to LISTEN", func() bool {
-		return r.metric(t, `authz_invalidation_flushes_total{reason="pg_listen"}`) >= 1
+		return r.metric(t, "authz_invalidation_flushes_total", "reason", "pg_listen") >= 1
 	})
 }
 
@@ -105,10 +99,10 @@ func TestServeReplicaRevocation(t *testing.T) {
 	if slices.ContainsFunc(seen[heard:], func(s int) bool { return s != 503 }) {
 		t.Fatalf("statuses while the standby lags: %v; want 200s, then only 503", seen)
 	}
-	if n := r.metric(t, `authz_source_errors_total{cause="replica_lag",op="membership"}`); n < 1 {
+	if n := r.metric(t, "authz_source_errors_total", "cause", "replica_lag", "op", "membership"); n < 1 {
 		t.Errorf("authz_source_errors_total{cause=replica_lag} = %v", n)
 	}
-	if n := r.metric(t, `authz_pg_replica_reads_total{outcome="lag"}`); n < 1 {
+	if n := r.metric(t, "authz_pg_replica_reads_total", "outcome", "lag"); n < 1 {
 		t.Errorf("authz_pg_replica_reads_total{outcome=lag} = %v", n)
 	}
 	if !strings.Contains(r.logs.String(), "replica lag") {
