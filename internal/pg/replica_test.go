@@ -156,6 +156,14 @@ func TestReplicaFence(t *testing.T) {
 		}
 	})
 
+	t.Run("standby with the primary unreachable fails closed", func(t *testing.T) {
+		// Port 1 on loopback: connection refused at once.
+		db, _, _ := fenced(t, standbyURL, "postgres://postgres@127.0.0.1:1/postgres?sslmode=disable", 200*time.Millisecond)
+		if _, err := pg.NewMemberRepository(db).Membership(ctx, bob); !errors.Is(err, pg.ErrReplicaLag) {
+			t.Fatalf("Membership: %v, want ErrReplicaLag", err)
+		}
+	})
+
 	t.Run("standby without a primary URL fails closed", func(t *testing.T) {
 		f, err := pg.NewFence("", pg.FenceConfig{}, zap.NewNop(), prometheus.NewRegistry())
 		if err != nil {

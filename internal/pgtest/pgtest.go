@@ -15,6 +15,10 @@
 // built once per schema version and layout and then reused by every process,
 // run and package that tests against the same server.
 //
+// NewCluster starts a private primary and hot standby (initdb and
+// pg_basebackup on loopback) for tests of reads on a replica; it needs the
+// server binaries, not only a reachable server.
+//
 // The server is found through AUTHZ_TEST_DATABASE_URL (URL form, a role
 // allowed to CREATE DATABASE), default DefaultURL. When it is unreachable the
 // test is skipped, or fails when CI=true.
