@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/authz-sidecar/authz-sidecar/internal/invalidate"
 	"github.com/authz-sidecar/authz-sidecar/internal/pgtest"
 	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 )
@@ -51,73 +54,120 @@ func (r *running) metric(t *testing.T, name string, labels ...string) float64 {
 	return m.Sum(name, labels...)
 }
 
-// listening waits until the sidecar LISTENs on the primary: every later
-// commit's notification reaches it.
-func (r *running) listening(t *testing.T) {
-	t.Helper()
-	eventually(t, "the sidecar to LISTEN", func() bool {
-		return r.metric(t, "authz_invalidation_flushes_total", "reason", "pg_listen") >= 1
-	})
-}
-
 // With DATABASE_URL on a hot standby whose replay is paused (lag as long
-// as the test wants) and --pg-listen-url on the primary, a revocation
-// committed on the primary is never answered from the standby's old rows:
-// once the sidecar has heard of it, checks fail closed (503, cause
-// replica_lag) until the standby has replayed it, then deny.
+// as the test wants), a revocation committed on the primary is never
+// answered from the standby's old rows: once the sidecar has heard of it,
+// checks fail closed (503, cause replica_lag) until the standby has
+// replayed it, then deny. Both event sources: the primary's notifications
+// (--pg-listen-url), and messages on the Redis channel as Better Auth's
+// hooks publish them, which carry no WAL position (--pg-primary-url).
 func TestServeReplicaRevocation(t *testing.T) {
 	rs := newReplicaSetup(t)
-	r := startServeOn(t, rs.standbyURL, "--pg-listen", "--pg-listen-url", rs.primaryURL,
-		"--pg-replica-max-wait", "200ms", "--l1-ttl", "5m")
-	r.listening(t)
-	bob := r.keys.User("bob")
-	const path = "/api/orgs/acme/leave/1"
-	if got := r.status(t, "GET", path, bob); got != 200 {
-		t.Fatalf("member: %d, want 200", got)
+	for _, user := range []string{"carol", "dave"} {
+		rs.seed.User(t, user, user)
+		rs.seed.Member(t, "acme", user, "member")
 	}
+	rs.cluster.WaitReplayed(t)
+	// The Redis case's channel, set by its start (the cases run in turn).
+	var (
+		rdb     *redis.Client
+		channel string
+	)
+	tests := []struct {
+		name, user string
+		// start runs the sidecar, ready to hear of changes; announce
+		// tells it of user's revocation, if the database does not.
+		start    func(t *testing.T) *running
+		announce func(t *testing.T, user string)
+	}{
+		{
+			name: "database notifications", user: "carol",
+			start: func(t *testing.T) *running {
+				r := startServeOn(t, rs.standbyURL, "--pg-listen", "--pg-listen-url", rs.primaryURL,
+					"--pg-replica-max-wait", "200ms", "--l1-ttl", "5m")
+				eventually(t, "the sidecar to LISTEN", func() bool {
+					return r.metric(t, "authz_invalidation_flushes_total", "reason", "pg_listen") >= 1
+				})
+				return r
+			},
+			announce: func(*testing.T, string) {}, // the triggers do
+		},
+		{
+			name: "Better Auth hooks over Redis", user: "dave",
+			start: func(t *testing.T) *running {
+				var prefix string
+				rdb, prefix = testproc.RedisDB(t)
+				channel = prefix + "invalidate"
+				r := startServeOn(t, rs.standbyURL, "--redis-url", testproc.RedisURL(), "--redis-prefix", prefix,
+					"--invalidation-channel", channel, "--pg-primary-url", rs.primaryURL,
+					"--pg-replica-max-wait", "200ms", "--l1-ttl", "5m", "--l2-ttl", "5m")
+				eventually(t, "the sidecar to subscribe", func() bool {
+					return r.metric(t, "authz_invalidation_flushes_total", "reason", "redis_subscribe") >= 1
+				})
+				return r
+			},
+			announce: func(t *testing.T, user string) {
+				msg := `{"v":1,"id":"` + invalidate.NewID() + `","kind":"member","user":"` + user + `","org":"acme","src":"better-auth"}`
+				if err := rdb.Publish(context.Background(), channel, msg).Err(); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := tt.start(t)
+			token := r.keys.User(tt.user)
+			const path = "/api/orgs/acme/leave/1"
+			if got := r.status(t, "GET", path, token); got != 200 {
+				t.Fatalf("member: %d, want 200", got)
+			}
 
-	rs.cluster.PauseReplay(t)
-	resumed := false
-	t.Cleanup(func() {
-		if !resumed {
+			rs.cluster.PauseReplay(t)
+			resumed := false
+			t.Cleanup(func() {
+				if !resumed {
+					rs.cluster.ResumeReplay(t)
+				}
+			})
+			rs.seed.RemoveMember(t, "acme", tt.user)
+			tt.announce(t, tt.user)
+
+			// Until the message arrives, the cached allow is what the
+			// sidecar knows; after it, never again an allow.
+			var seen []int
+			eventually(t, "the revocation to be heard", func() bool {
+				seen = append(seen, r.status(t, "GET", path, token))
+				return seen[len(seen)-1] != 200
+			})
+			for range 5 {
+				seen = append(seen, r.status(t, "GET", path, token))
+			}
+			heard := slices.IndexFunc(seen, func(s int) bool { return s != 200 })
+			if slices.ContainsFunc(seen[heard:], func(s int) bool { return s != 503 }) {
+				t.Fatalf("statuses while the standby lags: %v; want 200s, then only 503", seen)
+			}
+			if n := r.metric(t, "authz_source_errors_total", "cause", "replica_lag", "op", "membership"); n < 1 {
+				t.Errorf("authz_source_errors_total{cause=replica_lag} = %v", n)
+			}
+			if n := r.metric(t, "authz_pg_replica_reads_total", "outcome", "lag"); n < 1 {
+				t.Errorf("authz_pg_replica_reads_total{outcome=lag} = %v", n)
+			}
+			if !strings.Contains(r.logs.String(), "replica lag") {
+				t.Error("no log line names the replica lag")
+			}
+
 			rs.cluster.ResumeReplay(t)
-		}
-	})
-	rs.seed.RemoveMember(t, "acme", "bob")
-
-	// Until the notification arrives, the cached allow is what the
-	// sidecar knows; after it, never again an allow.
-	var seen []int
-	eventually(t, "the revocation to be heard", func() bool {
-		seen = append(seen, r.status(t, "GET", path, bob))
-		return seen[len(seen)-1] != 200
-	})
-	for range 5 {
-		seen = append(seen, r.status(t, "GET", path, bob))
-	}
-	heard := slices.IndexFunc(seen, func(s int) bool { return s != 200 })
-	if slices.ContainsFunc(seen[heard:], func(s int) bool { return s != 503 }) {
-		t.Fatalf("statuses while the standby lags: %v; want 200s, then only 503", seen)
-	}
-	if n := r.metric(t, "authz_source_errors_total", "cause", "replica_lag", "op", "membership"); n < 1 {
-		t.Errorf("authz_source_errors_total{cause=replica_lag} = %v", n)
-	}
-	if n := r.metric(t, "authz_pg_replica_reads_total", "outcome", "lag"); n < 1 {
-		t.Errorf("authz_pg_replica_reads_total{outcome=lag} = %v", n)
-	}
-	if !strings.Contains(r.logs.String(), "replica lag") {
-		t.Error("no log line names the replica lag")
-	}
-
-	rs.cluster.ResumeReplay(t)
-	resumed = true
-	seen = seen[:0]
-	eventually(t, "the deny once the standby replayed the revocation", func() bool {
-		seen = append(seen, r.status(t, "GET", path, bob))
-		return seen[len(seen)-1] == 403
-	})
-	if slices.Contains(seen, 200) {
-		t.Fatalf("statuses while the standby caught up: %v; an allow after the revocation", seen)
+			resumed = true
+			seen = seen[:0]
+			eventually(t, "the deny once the standby replayed the revocation", func() bool {
+				seen = append(seen, r.status(t, "GET", path, token))
+				return seen[len(seen)-1] == 403
+			})
+			if slices.Contains(seen, 200) {
+				t.Fatalf("statuses while the standby caught up: %v; an allow after the revocation", seen)
+			}
+		})
 	}
 }
 
@@ -140,7 +190,9 @@ func TestServeReplicaRevocationLatency(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := startServeOn(t, tt.databaseURL, "--pg-listen", "--pg-listen-url", rs.primaryURL, "--l1-ttl", "5m")
-			r.listening(t)
+			eventually(t, "the sidecar to LISTEN", func() bool {
+				return r.metric(t, "authz_invalidation_flushes_total", "reason", "pg_listen") >= 1
+			})
 			bob := r.keys.User("bob")
 			const path = "/api/orgs/acme/leave/1"
 			var (
