@@ -662,7 +662,8 @@ func (r *readiness) probe(ctx context.Context) {
 			r.warm = true
 			naming, tables := r.db.Tables()
 			r.log.Info("database checked", zap.String("naming", naming), zap.Any("tables", tables),
-				zap.Strings("features_on", f.On()), zap.Strings("features_off", f.Off()), zap.Stringer("query_mode", r.db.Mode()))
+				zap.Strings("features_on", f.On()), zap.Strings("features_off", f.Off()), zap.Stringer("query_mode", r.db.Mode()),
+				zap.Bool("standby", r.db.Standby()))
 			if !f.ReadOnly {
 				r.log.Warn("database sessions are not read-only; set default_transaction_read_only on the role or in the pooler")
 			}
