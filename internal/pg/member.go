@@ -26,8 +26,8 @@ func NewMemberRepository(db *DB) *MemberRepository {
 // statement (see membershipSQL). A missing user, organization, membership
 // or team is reported in the result, never as an error; so are the facts
 // of optional parts the database lacks (see Features). Errors (connection,
-// timeout, cancelled context, schema) are *Error, wrapping
-// roles.ErrUnavailable and the cause.
+// timeout, cancelled context, schema; on a hot standby, ErrReplicaLag) are
+// *Error, wrapping roles.ErrUnavailable and the cause.
 func (r *MemberRepository) Membership(ctx context.Context, s roles.Subject) (roles.Membership, error) {
 	st, err := r.db.ready(ctx, "membership")
 	if err != nil {

@@ -25,7 +25,7 @@ func NewSessionRepository(db *DB) *SessionRepository {
 // SessionByToken returns the session whose token is token (Found false when
 // there is none, or when the database has no session table). The token is
 // a query parameter only; it is never logged. Errors are *Error, wrapping
-// roles.ErrUnavailable.
+// roles.ErrUnavailable (and, on a hot standby, possibly ErrReplicaLag).
 func (r *SessionRepository) SessionByToken(ctx context.Context, token string) (authn.Session, error) {
 	st, err := r.db.ready(ctx, "session")
 	if err != nil {
