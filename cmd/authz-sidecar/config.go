@@ -59,6 +59,12 @@ type serveConfig struct {
 	Reflection          bool
 	DrainTimeout        time.Duration
 
+	// PGPrimaryURL reaches the primary when DatabaseURL is a hot standby,
+	// and PGReplicaMaxWait bounds a read's wait for the standby to replay
+	// an invalidated change (docs/consistency.md, "Read replicas").
+	PGPrimaryURL     string
+	PGReplicaMaxWait time.Duration
+
 	SecretFile string
 
 	OTLPEndpoint     string
@@ -111,6 +117,7 @@ func parseServeConfig(args []string, getenv func(string) string, stdout, stderr 
 		InvalidationChannel: "authz:invalidate",
 		InvalidationSkew:    500 * time.Millisecond,
 		PGMaxConns:          4,
+		PGReplicaMaxWait:    pg.DefaultFenceMaxWait,
 		PGQueryMode:         "prepare",
 		LogAllowEvery:       0,
 		DrainTimeout:        10 * time.Second,
@@ -214,6 +221,8 @@ func parseServeConfig(args []string, getenv func(string) string, stdout, stderr 
 	str(&c.InvalidationChannel, "invalidation-channel", "AUTHZ_INVALIDATION_CHANNEL", "Redis pub/sub channel of cache invalidations (needs --redis-url; empty: none)")
 	boolean(&c.PGListen, "pg-listen", "AUTHZ_PG_LISTEN", "LISTEN on PostgreSQL channel authz_invalidate (sql/invalidation-triggers.sql) and republish to the invalidation channel")
 	str(&c.PGListenURL, "pg-listen-url", "AUTHZ_PG_LISTEN_URL", "database URL for --pg-listen; must be the primary, not a standby (empty: --database-url)")
+	str(&c.PGPrimaryURL, "pg-primary-url", "AUTHZ_PG_PRIMARY_URL", "the primary, direct (no pooler), when --database-url is a hot standby and caches are invalidated: after each invalidation, reads wait until the standby has replayed the primary's position (empty: --pg-listen-url)")
+	dur(&c.PGReplicaMaxWait, "pg-replica-max-wait", "AUTHZ_PG_REPLICA_MAX_WAIT", "longest a read on a hot standby waits for it to replay an invalidated change; then the check fails closed (503, cause replica_lag); keep it below --load-timeout")
 	dur(&c.InvalidationSkew, "invalidation-skew", "AUTHZ_INVALIDATION_SKEW", "largest clock difference between replicas tolerated when judging shared cache entries")
 	integer(&c.PGMaxConns, "pg-max-conns", "AUTHZ_PG_MAX_CONNS", "PostgreSQL pool size; connections open lazily and close after 1 min idle")
 	str(&c.PGQueryMode, "pg-query-mode", "AUTHZ_PG_QUERY_MODE", "prepare (named prepared statements), or describe / simple (no named statements: through PgBouncer in transaction pooling mode)")
@@ -270,5 +279,14 @@ func parseServeConfig(args []string, getenv func(string) string, stdout, stderr 
 	if c.CheckTimeout <= 0 || c.LoadTimeout <= 0 {
 		return c, errors.New("--check-timeout and --load-timeout must be positive")
 	}
+	if c.PGReplicaMaxWait <= 0 {
+		return c, errors.New("--pg-replica-max-wait must be positive")
+	}
 	return c, nil
+}
+
+// invalidates reports whether the caches are invalidated: by the Redis
+// channel (which needs Redis) or by database notifications.
+func (c serveConfig) invalidates() bool {
+	return (c.InvalidationChannel != "" && c.RedisURL != "") || c.PGListen
 }

@@ -308,7 +308,7 @@ func explainTiers(ctx context.Context, pol *policy.Policy, o explainOptions) (*t
 		L2TTL: 5 * time.Minute, L2NegativeTTL: 30 * time.Second,
 		TokenCacheBytes: 1 << 20, TokenCacheTTL: time.Second,
 	}
-	t, err := newTiers(c, pol, db, nil, zap.NewNop(), prometheus.NewRegistry())
+	t, err := newTiers(c, pol, db, nil, nil, zap.NewNop(), prometheus.NewRegistry())
 	if err != nil {
 		t.close()
 		db.Close()

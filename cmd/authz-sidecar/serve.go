@@ -132,6 +132,7 @@ type sidecar struct {
 	pol      *policy.Policy
 	keys     *authn.KeySet // nil when the policy accepts no JWT
 	db       *pg.DB
+	fence    *pg.Fence // nil when nothing invalidates the caches
 	tiers    *tiers
 	tracer   *tracing.Tracer // nil: tracing off
 	engine   *authz.Engine
@@ -169,8 +170,16 @@ func build(ctx context.Context, c serveConfig, getenv func(string) string, log *
 	if s.keys, err = newKeySet(s.pol, c, log, s.reg); err != nil {
 		return s, err
 	}
+	if c.invalidates() {
+		// Idle unless DATABASE_URL turns out to be a hot standby.
+		primary := cmp.Or(c.PGPrimaryURL, c.PGListenURL)
+		if s.fence, err = pg.NewFence(primary, pg.FenceConfig{MaxWait: c.PGReplicaMaxWait}, log, s.reg); err != nil {
+			return s, fmt.Errorf("--pg-primary-url: %w", err)
+		}
+		s.closers = append(s.closers, s.fence.Close)
+	}
 	mode, _ := pg.ParseQueryMode(c.PGQueryMode) // checked when parsed
-	if s.db, err = pg.Open(ctx, c.DatabaseURL, pg.Config{MaxConns: int32(c.PGMaxConns), Schema: s.pol.Schema, QueryMode: mode}); err != nil {
+	if s.db, err = pg.Open(ctx, c.DatabaseURL, pg.Config{MaxConns: int32(c.PGMaxConns), Schema: s.pol.Schema, QueryMode: mode, Fence: s.fence}); err != nil {
 		return s, fmt.Errorf("open database: %w", err)
 	}
 	s.closers = append(s.closers, func() { closeBounded(s.db.Close, time.Second, log, "postgres pool") })
@@ -184,7 +193,7 @@ func build(ctx context.Context, c serveConfig, getenv func(string) string, log *
 			_ = s.tracer.Shutdown(sctx) // best effort: flush the last spans
 		})
 	}
-	if s.tiers, err = newTiers(c, s.pol, s.db, s.tracer, log, s.reg); err != nil {
+	if s.tiers, err = newTiers(c, s.pol, s.db, s.fence, s.tracer, log, s.reg); err != nil {
 		return s, err
 	}
 	s.closers = append(s.closers, s.tiers.close)
@@ -301,7 +310,7 @@ func (t *tiers) close() {
 // newTiers states the tier order once, for every kind of lookup; serve and
 // explain both use it. pol is the policy the process starts with: its
 // session.storage cannot change without a restart (see restartNeeded).
-func newTiers(c serveConfig, pol *policy.Policy, db *pg.DB, tracer *tracing.Tracer, log *zap.Logger, reg prometheus.Registerer) (*tiers, error) {
+func newTiers(c serveConfig, pol *policy.Policy, db *pg.DB, fence *pg.Fence, tracer *tracing.Tracer, log *zap.Logger, reg prometheus.Registerer) (*tiers, error) {
 	t := &tiers{}
 	cache.LogRedisTo(log.Named("redis"))
 
@@ -335,7 +344,7 @@ func newTiers(c serveConfig, pol *policy.Policy, db *pg.DB, tracer *tracing.Trac
 	// Invalidation is on when a channel (with Redis) or --pg-listen is set;
 	// inv is nil otherwise, and the tiers then skip every check.
 	var inv *cache.Invalidations
-	if (c.InvalidationChannel != "" && c.RedisURL != "") || c.PGListen {
+	if c.invalidates() {
 		inv = cache.NewInvalidations(cache.InvalidationsConfig{
 			Horizon: max(c.L1TTL, c.L1NegativeTTL) + max(c.L2TTL, c.L2NegativeTTL) + c.LoadTimeout + c.InvalidationSkew,
 			Skew:    c.InvalidationSkew,
@@ -344,6 +353,11 @@ func newTiers(c serveConfig, pol *policy.Policy, db *pg.DB, tracer *tracing.Trac
 	var deps invalidate.Deps
 	if inv != nil {
 		deps.Local = inv
+	}
+	if fence != nil {
+		// Raised before each invalidation reaches the caches, so that a
+		// reload from a hot standby waits for the change (pg.Fence).
+		deps.Barrier = fence
 	}
 	ly := layers{tracer: tracer}
 	if c.RedisURL != "" {
@@ -532,6 +546,9 @@ func (s *sidecar) run(ctx context.Context, lis listeners) error {
 	if s.tiers.inv != nil {
 		wg.Go(func() { s.tiers.inv.Run(runCtx) })
 	}
+	if s.fence != nil {
+		wg.Go(func() { s.fence.Run(runCtx) })
+	}
 	wg.Go(func() {
 		if err := gs.Serve(lis.grpc); err != nil {
 			errc <- fmt.Errorf("grpc server: %w", err)
@@ -645,7 +662,8 @@ func (r *readiness) probe(ctx context.Context) {
 			r.warm = true
 			naming, tables := r.db.Tables()
 			r.log.Info("database checked", zap.String("naming", naming), zap.Any("tables", tables),
-				zap.Strings("features_on", f.On()), zap.Strings("features_off", f.Off()), zap.Stringer("query_mode", r.db.Mode()))
+				zap.Strings("features_on", f.On()), zap.Strings("features_off", f.Off()), zap.Stringer("query_mode", r.db.Mode()),
+				zap.Bool("standby", r.db.Standby()))
 			if !f.ReadOnly {
 				r.log.Warn("database sessions are not read-only; set default_transaction_read_only on the role or in the pooler")
 			}

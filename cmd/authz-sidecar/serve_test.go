@@ -113,16 +113,23 @@ type running struct {
 	logs       *lockedBuffer
 }
 
-// startServe runs the real "serve" command in-process.
+// startServe runs the real "serve" command in-process, on a database of
+// its own where bob is a member of acme.
 func startServe(t *testing.T, extraArgs ...string) *running {
 	t.Helper()
-	r := &running{keys: jwttest.NewKeys(t), logs: &lockedBuffer{}}
 	dbURL := pgtest.NewDatabase(t)
 	seed := pgtest.NewSeeder(t, dbURL)
 	seed.User(t, "bob", "bob")
 	seed.Org(t, "acme", "acme")
 	seed.Member(t, "acme", "bob", "member")
+	return startServeOn(t, dbURL, extraArgs...)
+}
 
+// startServeOn runs the real "serve" command in-process on dbURL, with
+// basePolicy, and waits until it reports SERVING.
+func startServeOn(t *testing.T, dbURL string, extraArgs ...string) *running {
+	t.Helper()
+	r := &running{keys: jwttest.NewKeys(t), logs: &lockedBuffer{}}
 	r.policyPath = filepath.Join(t.TempDir(), "policies.yaml")
 	r.writePolicy(t, basePolicy)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -370,3 +370,69 @@ func TestNewNeedsLocal(t *testing.T) {
 		t.Error("New without a local store succeeded")
 	}
 }
+
+// orderLog records, in order, what the barrier and the local store are
+// told.
+type orderLog struct {
+	mu     sync.Mutex
+	events []string
+	grew   chan struct{} // receives after each event
+}
+
+func (o *orderLog) add(e string) {
+	o.mu.Lock()
+	o.events = append(o.events, e)
+	o.mu.Unlock()
+	select {
+	case o.grew <- struct{}{}:
+	default:
+	}
+}
+
+func (o *orderLog) list() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.events)
+}
+
+type orderBarrier struct{ *orderLog }
+
+func (b orderBarrier) Raise() { b.add("raise") }
+
+type orderLocal struct{ *orderLog }
+
+func (l orderLocal) Invalidate(s Subject) { l.add("invalidate " + string(s)) }
+func (l orderLocal) All()                 { l.add("all") }
+func (l orderLocal) FlushLocal()          { l.add("flush") }
+
+// A source that lags (a hot standby) is fenced before every invalidation
+// or flush reaches the caches, so that the reload it causes cannot read
+// the old row.
+func TestBarrierRaisedBeforeInvalidations(t *testing.T) {
+	t.Parallel()
+	log := &orderLog{grew: make(chan struct{}, 1)}
+	bus := newFakeBus()
+	s, err := New(Config{}, Deps{Local: orderLocal{log}, Bus: bus, Barrier: orderBarrier{log}}, zap.NewNop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	bus.in <- []byte(`{"v":1,"id":"m1","kind":"member","user":"u","org":"o"}`)
+	bus.in <- []byte(`{"v":1,"id":"m2","kind":"all"}`)
+	want := []string{"raise", "flush", "raise", "invalidate u:u", "raise", "all"}
+	deadline := time.After(time.Minute)
+	for len(log.list()) < len(want) {
+		select {
+		case <-log.grew:
+		case <-deadline:
+			t.Fatalf("events %v, want %v", log.list(), want)
+		}
+	}
+	if got := log.list(); !slices.Equal(got, want) {
+		t.Fatalf("events %v, want %v", got, want)
+	}
+}

@@ -48,14 +48,25 @@ type Feed interface {
 	Listen(ctx context.Context, onConnected func(), onNotify func(payload string))
 }
 
+// Barrier orders the source's reads after invalidations when the source
+// may lag the changes (a hot standby); *pg.Fence satisfies it. Raise is
+// called before each invalidation or flush is applied locally, and must
+// not block: reads that start after it must reflect every change made
+// before it.
+type Barrier interface {
+	Raise()
+}
+
 // Deps are the Service's collaborators. Local is required; each other may
 // be nil: no Markers (no L2), no Bus (no channel: only the Feed, applied
-// locally), no Feed (messages come from the Bus only).
+// locally), no Feed (messages come from the Bus only), no Barrier (the
+// source is the primary: a read after a notification sees its change).
 type Deps struct {
 	Local   Local
 	Markers Markers
 	Bus     Bus
 	Feed    Feed
+	Barrier Barrier
 }
 
 // Config tunes a Service. Zero fields take defaults.
@@ -189,6 +200,8 @@ func (s *Service) stamp(m *Message) {
 }
 
 func (s *Service) subscribed() {
+	// Missed messages' changes may not be on a lagging source yet either.
+	s.raise()
 	s.deps.Local.FlushLocal()
 	s.m.flushes.WithLabelValues("redis_subscribe").Inc()
 }
@@ -280,6 +293,9 @@ func (s *Service) apply(m Message) bool {
 		return false
 	}
 	subjects, all := m.Subjects()
+	// Before the caches refuse the old answers: a reload they start must
+	// not read a source that has not caught up with the change.
+	s.raise()
 	for _, subject := range subjects {
 		s.deps.Local.Invalidate(subject)
 	}
@@ -293,6 +309,13 @@ func (s *Service) apply(m Message) bool {
 		}
 	}
 	return true
+}
+
+// raise tells the barrier, if any, that an invalidation is being applied.
+func (s *Service) raise() {
+	if s.deps.Barrier != nil {
+		s.deps.Barrier.Raise()
+	}
 }
 
 func (s *Service) mark(ctx context.Context, m Message) error {

@@ -29,7 +29,7 @@ const (
 
 // causes bound the cause label: a source error names one of them (see
 // causer), else it is other.
-var causes = []string{"timeout", "canceled", "connection", "schema", "other"}
+var causes = []string{"timeout", "canceled", "connection", "schema", "replica_lag", "other"}
 
 var results = []string{"ok", "error", "timeout", "canceled"}
 
@@ -63,7 +63,8 @@ type SourcesConfig struct {
 //   - authz_source_query_duration_seconds{op,result}: every read, by op and
 //     result (ok, error, timeout, canceled);
 //   - authz_source_errors_total{op,cause}: failed reads, by cause (timeout,
-//     canceled, connection, schema, other).
+//     canceled, connection, schema, replica_lag: a hot standby behind an
+//     invalidated change, other).
 //
 // Every failure is logged with its cause, at most once per cause per
 // LogEvery.
@@ -93,7 +94,7 @@ func NewSources(log *zap.Logger, reg prometheus.Registerer, cfg SourcesConfig) (
 	}, []string{"op", "result"})
 	errs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "authz_source_errors_total",
-		Help: "Failed reads from the source of truth by op and cause (timeout, canceled, connection, schema, other).",
+		Help: "Failed reads from the source of truth by op and cause (timeout, canceled, connection, schema, replica_lag, other).",
 	}, []string{"op", "cause"})
 	for _, c := range []prometheus.Collector{duration, errs} {
 		if err := reg.Register(c); err != nil {

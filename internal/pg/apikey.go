@@ -26,7 +26,8 @@ func NewAPIKeyRepository(db *DB) *APIKeyRepository {
 
 // APIKeyByHash returns the key whose stored hash is hash (Found false when
 // there is none, or when the database has no apikey table). Errors are
-// *Error, wrapping roles.ErrUnavailable.
+// *Error, wrapping roles.ErrUnavailable (and, on a hot standby, possibly
+// ErrReplicaLag).
 func (r *APIKeyRepository) APIKeyByHash(ctx context.Context, hash string) (authn.APIKey, error) {
 	st, err := r.db.ready(ctx, "api key")
 	if err != nil {
@@ -34,6 +35,9 @@ func (r *APIKeyRepository) APIKeyByHash(ctx context.Context, hash string) (authn
 	}
 	if st.q.apiKeyByHash == "" {
 		return authn.APIKey{}, nil // no apikey table: no such key
+	}
+	if err := r.db.fenced(ctx, "api key"); err != nil {
+		return authn.APIKey{}, err
 	}
 	var (
 		k       authn.APIKey

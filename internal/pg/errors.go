@@ -105,6 +105,8 @@ func classify(err error) string {
 		return CauseCanceled
 	case errors.Is(err, ErrSchema):
 		return CauseSchema
+	case errors.Is(err, ErrReplicaLag):
+		return CauseReplicaLag
 	}
 	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
 		switch code := pgErr.Code; {

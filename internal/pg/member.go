@@ -26,8 +26,8 @@ func NewMemberRepository(db *DB) *MemberRepository {
 // statement (see membershipSQL). A missing user, organization, membership
 // or team is reported in the result, never as an error; so are the facts
 // of optional parts the database lacks (see Features). Errors (connection,
-// timeout, cancelled context, schema) are *Error, wrapping
-// roles.ErrUnavailable and the cause.
+// timeout, cancelled context, schema; on a hot standby, ErrReplicaLag) are
+// *Error, wrapping roles.ErrUnavailable and the cause.
 func (r *MemberRepository) Membership(ctx context.Context, s roles.Subject) (roles.Membership, error) {
 	st, err := r.db.ready(ctx, "membership")
 	if err != nil {
@@ -42,6 +42,9 @@ func (r *MemberRepository) Membership(ctx context.Context, s roles.Subject) (rol
 		dynNames    []string
 		dynPerms    []*string
 	)
+	if err := r.db.fenced(ctx, "membership"); err != nil {
+		return roles.Membership{}, err
+	}
 	err = r.db.pool.QueryRow(ctx, st.q.membership, s.UserID, s.OrgRef, s.TeamRef).Scan(
 		&m.UserFound, &m.Banned, &banExpires, &m.PlatformRole, &m.EmailVerified, &m.Anonymous, &m.TwoFactorEnabled,
 		&orgID, &memberRoles, &dynNames, &dynPerms, &teamID, &m.TeamMember)

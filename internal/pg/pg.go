@@ -74,6 +74,18 @@
 // N × (MaxConns + 1) server connections (each a PostgreSQL backend of a
 // few MB); behind PgBouncer in transaction mode they share its server
 // pool instead.
+//
+// # Hot standby
+//
+// The pool may reach a hot standby. Whether it does is asked at the first
+// schema check and at every Check (pg_is_in_recovery). With a Fence
+// (Config.Fence: the caches are invalidated), every read on a standby
+// first waits, bounded, until the standby has replayed the primary's WAL
+// position as of the last invalidation, and fails closed with
+// ErrReplicaLag otherwise; on a primary a read pays one atomic load for
+// it. A Fence holds one more connection, to the primary.
+// docs/consistency.md ("Read replicas") states the guarantee and its
+// limits.
 package pg
 
 import (
@@ -195,6 +207,12 @@ type Config struct {
 	// Schema names the tables and columns (the policy's schema section);
 	// the zero value is naming auto without renames.
 	Schema policy.Schema
+	// Fence, when the caches are invalidated, keeps reads on a hot
+	// standby from returning what an invalidation replaced (see Fence);
+	// nil when nothing invalidates the caches, where a standby's lag only
+	// adds to the TTLs. Whether the server is a standby is asked at the
+	// first schema check and at every Check.
+	Fence *Fence
 }
 
 // DB is a read-only connection pool to Better Auth's database, and the
@@ -204,6 +222,12 @@ type DB struct {
 	schema   policy.Schema
 	mode     QueryMode
 	maxConns int32
+	fence    *Fence // nil: no invalidations to fence
+
+	// standby is whether the server was in recovery at the last check:
+	// reads then go through the fence. On a primary a read pays this one
+	// atomic load.
+	standby atomic.Bool
 
 	// first serialises the first schema check (a channel, so a waiter can
 	// give up when its context ends); st holds its result once it
@@ -294,7 +318,7 @@ func Open(ctx context.Context, databaseURL string, cfg Config) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pg: open: %w", err)
 	}
-	return &DB{pool: pool, schema: cfg.Schema, mode: mode, maxConns: pcfg.MaxConns, first: make(chan struct{}, 1)}, nil
+	return &DB{pool: pool, schema: cfg.Schema, mode: mode, maxConns: pcfg.MaxConns, fence: cfg.Fence, first: make(chan struct{}, 1)}, nil
 }
 
 // Close closes all connections, waiting for acquired ones to be released.
@@ -334,6 +358,9 @@ func (db *DB) Check(ctx context.Context) (Features, error) {
 		return st.features, nil
 	}
 	_, f, err := check(ctx, db.pool, db.schema, st.names, &st.features)
+	if err == nil {
+		err = db.recovery(ctx)
+	}
 	if err != nil {
 		return st.features, unavailable("check", err)
 	}
@@ -413,6 +440,9 @@ func (db *DB) ready(ctx context.Context, op string) (*state, error) {
 		return st, nil
 	}
 	n, f, err := check(ctx, db.pool, db.schema, nil, nil)
+	if err == nil {
+		err = db.recovery(ctx)
+	}
 	if err != nil {
 		return nil, unavailable(op, err)
 	}
@@ -436,4 +466,56 @@ func (db *DB) fail(ctx context.Context, op string, err error) error {
 		se.Problems = found.Problems
 	}
 	return &Error{Op: op, Cause: CauseSchema, Err: se}
+}
+
+// recovery asks the server whether it is a hot standby and, when it has
+// become one, arms the fence before reads see standby set.
+func (db *DB) recovery(ctx context.Context) error {
+	var standby bool
+	if err := db.pool.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
+		return fmt.Errorf("pg_is_in_recovery: %w", err)
+	}
+	if standby && db.fence != nil && db.fence.pool == nil {
+		// Fail closed, and say so at readiness: the fence cannot learn
+		// what the standby must replay.
+		return errors.New("DATABASE_URL is a hot standby and the caches are invalidated: set --pg-primary-url (or --pg-listen-url) to the primary, so that reads after an invalidation can wait for the standby to replay it")
+	}
+	if standby && !db.standby.Load() && db.fence != nil {
+		db.fence.activate()
+	}
+	db.standby.Store(standby)
+	return nil
+}
+
+// Standby reports whether the server was a hot standby at the last check.
+func (db *DB) Standby() bool { return db.standby.Load() }
+
+// fenced returns once a read on the server may start: at once on a
+// primary; on a standby, once it has replayed every change invalidated
+// before the call (Fence.wait). Errors are *Error; a standby too far
+// behind gives Cause CauseReplicaLag, matching ErrReplicaLag.
+func (db *DB) fenced(ctx context.Context, op string) error {
+	if db.fence == nil || !db.standby.Load() {
+		return nil
+	}
+	if err := db.fence.wait(ctx, db.replay); err != nil {
+		return unavailable(op, err)
+	}
+	return nil
+}
+
+// replay reads the standby's replay position; see replayFunc.
+func (db *DB) replay(ctx context.Context) (uint64, bool, error) {
+	var (
+		recovering bool
+		lsn        *int64
+	)
+	err := db.pool.QueryRow(ctx, "SELECT pg_is_in_recovery(), (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::int8").Scan(&recovering, &lsn)
+	if err != nil {
+		return 0, false, fmt.Errorf("standby replay position: %w", err)
+	}
+	if lsn == nil {
+		return 0, recovering, nil
+	}
+	return uint64(*lsn), recovering, nil
 }

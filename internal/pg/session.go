@@ -25,7 +25,7 @@ func NewSessionRepository(db *DB) *SessionRepository {
 // SessionByToken returns the session whose token is token (Found false when
 // there is none, or when the database has no session table). The token is
 // a query parameter only; it is never logged. Errors are *Error, wrapping
-// roles.ErrUnavailable.
+// roles.ErrUnavailable (and, on a hot standby, possibly ErrReplicaLag).
 func (r *SessionRepository) SessionByToken(ctx context.Context, token string) (authn.Session, error) {
 	st, err := r.db.ready(ctx, "session")
 	if err != nil {
@@ -46,6 +46,9 @@ func (r *SessionRepository) SessionByID(ctx context.Context, id string) (authn.S
 func (r *SessionRepository) one(ctx context.Context, sql, arg string) (authn.Session, error) {
 	if sql == "" {
 		return authn.Session{}, nil // no session table: no such session
+	}
+	if err := r.db.fenced(ctx, "session"); err != nil {
+		return authn.Session{}, err
 	}
 	var (
 		s       authn.Session

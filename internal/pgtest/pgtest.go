@@ -15,6 +15,10 @@
 // built once per schema version and layout and then reused by every process,
 // run and package that tests against the same server.
 //
+// NewCluster starts a private primary and hot standby (initdb and
+// pg_basebackup on loopback) for tests of reads on a replica; it needs the
+// server binaries, not only a reachable server.
+//
 // The server is found through AUTHZ_TEST_DATABASE_URL (URL form, a role
 // allowed to CREATE DATABASE), default DefaultURL. When it is unreachable the
 // test is skipped, or fails when CI=true.
@@ -55,7 +59,7 @@ var schemaSQL string
 // per server and layout, and name uniqueness is per process, whatever test
 // asks.
 var (
-	templates sync.Map // layout name -> *templateDB
+	templates sync.Map // admin URL + "|" + layout name -> *templateDB
 	dbCounter atomic.Uint64
 )
 
@@ -230,7 +234,8 @@ func createNamed(ctx context.Context, adminURL, name string, layout *Layout) (*S
 	defer admin.Close(context.Background())
 	template := "template0"
 	if layout != nil {
-		v, _ := templates.LoadOrStore(layout.name, new(templateDB))
+		// Per server: a Cluster's servers are not AdminURL's.
+		v, _ := templates.LoadOrStore(adminURL+"|"+layout.name, new(templateDB))
 		tmpl := v.(*templateDB)
 		tmpl.once.Do(func() {
 			tmpl.name, tmpl.err = ensureTemplate(ctx, admin, adminURL, buildSQL(*layout))

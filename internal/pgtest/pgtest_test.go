@@ -376,3 +376,30 @@ func TestScratch(t *testing.T) {
 		}
 	}
 }
+
+func TestNewCluster(t *testing.T) {
+	t.Parallel()
+	c := NewCluster(t)
+	db, standbyURL := c.NewDatabase(t)
+	s := db.Seeder(t)
+	s.User(t, "u1", "Ann")
+	c.WaitReplayed(t)
+	if got := query[int64](t, standbyURL, `SELECT count(*) FROM public.users`); got != 1 {
+		t.Fatalf("standby has %d users, want 1", got)
+	}
+	if !query[bool](t, standbyURL, `SELECT pg_is_in_recovery()`) {
+		t.Fatal("standby is not in recovery")
+	}
+
+	// Paused replay holds the standby at its position.
+	c.PauseReplay(t)
+	s.User(t, "u2", "Bob")
+	if got := query[int64](t, standbyURL, `SELECT count(*) FROM public.users`); got != 1 {
+		t.Fatalf("paused standby has %d users, want 1", got)
+	}
+	c.ResumeReplay(t)
+	c.WaitReplayed(t)
+	if got := query[int64](t, standbyURL, `SELECT count(*) FROM public.users`); got != 2 {
+		t.Fatalf("standby has %d users after resume, want 2", got)
+	}
+}
