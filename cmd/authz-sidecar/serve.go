@@ -355,7 +355,7 @@ func newTiers(c serveConfig, pol *policy.Policy, db *pg.DB, tracer *tracing.Trac
 		t.closers = append(t.closers, func() { rdb.Close() })
 		ly.l2 = cache.NewL2Store(rdb, cache.L2Config{
 			Prefix: c.RedisPrefix, TTL: c.L2TTL, NegativeTTL: c.L2NegativeTTL, Timeout: c.RedisTimeout,
-			Invalidations: inv,
+			Jitter: c.TTLJitter, Invalidations: inv,
 		}, log, reg)
 		if inv != nil {
 			deps.Markers = ly.l2
@@ -381,7 +381,7 @@ func newTiers(c serveConfig, pol *policy.Policy, db *pg.DB, tracer *tracing.Trac
 	}
 	if ly.l1, err = cache.NewL1Store(cache.L1Config{
 		TTL: c.L1TTL, NegativeTTL: c.L1NegativeTTL, MaxBytes: c.L1MaxBytes, LoadTimeout: c.LoadTimeout,
-		Invalidations: inv,
+		Jitter: c.TTLJitter, Invalidations: inv,
 	}, reg); err != nil {
 		return t, err
 	}
