@@ -27,6 +27,7 @@ import (
 	_ "embed"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -78,6 +79,8 @@ type Database struct {
 	URL     string
 	Layout  Layout
 	Without []Part
+
+	adminURL, name string // set by Create, for Drop
 }
 
 // NewDatabase creates a database for t with Better Auth's schema (Plural,
@@ -175,19 +178,75 @@ func execSQL(t testing.TB, databaseURL, sql string) {
 }
 
 // create makes a database from layout's template, or an empty one when
-// layout is nil.
+// layout is nil, and drops it when t finishes.
 func create(t testing.TB, layout *Layout) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	adminURL, dbURL, name, err := createDB(ctx, layout)
+	if u, ok := errors.AsType[*unreachableError](err); ok {
+		unreachable(t, adminURL, u.err)
+	}
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := drop(adminURL, name); err != nil {
+			t.Errorf("pgtest: %v", err)
+		}
+	})
+	return dbURL
+}
 
-	adminURL := os.Getenv(EnvURL)
+// unreachableError is a server that does not answer.
+type unreachableError struct {
+	adminURL string
+	err      error
+}
+
+func (e *unreachableError) Error() string {
+	return fmt.Sprintf("PostgreSQL unreachable at %s (set %s): %v", redact(e.adminURL), EnvURL, e.err)
+}
+
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// Create is NewDatabaseWith for a driver that is not a test (bench/fleet):
+// it returns an error instead of failing a test, and the caller drops the
+// database with Drop.
+func Create(ctx context.Context, o Options) (*Database, error) {
+	if o.Layout.name == "" {
+		o.Layout = Plural
+	}
+	if len(o.Without) > 0 {
+		return nil, errors.New("pgtest: Create: Without is only for tests (NewDatabaseWith)")
+	}
+	d := &Database{Layout: o.Layout}
+	var err error
+	d.adminURL, d.URL, d.name, err = createDB(ctx, &o.Layout)
+	if err != nil {
+		return nil, fmt.Errorf("pgtest: %w", err)
+	}
+	return d, nil
+}
+
+// Drop drops a database made by Create, ending its connections.
+func (d *Database) Drop() error { return drop(d.adminURL, d.name) }
+
+// Name is the database's name (in pg_stat_database and pg_stat_activity).
+func (d *Database) Name() string { return d.name }
+
+// createDB makes a database from layout's template, or an empty one when
+// layout is nil, on the server of EnvURL, and returns that server's URL,
+// the new database's URL and name. An *unreachableError means the server
+// did not answer.
+func createDB(ctx context.Context, layout *Layout) (adminURL, dbURL, name string, err error) {
+	adminURL = os.Getenv(EnvURL)
 	if adminURL == "" {
 		adminURL = DefaultURL
 	}
 	admin, err := connect(ctx, adminURL)
 	if err != nil {
-		unreachable(t, adminURL, err)
+		return adminURL, "", "", &unreachableError{adminURL: adminURL, err: err}
 	}
 	defer admin.Close(context.Background())
 
@@ -199,22 +258,19 @@ func create(t testing.TB, layout *Layout) string {
 			tmpl.name, tmpl.err = ensureTemplate(ctx, admin, adminURL, buildSQL(*layout))
 		})
 		if tmpl.err != nil {
-			t.Fatalf("pgtest: %s template database: %v", layout.name, tmpl.err)
+			return adminURL, "", "", fmt.Errorf("%s template database: %w", layout.name, tmpl.err)
 		}
 		template = tmpl.name
 	}
 
-	name := fmt.Sprintf("authz_test_%d_%d_%s", os.Getpid(), dbCounter.Add(1), randomHex(4))
+	name = fmt.Sprintf("authz_test_%d_%d_%s", os.Getpid(), dbCounter.Add(1), randomHex(4))
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+quote(name)+" TEMPLATE "+quote(template)); err != nil {
-		t.Fatalf("pgtest: create database %s: %v", name, err)
+		return adminURL, "", "", fmt.Errorf("create database %s: %w", name, err)
 	}
-	t.Cleanup(func() { dropDatabase(t, adminURL, name) })
-
-	dbURL, err := withDatabase(adminURL, name)
-	if err != nil {
-		t.Fatalf("pgtest: %v", err)
+	if dbURL, err = withDatabase(adminURL, name); err != nil {
+		return adminURL, "", "", errors.Join(err, drop(adminURL, name))
 	}
-	return dbURL
+	return adminURL, dbURL, name, nil
 }
 
 // unreachable skips t, or fails it on CI where a missing service is a broken
@@ -296,18 +352,19 @@ func ensureTemplate(ctx context.Context, admin *pgx.Conn, adminURL, buildSQL str
 	return name, nil
 }
 
-func dropDatabase(t testing.TB, adminURL, name string) {
+// drop drops database name, ending its connections.
+func drop(adminURL, name string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	admin, err := connect(ctx, adminURL)
 	if err != nil {
-		t.Errorf("pgtest: drop database %s: %v", name, err)
-		return
+		return fmt.Errorf("drop database %s: %w", name, err)
 	}
 	defer admin.Close(context.Background())
 	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+quote(name)+" WITH (FORCE)"); err != nil {
-		t.Errorf("pgtest: drop database %s: %v", name, err)
+		return fmt.Errorf("drop database %s: %w", name, err)
 	}
+	return nil
 }
 
 func connect(ctx context.Context, connURL string) (*pgx.Conn, error) {

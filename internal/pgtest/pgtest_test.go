@@ -2,6 +2,7 @@ package pgtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -340,5 +341,41 @@ func TestNewPgBouncer(t *testing.T) {
 	want := dbURL[strings.LastIndex(dbURL, "/")+1:strings.Index(dbURL, "?")] + "|on"
 	if got != want {
 		t.Errorf("through pgbouncer: %q, want %q", got, want)
+	}
+}
+
+// Create and Copy serve drivers that are not tests: a database from the
+// template, rows in bulk in its layout, and Drop.
+func TestCreateCopyDrop(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	d, err := Create(ctx, Options{Layout: Custom})
+	if u, ok := errors.AsType[*unreachableError](err); ok {
+		unreachable(t, u.adminURL, u.err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped := false
+	t.Cleanup(func() {
+		if !dropped {
+			d.Drop()
+		}
+	})
+	rows := [][]any{{"u1", "One", "u1@example.test", false}, {"u2", "Two", "u2@example.test", true}}
+	if err := d.Copy(ctx, "user", []string{"id", "name", "email", "emailVerified"}, rows); err != nil {
+		t.Fatal(err)
+	}
+	s := d.Seeder(t)
+	if n := s.Int(t, "SELECT count(*) FROM "+s.L.T("user")+" WHERE "+s.L.C("user", "emailVerified")); n != 1 {
+		t.Errorf("%d verified users, want 1", n)
+	}
+	if err := d.Drop(); err != nil {
+		t.Fatal(err)
+	}
+	dropped = true
+	admin := NewSeeder(t, NewDatabase(t))
+	if n := admin.Int(t, "SELECT count(*) FROM pg_database WHERE datname = $1", d.Name()); n != 0 {
+		t.Errorf("database %s still exists after Drop", d.Name())
 	}
 }

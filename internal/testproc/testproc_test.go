@@ -322,3 +322,36 @@ func TestStartSidecarRefusesHiddenServingLine(t *testing.T) {
 		}
 	}
 }
+
+func TestParseMetrics(t *testing.T) {
+	t.Parallel()
+	text := `# HELP authz_cache_lookups_total Cache lookups.
+# TYPE authz_cache_lookups_total counter
+authz_cache_lookups_total{kind="access",result="hit",tier="l1"} 7
+authz_cache_lookups_total{kind="access",result="miss",tier="l1"} 3
+authz_cache_lookups_total{kind="session_token",result="hit",tier="l1"} 5
+authz_cache_lookups_total_other 100
+up 1
+`
+	m, err := ParseMetrics(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		metric string
+		labels []string
+		want   float64
+	}{
+		{"all series of a metric", "authz_cache_lookups_total", nil, 15},
+		{"by labels", "authz_cache_lookups_total", []string{`tier="l1"`, `kind="access"`}, 10},
+		{"one series", "authz_cache_lookups_total", []string{`kind="access"`, `result="hit"`}, 7},
+		{"no labels", "up", nil, 1},
+		{"absent", "nope", nil, 0},
+	}
+	for _, tt := range tests {
+		if got := m.Sum(tt.metric, tt.labels...); got != tt.want {
+			t.Errorf("%s: Sum = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
