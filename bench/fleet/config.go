@@ -41,7 +41,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		Sample:    2 * time.Second,
 		Users:     20_000,
 		Orgs:      500,
-		PGConns:   4,
+		PGConns:   1, // the machine's PostgreSQL is shared: 40 × the default 4 would not fit
 		PGReserve: 30,
 		Timeout:   15 * time.Minute,
 	}

@@ -31,7 +31,7 @@
 // Tunables (environment): FLEET_SIDECARS (40), FLEET_RATE (800),
 // FLEET_DURATION (20s per load phase), FLEET_IDLE (2m30s; 0 skips),
 // FLEET_SAMPLE (2s), FLEET_USERS (20000), FLEET_ORGS (500),
-// FLEET_PG_MAX_CONNS (4, the sidecar's default), FLEET_PG_RESERVE (30
+// FLEET_PG_MAX_CONNS (1; the sidecar's default is 4), FLEET_PG_RESERVE (30
 // connections left to others), FLEET_L1_TTL and FLEET_L2_TTL (the
 // sidecar's defaults), FLEET_REDIS_URL, FLEET_TIMEOUT (15m);
 // AUTHZ_TEST_DATABASE_URL names the server, as for the tests.
