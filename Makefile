@@ -110,7 +110,7 @@ soak: services
 # restart and an idle spell. Prints PostgreSQL connections and
 # transactions/s, Redis commands/s, the share of lookups answered by L1, L2
 # and PostgreSQL over time, and what 1000 sidecars would cost
-# (docs/fleet.md). FLEET_RATE (800), FLEET_DURATION (20s), FLEET_IDLE
+# (docs/fleet.md). FLEET_RATE (400), FLEET_DURATION (20s), FLEET_IDLE
 # (2m30s), FLEET_PG_MAX_CONNS (1), FLEET_USERS, FLEET_ORGS override; see
 # bench/fleet/main.go.
 fleet: services

@@ -35,7 +35,7 @@ type config struct {
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	c := config{
 		Sidecars:  40,
-		Rate:      800,
+		Rate:      400,
 		Duration:  20 * time.Second,
 		Idle:      150 * time.Second,
 		Sample:    2 * time.Second,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -159,25 +160,25 @@ func (f *fleet) kill() {
 // logs says where the sidecars' logs are.
 func (f *fleet) logs() string { return filepath.Join(f.logDir, "sidecar-*.log") }
 
-// warnings counts the warn and error lines of every sidecar's log.
-func (f *fleet) warnings() (n int, first string) {
+// warnings counts the warn and error lines of every sidecar's log by
+// message.
+func (f *fleet) warnings() map[string]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	out := map[string]int{}
 	for _, m := range f.members {
 		b, err := os.ReadFile(m.sc.Proc.LogPath())
 		if err != nil {
 			continue
 		}
 		for line := range strings.SplitSeq(string(b), "\n") {
-			if strings.Contains(line, `"level":"warn"`) || strings.Contains(line, `"level":"error"`) {
-				n++
-				if first == "" {
-					first = line
-				}
+			var l struct{ Level, Msg string }
+			if json.Unmarshal([]byte(line), &l) == nil && (l.Level == "warn" || l.Level == "error") {
+				out[l.Msg]++
 			}
 		}
 	}
-	return n, first
+	return out
 }
 
 // Invoke sends a call to the next sidecar in service (round robin), so

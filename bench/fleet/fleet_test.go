@@ -54,7 +54,7 @@ func TestFleetTiny(t *testing.T) {
 	}
 	out := stdout.String()
 	for _, want := range []string{"Over time:", "Per phase:", "start", "cold", "steady", "rolling", "full restart",
-		"after restart", "idle", " 0 wrong.", "1000 sidecars at", "3 sidecars replaced one by one"} {
+		"after restart", "idle", " 0 wrong,", "1000 sidecars at", "3 sidecars replaced one by one"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}

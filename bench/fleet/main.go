@@ -28,7 +28,7 @@
 // per-sidecar load; docs/fleet.md explains it. A wrong answer fails the
 // run.
 //
-// Tunables (environment): FLEET_SIDECARS (40), FLEET_RATE (800),
+// Tunables (environment): FLEET_SIDECARS (40), FLEET_RATE (400),
 // FLEET_DURATION (20s per load phase), FLEET_IDLE (2m30s; 0 skips),
 // FLEET_SAMPLE (2s), FLEET_USERS (20000), FLEET_ORGS (500),
 // FLEET_PG_MAX_CONNS (1; the sidecar's default is 4), FLEET_PG_RESERVE (30
@@ -296,8 +296,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	warnings, firstWarn := f.warnings()
-	r := &report{cfg: cfg, phases: phases, samples: smp.all(), stmts: smp.stmts, warnings: warnings, firstWarn: firstWarn,
+	r := &report{cfg: cfg, phases: phases, samples: smp.all(), stmts: smp.stmts, warnings: f.warnings(),
 		elapsed: time.Since(began), pgVersion: serverVersion(ctx, adminURL), keys: distinct}
 	r.print(stdout)
 	if n := r.wrong(); n > 0 {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"runtime"
 	"slices"
 	"time"
@@ -20,6 +21,11 @@ type phaseResult struct {
 	checked  uint64 // answers checked against the expected allow or deny
 	allowed  uint64 // of which allows
 	denied   uint64 // of which denies as expected
+	// unavail are 503 answers (the check's deadline passed, the sidecar
+	// failed closed): not what was expected, but not wrong either.
+	unavail uint64
+	// wrong are answers that contradict the expected one: an allow for a
+	// deny, a deny for an allow, 401 for 403, a gRPC error.
 	wrong    uint64
 	late     uint64
 	first    string
@@ -30,12 +36,13 @@ type phaseResult struct {
 func (p *phaseResult) add(r *loadgen.Result) {
 	p.loaded = true
 	p.sent += r.Sent
-	p.wrong += r.Failures()
+	p.wrong += r.Failures() - r.Unavailable
+	p.unavail += r.Unavailable
 	p.denied += r.DeniedAsWanted
 	p.allowed += r.Sent - r.Failures() - r.DeniedAsWanted
 	p.checked += r.Sent
 	p.late += r.Late
-	if p.first == "" {
+	if p.first == "" && r.Failures() > r.Unavailable {
 		p.first = r.FirstFailure
 	}
 	p.lats = append(p.lats, r.Latencies...)
@@ -48,8 +55,7 @@ type report struct {
 	phases    []phaseResult
 	samples   []sample
 	stmts     bool
-	warnings  int
-	firstWarn string
+	warnings  map[string]int // sidecar log warnings by message
 	elapsed   time.Duration
 	pgVersion string
 	keys      int // distinct permission-set keys the checks ask for
@@ -58,6 +64,13 @@ type report struct {
 func (r *report) wrong() (n uint64) {
 	for _, p := range r.phases {
 		n += p.wrong
+	}
+	return n
+}
+
+func (r *report) unavailable() (n uint64) {
+	for _, p := range r.phases {
+		n += p.unavail
 	}
 	return n
 }
@@ -137,8 +150,8 @@ func (r *report) print(w io.Writer) {
 	}
 
 	fmt.Fprintln(w, "\nPer phase:")
-	fmt.Fprintf(w, "%-13s %6s %8s %8s %6s %8s %8s %6s %6s %6s %8s %9s %10s %9s %9s\n",
-		"phase", "secs", "checks", "allow", "wrong", "p50", "p99", "L1", "L2", "PG", "PG loads", "pg xact/s", "peak conns", "redis/s", "clients")
+	fmt.Fprintf(w, "%-13s %6s %8s %8s %6s %6s %8s %8s %6s %6s %6s %8s %9s %10s %9s %9s\n",
+		"phase", "secs", "checks", "allow", "503", "wrong", "p50", "p99", "L1", "L2", "PG", "PG loads", "pg xact/s", "peak conns", "redis/s", "clients")
 	for _, p := range r.phases {
 		s := r.stats(p.name)
 		l1, l2, pg := s.tiers.shares()
@@ -155,8 +168,8 @@ func (r *report) print(w io.Writer) {
 		if p.checked > 0 {
 			allow = pct(float64(p.allowed) / float64(p.checked))
 		}
-		fmt.Fprintf(w, "%-13s %6.1f %8d %8s %6d %8s %8s %6s %6s %6s %8.0f %9.1f %10d %9.0f %9d\n",
-			p.name, (p.to - p.from).Seconds(), p.checked, allow, p.wrong, p50, p99, pct(l1), pct(l2), pct(pg),
+		fmt.Fprintf(w, "%-13s %6.1f %8d %8s %6d %6d %8s %8s %6s %6s %6s %8.0f %9.1f %10d %9.0f %9d\n",
+			p.name, (p.to - p.from).Seconds(), p.checked, allow, p.unavail, p.wrong, p50, p99, pct(l1), pct(l2), pct(pg),
 			s.tiers.l2Miss, rate(x, s.dt), s.peakConns, rate(s.redisCmds, s.dt), s.peakRedisConn)
 		if p.note != "" || p.late > 0 {
 			fmt.Fprintf(w, "%-13s   %s", "", p.note)
@@ -166,13 +179,17 @@ func (r *report) print(w io.Writer) {
 			fmt.Fprintln(w)
 		}
 	}
-	fmt.Fprintf(w, "\nAnswers: %d checked against the expected allow or deny, %d wrong.", r.checked(), r.wrong())
+	fmt.Fprintf(w, "\nAnswers: %d checked against the expected allow or deny, %d wrong, %d unavailable (503: the check's deadline passed, failed closed).",
+		r.checked(), r.wrong(), r.unavailable())
 	if r.wrong() > 0 {
 		fmt.Fprintf(w, " First: %s", r.firstWrong())
 	}
-	fmt.Fprintf(w, "\nSidecar log warnings: %d", r.warnings)
-	if r.firstWarn != "" {
-		fmt.Fprintf(w, " (first: %s)", truncate(r.firstWarn, 200))
+	fmt.Fprintf(w, "\nSidecar log warnings:")
+	if len(r.warnings) == 0 {
+		fmt.Fprint(w, " none")
+	}
+	for _, msg := range slices.Sorted(maps.Keys(r.warnings)) {
+		fmt.Fprintf(w, " %q ×%d;", truncate(msg, 100), r.warnings[msg])
 	}
 	fmt.Fprintln(w)
 	r.printEstimate(w, 1000)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -694,8 +695,8 @@ func supports(f pg.Features, pol *policy.Policy) error {
 
 // watch keeps gRPC health in step with readiness: SERVING once everything
 // is ready, NOT_SERVING while something is not. It checks every 100ms
-// until ready, then every 5s (a fleet of sidecars must not ping the
-// database often).
+// until ready, then every 4 to 5s, at random (a fleet of sidecars must not
+// ping the database often, nor all at once when they started together).
 func (r *readiness) watch(ctx context.Context, h *health.Server, log *zap.Logger) {
 	const fast, slow = 100 * time.Millisecond, 5 * time.Second
 	t := time.NewTimer(0)
@@ -721,7 +722,7 @@ func (r *readiness) watch(ctx context.Context, h *health.Server, log *zap.Logger
 			serving, lastCause = false, err.Error()
 		}
 		if serving {
-			t.Reset(slow)
+			t.Reset(slow - rand.N(slow/5))
 		} else {
 			t.Reset(fast)
 		}
