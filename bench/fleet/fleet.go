@@ -22,8 +22,11 @@ import (
 
 // member is one running sidecar of the fleet.
 type member struct {
-	sc       *testproc.Sidecar
-	inflight atomic.Int64 // checks sent through the router and not yet answered
+	sc *testproc.Sidecar
+	// mu is read-held by every check sent through the router until its
+	// answer; retiring takes it, so no check is cut by the stop.
+	mu      sync.RWMutex
+	retired bool // guarded by mu
 	// last are the counters of its previous scrape (zero for a new
 	// process), so a restart does not read as a negative rate.
 	last counters
@@ -96,12 +99,9 @@ func (f *fleet) inService() []*member {
 // stops it (SIGTERM: it drains).
 func (f *fleet) retire(m *member) {
 	f.setLive(slices.DeleteFunc(slices.Clone(f.inService()), func(x *member) bool { return x == m }))
-	// A check that picked m just before may not have counted itself yet.
-	time.Sleep(20 * time.Millisecond)
-	deadline := time.Now().Add(stopGrace)
-	for m.inflight.Load() > 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	m.mu.Lock()
+	m.retired = true
+	m.mu.Unlock()
 	m.sc.Stop(stopGrace)
 }
 
@@ -112,10 +112,9 @@ func (f *fleet) stopAll() {
 	var wg sync.WaitGroup
 	for _, m := range ms {
 		wg.Go(func() {
-			time.Sleep(20 * time.Millisecond)
-			for m.inflight.Load() > 0 {
-				time.Sleep(5 * time.Millisecond)
-			}
+			m.mu.Lock()
+			m.retired = true
+			m.mu.Unlock()
 			m.sc.Stop(stopGrace)
 		})
 	}
@@ -184,14 +183,21 @@ func (f *fleet) warnings() map[string]int {
 // Invoke sends a call to the next sidecar in service (round robin), so
 // the fleet is one grpc.ClientConnInterface to the load generator.
 func (f *fleet) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
-	live := f.inService()
-	if len(live) == 0 {
-		return status.Error(codes.Unavailable, "fleet: no sidecar in service")
+	for {
+		live := f.inService()
+		if len(live) == 0 {
+			return status.Error(codes.Unavailable, "fleet: no sidecar in service")
+		}
+		m := live[f.next.Add(1)%uint64(len(live))]
+		m.mu.RLock()
+		if m.retired { // taken out of service since the choice: choose again
+			m.mu.RUnlock()
+			continue
+		}
+		err := m.sc.Conn.Invoke(ctx, method, args, reply, opts...)
+		m.mu.RUnlock()
+		return err
 	}
-	m := live[f.next.Add(1)%uint64(len(live))]
-	m.inflight.Add(1)
-	defer m.inflight.Add(-1)
-	return m.sc.Conn.Invoke(ctx, method, args, reply, opts...)
 }
 
 // NewStream is not used by the load generator.

@@ -30,10 +30,11 @@
 //
 // Tunables (environment): FLEET_SIDECARS (40), FLEET_RATE (400),
 // FLEET_DURATION (20s per load phase), FLEET_IDLE (2m30s; 0 skips),
-// FLEET_SAMPLE (2s), FLEET_USERS (20000), FLEET_ORGS (500),
+// FLEET_SAMPLE (2s), FLEET_USERS (3000), FLEET_ORGS (150),
 // FLEET_PG_MAX_CONNS (1; the sidecar's default is 4), FLEET_PG_RESERVE (30
 // connections left to others), FLEET_L1_TTL and FLEET_L2_TTL (the
-// sidecar's defaults), FLEET_REDIS_URL, FLEET_TIMEOUT (15m);
+// sidecar's defaults), FLEET_REDIS_TIMEOUT (the sidecar's --redis-timeout,
+// 25ms), FLEET_REDIS_URL, FLEET_TIMEOUT (15m);
 // AUTHZ_TEST_DATABASE_URL names the server, as for the tests.
 package main
 
@@ -170,6 +171,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if cfg.L2TTL != "" {
 		sidecarArgs = append(sidecarArgs, "--l2-ttl", cfg.L2TTL)
+	}
+	if cfg.RedisTimeout != "" {
+		sidecarArgs = append(sidecarArgs, "--redis-timeout", cfg.RedisTimeout)
 	}
 	f := &fleet{bin: bin, dir: work, logDir: work, args: sidecarArgs}
 	defer f.kill()

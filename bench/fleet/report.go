@@ -42,8 +42,8 @@ func (p *phaseResult) add(r *loadgen.Result) {
 	p.allowed += r.Sent - r.Failures() - r.DeniedAsWanted
 	p.checked += r.Sent
 	p.late += r.Late
-	if p.first == "" && r.Failures() > r.Unavailable {
-		p.first = r.FirstFailure
+	if p.first == "" {
+		p.first = r.FirstWrong
 	}
 	p.lats = append(p.lats, r.Latencies...)
 	p.measured += r.Elapsed
@@ -237,14 +237,17 @@ func (r *report) printEstimate(w io.Writer, n int) {
 }
 
 func ttlNote(c config) string {
-	l1, l2 := c.L1TTL, c.L2TTL
+	l1, l2, rt := c.L1TTL, c.L2TTL, c.RedisTimeout
 	if l1 == "" {
 		l1 = "30s"
 	}
 	if l2 == "" {
 		l2 = "5m"
 	}
-	return fmt.Sprintf("--l1-ttl %s, --l2-ttl %s", l1, l2)
+	if rt == "" {
+		rt = "25ms"
+	}
+	return fmt.Sprintf("--l1-ttl %s, --l2-ttl %s, --redis-timeout %s", l1, l2, rt)
 }
 
 func sortDurations(d []time.Duration) []time.Duration {

@@ -134,8 +134,9 @@ type Result struct {
 	DeniedAsWanted, Mismatched uint64
 	// Exhausted is true when the source ran out before the window ended.
 	Exhausted bool
-	// FirstFailure describes the first failure, for the report.
-	FirstFailure string
+	// FirstFailure describes the first failure, for the report;
+	// FirstWrong the first that was not a 503 (UNAVAILABLE) answer.
+	FirstFailure, FirstWrong string
 }
 
 // Failures is the number of answers that were not the expected allow.
@@ -172,7 +173,7 @@ type generator struct {
 	denied, errs, wrong, exhausted atomic.Uint64
 	unavailable                    atomic.Uint64
 	deniedAsWanted, mismatched     atomic.Uint64
-	first                          atomic.Pointer[string]
+	first, firstWrong              atomic.Pointer[string]
 
 	start, measureFrom, end time.Time
 }
@@ -232,6 +233,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if p := g.first.Load(); p != nil {
 		r.FirstFailure = *p
+	}
+	if p := g.firstWrong.Load(); p != nil {
+		r.FirstWrong = *p
 	}
 	if float64(r.Late) > MaxLateShare*float64(r.Sent) {
 		return r, fmt.Errorf("%w: %d of %d requests late at %.0f req/s (all %d slots in flight; at most %.0f%% allowed)",
@@ -374,10 +378,9 @@ func (g *generator) call(ctx context.Context, conn grpc.ClientConnInterface, i u
 		if ctx.Err() == nil {
 			g.fail(&g.errs, fmt.Sprintf("request %d: gRPC error: %v", i, err))
 		}
+	case resp.GetStatus().GetCode() == int32(rpccode.Code_UNAVAILABLE):
+		g.failUnavailable(&g.denied, fmt.Sprintf("request %d: %s", i, describeDenial(resp)))
 	case resp.GetStatus().GetCode() != int32(rpccode.Code_OK):
-		if resp.GetStatus().GetCode() == int32(rpccode.Code_UNAVAILABLE) {
-			g.unavailable.Add(1)
-		}
 		g.fail(&g.denied, fmt.Sprintf("request %d: %s", i, describeDenial(resp)))
 	case g.cfg.CheckIdentity && req.UserID != "" && okHeader(resp, headerUserID) != req.UserID:
 		g.fail(&g.wrong, fmt.Sprintf("request %d: allowed with %s %q, want %q",
@@ -398,16 +401,23 @@ func (g *generator) checkDeny(ctx context.Context, i uint64, want int, resp *aut
 		g.fail(&g.mismatched, fmt.Sprintf("request %d: allowed, want HTTP %d", i, want))
 	case int(resp.GetDeniedResponse().GetStatus().GetCode()) == want:
 		g.deniedAsWanted.Add(1)
+	case resp.GetStatus().GetCode() == int32(rpccode.Code_UNAVAILABLE):
+		g.failUnavailable(&g.mismatched, fmt.Sprintf("request %d: %s, want HTTP %d", i, describeDenial(resp), want))
 	default:
-		if resp.GetStatus().GetCode() == int32(rpccode.Code_UNAVAILABLE) {
-			g.unavailable.Add(1)
-		}
 		g.fail(&g.mismatched, fmt.Sprintf("request %d: %s, want HTTP %d", i, describeDenial(resp), want))
 	}
 }
 
 func (g *generator) fail(counter *atomic.Uint64, msg string) {
 	counter.Add(1)
+	g.first.CompareAndSwap(nil, &msg)
+	g.firstWrong.CompareAndSwap(nil, &msg)
+}
+
+// failUnavailable is fail for a 503 answer, which is not a wrong one.
+func (g *generator) failUnavailable(counter *atomic.Uint64, msg string) {
+	counter.Add(1)
+	g.unavailable.Add(1)
 	g.first.CompareAndSwap(nil, &msg)
 }
 
