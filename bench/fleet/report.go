@@ -215,7 +215,7 @@ func (r *report) printEstimate(w io.Writer, n int) {
 		per(float64(peak)), c.PGConns, scale*per(float64(peak)))
 	fmt.Fprintf(w, "    under load %.2f per sidecar → %.0f", per(float64(steady.endConns)), scale*per(float64(steady.endConns)))
 	if idle.dt > 0 {
-		fmt.Fprintf(w, "; idle %.2f per sidecar → %.0f (the 5 s readiness check keeps one open)", per(float64(idle.endConns)), scale*per(float64(idle.endConns)))
+		fmt.Fprintf(w, "; idle %.2f per sidecar → %.0f (the readiness check, every 4-5 s, keeps one open)", per(float64(idle.endConns)), scale*per(float64(idle.endConns)))
 	}
 	fmt.Fprintf(w, ".\n    Behind PgBouncer (transaction mode) the server sees its pool instead, e.g. 20-50.\n")
 	if idle.dt > 0 {
