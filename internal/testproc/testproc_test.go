@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -352,6 +353,37 @@ up 1
 	for _, tt := range tests {
 		if got := m.Sum(tt.metric, tt.labels...); got != tt.want {
 			t.Errorf("%s: Sum = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// A child outlives the thread that forked it: the kernel's Pdeathsig
+// follows the forking thread, and the runtime ends a thread whose
+// goroutine locked it and returned (as bench/loadgen's scheduler does),
+// whichever goroutine had forked a child on it before.
+func TestChildOutlivesForkingThread(t *testing.T) {
+	t.Parallel()
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep binary")
+	}
+	var ps []*Process
+	for i := range 8 {
+		ps = append(ps, StartT(t, Spec{Name: fmt.Sprintf("sleeper-%d", i), Bin: sleep, Args: []string{"60"}}))
+		time.Sleep(5 * time.Millisecond) // let the forks land on different threads
+	}
+	for range 100 {
+		done := make(chan struct{})
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+			time.Sleep(time.Millisecond)
+			close(done)
+		}()
+		<-done
+	}
+	for _, p := range ps {
+		if state, exited := p.Wait(50 * time.Millisecond); exited {
+			t.Fatalf("%s died with the thread that forked it: %v", p.Name(), state)
 		}
 	}
 }
