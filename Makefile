@@ -9,7 +9,7 @@ PKGS     := ./...
 CHECK_PKGS = $(shell $(GO) list ./... | grep -v -e /test/ -e /deploy)
 FUZZTIME ?= 20s
 
-.PHONY: all build docs test check e2e demo bench fuzz lint setup services betterauth clean compose-check image soak loadtest envoy-routes
+.PHONY: all build docs test check e2e demo bench fuzz lint setup services betterauth clean compose-check image soak loadtest envoy-routes fleet
 
 all: build
 
@@ -102,6 +102,19 @@ loadtest: services betterauth
 # fails on any wrong decision. SOAK_RATE / SOAK_DURATION override.
 soak: services
 	@bash scripts/soak.sh
+
+# Fleet simulation, not part of `make test` (go test runs a 3-sidecar
+# version): FLEET_SIDECARS (40) sidecars started at once, cold, against one
+# PostgreSQL and one Redis, under a fixed-rate mix of users and
+# organizations with every answer checked; then a rolling and a full
+# restart and an idle spell. Prints PostgreSQL connections and
+# transactions/s, Redis commands/s, the share of lookups answered by L1, L2
+# and PostgreSQL over time, and what 1000 sidecars would cost
+# (docs/fleet.md). FLEET_RATE (400), FLEET_DURATION (20s), FLEET_IDLE
+# (2m30s), FLEET_PG_MAX_CONNS (1), FLEET_USERS, FLEET_ORGS override; see
+# bench/fleet/main.go.
+fleet: services
+	$(GO) run ./bench/fleet
 
 # Validates docker-compose.yml with a real Compose parser (setup installs Debian's docker-compose).
 compose-check: setup

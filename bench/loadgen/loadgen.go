@@ -1,6 +1,6 @@
 // Package loadgen drives an Envoy ext_authz Check server and summarises
 // what it saw: exact latency percentiles, throughput and every answer that
-// was not the expected allow. The benchmark driver (bench/authzbench) runs
+// was not the expected one (an allow, or the deny a Request names). The benchmark driver (bench/authzbench) runs
 // the same generator, with the same requests, against the do-nothing server
 // and the real sidecar, so their ratio is the sidecar's own cost.
 //
@@ -40,6 +40,9 @@ type Request struct {
 	// UserID, when set and Config.CheckIdentity is on, is the user the
 	// allow must name in x-auth-user-id.
 	UserID string
+	// WantDeny, when set, is the HTTP status (401, 403, ...) the answer
+	// must deny with; zero means the answer must be an allow.
+	WantDeny int
 }
 
 // Source returns request i of a run (i counts from 0 across all workers),
@@ -121,17 +124,23 @@ type Result struct {
 	// WrongIdentity allows naming another user (or none). All in every
 	// phase.
 	Denied, Errors, WrongIdentity uint64
-	// Unavailable is the part of Denied that said UNAVAILABLE (HTTP 503:
-	// the answer was unknown, e.g. a timed-out lookup), rather than no.
+	// Unavailable is the part of Denied (or of Mismatched) that said
+	// UNAVAILABLE (HTTP 503: the answer was unknown, e.g. a timed-out
+	// lookup), rather than no.
 	Unavailable uint64
+	// DeniedAsWanted counts denies of requests with WantDeny, with that
+	// status; Mismatched those requests' other answers (an allow, another
+	// status, a gRPC error).
+	DeniedAsWanted, Mismatched uint64
 	// Exhausted is true when the source ran out before the window ended.
 	Exhausted bool
-	// FirstFailure describes the first failure, for the report.
-	FirstFailure string
+	// FirstFailure describes the first failure, for the report;
+	// FirstWrong the first that was not a 503 (UNAVAILABLE) answer.
+	FirstFailure, FirstWrong string
 }
 
 // Failures is the number of answers that were not the expected allow.
-func (r *Result) Failures() uint64 { return r.Denied + r.Errors + r.WrongIdentity }
+func (r *Result) Failures() uint64 { return r.Denied + r.Errors + r.WrongIdentity + r.Mismatched }
 
 const (
 	headerUserID = "x-auth-user-id"
@@ -163,7 +172,8 @@ type generator struct {
 	next, sent, late               atomic.Uint64
 	denied, errs, wrong, exhausted atomic.Uint64
 	unavailable                    atomic.Uint64
-	first                          atomic.Pointer[string]
+	deniedAsWanted, mismatched     atomic.Uint64
+	first, firstWrong              atomic.Pointer[string]
 
 	start, measureFrom, end time.Time
 }
@@ -206,21 +216,26 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("loadgen: run interrupted: %w", err)
 	}
 	r := &Result{
-		Latencies:     merge(lats),
-		Elapsed:       max(stopped.Sub(g.measureFrom), 0),
-		Sent:          g.sent.Load(),
-		Late:          g.late.Load(),
-		Denied:        g.denied.Load(),
-		Errors:        g.errs.Load(),
-		WrongIdentity: g.wrong.Load(),
-		Unavailable:   g.unavailable.Load(),
-		Exhausted:     g.exhausted.Load() == 1,
+		Latencies:      merge(lats),
+		Elapsed:        max(stopped.Sub(g.measureFrom), 0),
+		Sent:           g.sent.Load(),
+		Late:           g.late.Load(),
+		Denied:         g.denied.Load(),
+		Errors:         g.errs.Load(),
+		WrongIdentity:  g.wrong.Load(),
+		Unavailable:    g.unavailable.Load(),
+		DeniedAsWanted: g.deniedAsWanted.Load(),
+		Mismatched:     g.mismatched.Load(),
+		Exhausted:      g.exhausted.Load() == 1,
 	}
 	if lags != nil {
 		r.SendLags = merge(lags)
 	}
 	if p := g.first.Load(); p != nil {
 		r.FirstFailure = *p
+	}
+	if p := g.firstWrong.Load(); p != nil {
+		r.FirstWrong = *p
 	}
 	if float64(r.Late) > MaxLateShare*float64(r.Sent) {
 		return r, fmt.Errorf("%w: %d of %d requests late at %.0f req/s (all %d slots in flight; at most %.0f%% allowed)",
@@ -354,15 +369,18 @@ func (g *generator) call(ctx context.Context, conn grpc.ClientConnInterface, i u
 	resp := new(authv3.CheckResponse)
 	err := conn.Invoke(cctx, checkMethod, frame(req.Frame), resp, grpc.ForceCodecV2(g.codec))
 	done := time.Now()
+	if req.WantDeny != 0 {
+		g.checkDeny(ctx, i, req.WantDeny, resp, err)
+		return done
+	}
 	switch {
 	case err != nil:
 		if ctx.Err() == nil {
 			g.fail(&g.errs, fmt.Sprintf("request %d: gRPC error: %v", i, err))
 		}
+	case resp.GetStatus().GetCode() == int32(rpccode.Code_UNAVAILABLE):
+		g.failUnavailable(&g.denied, fmt.Sprintf("request %d: %s", i, describeDenial(resp)))
 	case resp.GetStatus().GetCode() != int32(rpccode.Code_OK):
-		if resp.GetStatus().GetCode() == int32(rpccode.Code_UNAVAILABLE) {
-			g.unavailable.Add(1)
-		}
 		g.fail(&g.denied, fmt.Sprintf("request %d: %s", i, describeDenial(resp)))
 	case g.cfg.CheckIdentity && req.UserID != "" && okHeader(resp, headerUserID) != req.UserID:
 		g.fail(&g.wrong, fmt.Sprintf("request %d: allowed with %s %q, want %q",
@@ -371,8 +389,35 @@ func (g *generator) call(ctx context.Context, conn grpc.ClientConnInterface, i u
 	return done
 }
 
+// checkDeny counts the answer to request i, which must deny with status
+// want.
+func (g *generator) checkDeny(ctx context.Context, i uint64, want int, resp *authv3.CheckResponse, err error) {
+	switch {
+	case err != nil:
+		if ctx.Err() == nil {
+			g.fail(&g.mismatched, fmt.Sprintf("request %d: gRPC error: %v, want HTTP %d", i, err, want))
+		}
+	case resp.GetStatus().GetCode() == int32(rpccode.Code_OK):
+		g.fail(&g.mismatched, fmt.Sprintf("request %d: allowed, want HTTP %d", i, want))
+	case int(resp.GetDeniedResponse().GetStatus().GetCode()) == want:
+		g.deniedAsWanted.Add(1)
+	case resp.GetStatus().GetCode() == int32(rpccode.Code_UNAVAILABLE):
+		g.failUnavailable(&g.mismatched, fmt.Sprintf("request %d: %s, want HTTP %d", i, describeDenial(resp), want))
+	default:
+		g.fail(&g.mismatched, fmt.Sprintf("request %d: %s, want HTTP %d", i, describeDenial(resp), want))
+	}
+}
+
 func (g *generator) fail(counter *atomic.Uint64, msg string) {
 	counter.Add(1)
+	g.first.CompareAndSwap(nil, &msg)
+	g.firstWrong.CompareAndSwap(nil, &msg)
+}
+
+// failUnavailable is fail for a 503 answer, which is not a wrong one.
+func (g *generator) failUnavailable(counter *atomic.Uint64, msg string) {
+	counter.Add(1)
+	g.unavailable.Add(1)
 	g.first.CompareAndSwap(nil, &msg)
 }
 

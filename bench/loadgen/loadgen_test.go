@@ -317,3 +317,58 @@ func TestFixedRateLate(t *testing.T) {
 			res.Sent, res.Late, res.Failures(), res.FirstFailure, n, n-2)
 	}
 }
+
+// Requests that must be denied count as failures when allowed or denied
+// with another status, and as DeniedAsWanted otherwise.
+func TestRunWantDeny(t *testing.T) {
+	t.Parallel()
+	conn := startEcho(t)
+	allow, deny, slow := frameFor(t, "/u1"), frameFor(t, "/deny"), frameFor(t, "/slow")
+	wantAllow := func(f []byte) Request { return Request{Frame: f} }
+	wantDeny := func(f []byte, status int) Request { return Request{Frame: f, WantDeny: status} }
+	tests := []struct {
+		name                            string
+		req                             Request
+		asWanted, mismatched, denied, u uint64
+	}{
+		{"denied as wanted", wantDeny(deny, 403), 1, 0, 0, 0},
+		{"allowed, deny wanted", wantDeny(allow, 403), 0, 1, 0, 0},
+		{"denied with another status", wantDeny(deny, 401), 0, 1, 0, 0},
+		{"unavailable, deny wanted", wantDeny(slow, 403), 0, 1, 0, 1},
+		{"denied, allow wanted", wantAllow(deny), 0, 0, 1, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			src := func(i uint64) (Request, bool) { return tt.req, i == 0 }
+			res, err := Run(t.Context(), Config{Conns: []grpc.ClientConnInterface{conn}, Workers: 1, Duration: time.Minute,
+				Source: src, CallTimeout: callTimeout})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.DeniedAsWanted != tt.asWanted || res.Mismatched != tt.mismatched || res.Denied != tt.denied || res.Unavailable != tt.u {
+				t.Errorf("denied as wanted %d, mismatched %d, denied %d, unavailable %d; want %d, %d, %d, %d",
+					res.DeniedAsWanted, res.Mismatched, res.Denied, res.Unavailable, tt.asWanted, tt.mismatched, tt.denied, tt.u)
+			}
+			if res.Failures() != tt.mismatched+tt.denied {
+				t.Errorf("failures %d, want %d", res.Failures(), tt.mismatched+tt.denied)
+			}
+		})
+	}
+}
+
+func TestHTTPFrame(t *testing.T) {
+	t.Parallel()
+	b, err := HTTPFrame("POST", "/api/x", map[string]string{"authorization": "Bearer t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req authv3.CheckRequest
+	if err := proto.Unmarshal(b, &req); err != nil {
+		t.Fatal(err)
+	}
+	h := req.GetAttributes().GetRequest().GetHttp()
+	if h.GetMethod() != "POST" || h.GetPath() != "/api/x" || h.GetHeaders()["authorization"] != "Bearer t" {
+		t.Errorf("decoded %v", h)
+	}
+}

@@ -42,6 +42,7 @@ type serveConfig struct {
 	L1MaxBytes      int64
 	L2TTL           time.Duration
 	L2NegativeTTL   time.Duration
+	TTLJitter       float64
 	RedisTimeout    time.Duration
 	JWKSRefresh     time.Duration
 	JWKSMinRefresh  time.Duration
@@ -107,6 +108,7 @@ func parseServeConfig(args []string, getenv func(string) string, stdout, stderr 
 		L1MaxBytes:          64 << 20,
 		L2TTL:               5 * time.Minute,
 		L2NegativeTTL:       30 * time.Second,
+		TTLJitter:           0.1,
 		RedisTimeout:        25 * time.Millisecond,
 		JWKSRefresh:         5 * time.Minute,
 		JWKSMinRefresh:      2 * time.Second,
@@ -212,6 +214,7 @@ func parseServeConfig(args []string, getenv func(string) string, stdout, stderr 
 	i64(&c.L1MaxBytes, "l1-max-bytes", "AUTHZ_L1_MAX_BYTES", "in-process cache memory budget in bytes")
 	dur(&c.L2TTL, "l2-ttl", "AUTHZ_L2_TTL", "Redis TTL of an answer: a permission set, a session, an API key (never past a session's or key's expiry)")
 	dur(&c.L2NegativeTTL, "l2-negative-ttl", "AUTHZ_L2_NEGATIVE_TTL", "Redis TTL of a not-a-member, no-such-user, no-such-session or no-such-key answer")
+	float(&c.TTLJitter, "cache-ttl-jitter", "AUTHZ_CACHE_TTL_JITTER", "largest share of an L1 or L2 TTL taken off each entry at random, so entries loaded together (a fleet started at once) expire apart; 0 disables, below 1")
 	dur(&c.RedisTimeout, "redis-timeout", "AUTHZ_REDIS_TIMEOUT", "deadline of one Redis call (then Postgres is asked)")
 	dur(&c.JWKSRefresh, "jwks-refresh", "AUTHZ_JWKS_REFRESH", "background JWKS refresh interval")
 	dur(&c.JWKSMinRefresh, "jwks-min-refresh", "AUTHZ_JWKS_MIN_REFRESH", "least time between JWKS fetches triggered by tokens with an unknown kid")
@@ -275,6 +278,9 @@ func parseServeConfig(args []string, getenv func(string) string, stdout, stderr 
 	}
 	if c.TraceSampleRatio < 0 || c.TraceSampleRatio > 1 {
 		return c, errors.New("--trace-sample-ratio must be between 0 and 1")
+	}
+	if c.TTLJitter < 0 || c.TTLJitter >= 1 {
+		return c, errors.New("--cache-ttl-jitter must be at least 0 and below 1")
 	}
 	if c.CheckTimeout <= 0 || c.LoadTimeout <= 0 {
 		return c, errors.New("--check-timeout and --load-timeout must be positive")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -369,7 +370,7 @@ func newTiers(c serveConfig, pol *policy.Policy, db *pg.DB, fence *pg.Fence, tra
 		t.closers = append(t.closers, func() { rdb.Close() })
 		ly.l2 = cache.NewL2Store(rdb, cache.L2Config{
 			Prefix: c.RedisPrefix, TTL: c.L2TTL, NegativeTTL: c.L2NegativeTTL, Timeout: c.RedisTimeout,
-			Invalidations: inv,
+			Jitter: c.TTLJitter, Invalidations: inv,
 		}, log, reg)
 		if inv != nil {
 			deps.Markers = ly.l2
@@ -395,7 +396,7 @@ func newTiers(c serveConfig, pol *policy.Policy, db *pg.DB, fence *pg.Fence, tra
 	}
 	if ly.l1, err = cache.NewL1Store(cache.L1Config{
 		TTL: c.L1TTL, NegativeTTL: c.L1NegativeTTL, MaxBytes: c.L1MaxBytes, LoadTimeout: c.LoadTimeout,
-		Invalidations: inv,
+		Jitter: c.TTLJitter, Invalidations: inv,
 	}, reg); err != nil {
 		return t, err
 	}
@@ -712,8 +713,8 @@ func supports(f pg.Features, pol *policy.Policy) error {
 
 // watch keeps gRPC health in step with readiness: SERVING once everything
 // is ready, NOT_SERVING while something is not. It checks every 100ms
-// until ready, then every 5s (a fleet of sidecars must not ping the
-// database often).
+// until ready, then every 4 to 5s, at random (a fleet of sidecars must not
+// ping the database often, nor all at once when they started together).
 func (r *readiness) watch(ctx context.Context, h *health.Server, log *zap.Logger) {
 	const fast, slow = 100 * time.Millisecond, 5 * time.Second
 	t := time.NewTimer(0)
@@ -739,7 +740,7 @@ func (r *readiness) watch(ctx context.Context, h *health.Server, log *zap.Logger
 			serving, lastCause = false, err.Error()
 		}
 		if serving {
-			t.Reset(slow)
+			t.Reset(slow - rand.N(slow/5))
 		} else {
 			t.Reset(fast)
 		}

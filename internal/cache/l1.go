@@ -41,6 +41,15 @@ type L1Config struct {
 	// invalidation of one of their subjects (or a flush); nil disables the
 	// check.
 	Invalidations *Invalidations
+	// Jitter is the largest share of TTL and NegativeTTL taken off each
+	// entry at random (0.1: each lives between 90% and 100% of its TTL),
+	// so entries loaded together do not expire together; 0 (the default)
+	// disables it. It never lengthens a TTL.
+	Jitter float64
+	// Rand is Jitter's random source, returning numbers in [0, 1) and safe
+	// for concurrent use; math/rand/v2's Float64 by default (tests inject
+	// their own).
+	Rand func() float64
 	// Now is the clock entry lifetimes (TTL, refresh-ahead, expiry) are
 	// measured on; time.Now by default. Hits read it through a coarse copy
 	// updated every few milliseconds (tests that move a fake clock update
@@ -82,6 +91,7 @@ type L1Store struct {
 	base  time.Time      // origin of the entry times below
 	cache *ristretto.Cache[[]byte, cached]
 	reg   prometheus.Registerer
+	jit   jitter
 	// coarse is the L1 clock, advanced every coarseTick by a goroutine:
 	// a hit reads it (one atomic load) rather than the system clock, to
 	// decide whether the entry expired or should be refreshed ahead, which
@@ -112,7 +122,7 @@ func NewL1Store(cfg L1Config, reg prometheus.Registerer) (*L1Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache: new L1: %w", err)
 	}
-	s := &L1Store{cfg: cfg, inv: cfg.Invalidations, base: cfg.Now(), cache: c, reg: reg, stop: make(chan struct{})}
+	s := &L1Store{cfg: cfg, inv: cfg.Invalidations, base: cfg.Now(), cache: c, reg: reg, jit: newJitter(cfg.Jitter, cfg.Rand), stop: make(chan struct{})}
 	s.sample()
 	go s.tick()
 	return s, nil
@@ -319,6 +329,7 @@ func (l *L1[Q, V]) load(ctx context.Context, key string, q Q, recheck bool) (any
 	if l.kind.Positive(q, v) {
 		ttl = cfg.TTL
 	}
+	ttl = l.s.jit.apply(ttl)
 	if l.kind.Expires != nil {
 		// Never served past its own expiry (a session's expiresAt), even
 		// by a hit that reads the coarse clock late.

@@ -34,6 +34,14 @@ type L2Config struct {
 	// BreakerCooldown, during which Redis is not called at all.
 	BreakerFailures int
 	BreakerCooldown time.Duration
+	// Jitter is the largest share of TTL and NegativeTTL taken off each
+	// entry at random, as L1Config.Jitter: entries loaded together (by a
+	// fleet started at once) expire at different times, so the fleet's
+	// misses reach the source spread out rather than in one wave; 0 (the
+	// default) disables it.
+	Jitter float64
+	// Rand is Jitter's random source, as L1Config.Rand.
+	Rand func() float64
 	// Now is the clock (tests may replace it).
 	Now func() time.Time
 	// Invalidations, when set, turns on invalidation: every read also
@@ -82,6 +90,7 @@ type L2Store struct {
 	log *zap.Logger
 	reg prometheus.Registerer
 	brk breaker
+	jit jitter
 	// allKey is the marker of everything: "<prefix>inv:all".
 	allKey string
 }
@@ -95,6 +104,7 @@ func NewL2Store(rdb redis.UniversalClient, cfg L2Config, log *zap.Logger, reg pr
 	return &L2Store{
 		rdb: rdb, cfg: cfg, log: log.Named("l2"), reg: reg,
 		brk:    breaker{threshold: cfg.BreakerFailures, cooldown: cfg.BreakerCooldown},
+		jit:    newJitter(cfg.Jitter, cfg.Rand),
 		allKey: cfg.Prefix + "inv:all",
 	}
 }
@@ -373,6 +383,7 @@ func (l *L2[Q, V]) set(ctx context.Context, key string, q Q, v V) {
 	if l.kind.Positive(q, v) {
 		ttl = s.cfg.TTL
 	}
+	ttl = s.jit.apply(ttl)
 	// The TTL counts from the load, not from this write: an answer never
 	// outlives its load by more than the TTL, and so never outlives the
 	// markers written after it was loaded (which live longer than the TTL).

@@ -1,6 +1,7 @@
 // Package jwttest is test support: an Ed25519 key set served as a Better
 // Auth-shaped JWKS over real HTTP (httptest), and tokens shaped like the
-// ones Better Auth's jwt plugin issues. Import it only from tests.
+// ones Better Auth's jwt plugin issues. Import it only from tests and test
+// drivers (bench/fleet).
 package jwttest
 
 import (
@@ -34,11 +35,18 @@ type Keys struct {
 
 // NewKeys serves a JWKS with one key, kid "k1", until t ends.
 func NewKeys(t testing.TB) *Keys {
+	k := StartKeys()
+	t.Cleanup(k.srv.Close)
+	return k
+}
+
+// StartKeys is NewKeys for a driver that is not a test: it serves until
+// Close.
+func StartKeys() *Keys {
 	k := &Keys{keys: map[string]ed25519.PrivateKey{}}
 	k.AddKey("k1")
 	k.srv = httptest.NewServer(http.HandlerFunc(k.serve))
 	k.URL = k.srv.URL
-	t.Cleanup(k.srv.Close)
 	return k
 }
 

@@ -65,15 +65,18 @@
 // A sidecar's pool holds at most Config.MaxConns connections (default 4),
 // opens them on demand (no minimum unless the URL's pool_min_conns says
 // so) and closes one after Config.MaxConnIdleTime idle (default 1 min;
-// pgxpool looks every minute), so an idle sidecar holds none. Warm opens
-// up to MaxConns at start, so the first requests pay no connect or
-// prepare; a quiet sidecar gives them back within two minutes, and the
-// first request after that pays one connect (and, in QueryPrepare mode,
-// one prepare per statement) again. --pg-listen adds one
-// dedicated connection (Listener). A fleet of N sidecars may thus open
-// N × (MaxConns + 1) server connections (each a PostgreSQL backend of a
-// few MB); behind PgBouncer in transaction mode they share its server
-// pool instead.
+// pgxpool looks every minute). Warm opens up to MaxConns at start, so the
+// first requests pay no connect or prepare; a quiet sidecar gives the
+// extra ones back within two minutes, and the first request after that
+// pays one connect (and, in QueryPrepare mode, one prepare per statement)
+// again. The sidecar's readiness check (Check, every 4-5 s) keeps one
+// connection in use, so an idle sidecar holds one, never none.
+// --pg-listen adds one dedicated connection (Listener), and so does a
+// Fence (below). A fleet of N sidecars started at once thus opens
+// N × MaxConns server connections (plus N with --pg-listen; each a
+// PostgreSQL backend of a few MB) and keeps N (2N) when quiet; behind
+// PgBouncer in transaction mode they share its server pool instead.
+// docs/fleet.md has the measurements.
 //
 // # Hot standby
 //

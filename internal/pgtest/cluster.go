@@ -89,12 +89,11 @@ func (c *Cluster) NewDatabase(t testing.TB) (db *Database, standbyURL string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	name := fmt.Sprintf("authz_test_%d_%d_%s", os.Getpid(), dbCounter.Add(1), randomHex(4))
-	s, err := createNamed(ctx, c.PrimaryURL, name, &layout)
+	db, err := createNamed(ctx, c.PrimaryURL, name, &layout)
 	if err != nil {
 		t.Fatalf("pgtest: cluster: %v", err)
 	}
 	// The servers go with t; no need to drop the database.
-	db = &Database{URL: s.URL, Layout: layout}
 	if standbyURL, err = withDatabase(c.StandbyURL, name); err != nil {
 		t.Fatal(err)
 	}

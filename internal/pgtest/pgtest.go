@@ -77,11 +77,14 @@ type Options struct {
 	Without []Part
 }
 
-// Database is a test database: its URL and how it was made.
+// Database is a test's or driver's database: its URL and how it was made.
 type Database struct {
 	URL     string
+	Name    string // in pg_database, pg_stat_activity
 	Layout  Layout
 	Without []Part
+
+	adminURL string // the server it was created on, for Drop
 }
 
 // NewDatabase creates a database for t with Better Auth's schema (Plural,
@@ -101,8 +104,8 @@ func NewDatabaseWith(t testing.TB, o Options) *Database {
 	if o.Layout.name == "" {
 		o.Layout = Plural
 	}
-	d := &Database{Layout: o.Layout, Without: slices.Clone(o.Without)}
-	d.URL = create(t, &o.Layout)
+	d := create(t, &o.Layout)
+	d.Without = slices.Clone(o.Without)
 	if len(o.Without) > 0 {
 		var b strings.Builder
 		for _, p := range dropOrder {
@@ -129,7 +132,7 @@ func (d *Database) Schema() policy.Schema { return d.Layout.Schema() }
 // finishes.
 func NewEmptyDatabase(t testing.TB) string {
 	t.Helper()
-	return create(t, nil)
+	return create(t, nil).URL
 }
 
 // Columns describes the public schema of databaseURL: "table.column" →
@@ -180,7 +183,7 @@ func execSQL(t testing.TB, databaseURL, sql string) {
 
 // create makes a database from layout's template, or an empty one when
 // layout is nil, dropped when t finishes.
-func create(t testing.TB, layout *Layout) string {
+func create(t testing.TB, layout *Layout) *Database {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -196,7 +199,7 @@ func create(t testing.TB, layout *Layout) string {
 		t.Fatalf("pgtest: %v", err)
 	}
 	t.Cleanup(func() { dropDatabase(t, adminURL, name) })
-	return db.URL
+	return db
 }
 
 // AdminURL is the server tests and drivers create their databases on:
@@ -208,32 +211,28 @@ func AdminURL() string {
 	return DefaultURL
 }
 
-// Scratch is a database made outside a test, by a benchmark or driver.
-type Scratch struct {
-	URL      string // connection URL (the admin URL's role and host)
-	Name     string
-	adminURL string
-}
-
-// CreateScratch creates a database on the server at adminURL (empty:
-// AdminURL()) named prefix_<pid>_<random>, with Better Auth's schema in
-// layout, or empty (for Better Auth's own migrator) when layout is nil. The
-// caller drops it with Drop.
-func CreateScratch(ctx context.Context, adminURL, prefix string, layout *Layout) (*Scratch, error) {
+// CreateScratch creates a database outside a test, for a benchmark or
+// driver, on the server at adminURL (empty: AdminURL()) named
+// prefix_<pid>_<random>, with Better Auth's schema in layout, or empty (for
+// Better Auth's own migrator) when layout is nil. The caller drops it with
+// Drop; Seeder, Copy and Schema work on it as on a test's database.
+func CreateScratch(ctx context.Context, adminURL, prefix string, layout *Layout) (*Database, error) {
 	if adminURL == "" {
 		adminURL = AdminURL()
 	}
 	return createNamed(ctx, adminURL, fmt.Sprintf("%s_%d_%s", prefix, os.Getpid(), randomHex(4)), layout)
 }
 
-func createNamed(ctx context.Context, adminURL, name string, layout *Layout) (*Scratch, error) {
+func createNamed(ctx context.Context, adminURL, name string, layout *Layout) (*Database, error) {
 	admin, err := connect(ctx, adminURL)
 	if err != nil {
 		return nil, fmt.Errorf("PostgreSQL unreachable at %s (set %s): %w", redact(adminURL), EnvURL, err)
 	}
 	defer admin.Close(context.Background())
+	d := &Database{Name: name, adminURL: adminURL}
 	template := "template0"
 	if layout != nil {
+		d.Layout = *layout
 		// Per server: a Cluster's servers are not AdminURL's.
 		v, _ := templates.LoadOrStore(adminURL+"|"+layout.name, new(templateDB))
 		tmpl := v.(*templateDB)
@@ -248,22 +247,21 @@ func createNamed(ctx context.Context, adminURL, name string, layout *Layout) (*S
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+quote(name)+" TEMPLATE "+quote(template)); err != nil {
 		return nil, fmt.Errorf("create database %s: %w", name, err)
 	}
-	dbURL, err := withDatabase(adminURL, name)
-	if err != nil {
+	if d.URL, err = withDatabase(adminURL, name); err != nil {
 		return nil, err
 	}
-	return &Scratch{URL: dbURL, Name: name, adminURL: adminURL}, nil
+	return d, nil
 }
 
 // Drop drops the database, ending its connections.
-func (s *Scratch) Drop(ctx context.Context) error {
-	admin, err := connect(ctx, s.adminURL)
+func (d *Database) Drop(ctx context.Context) error {
+	admin, err := connect(ctx, d.adminURL)
 	if err != nil {
-		return fmt.Errorf("drop database %s: %w", s.Name, err)
+		return fmt.Errorf("drop database %s: %w", d.Name, err)
 	}
 	defer admin.Close(context.Background())
-	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+quote(s.Name)+" WITH (FORCE)"); err != nil {
-		return fmt.Errorf("drop database %s: %w", s.Name, err)
+	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+quote(d.Name)+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("drop database %s: %w", d.Name, err)
 	}
 	return nil
 }
@@ -350,7 +348,7 @@ func ensureTemplate(ctx context.Context, admin *pgx.Conn, adminURL, buildSQL str
 func dropDatabase(t testing.TB, adminURL, name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := (&Scratch{Name: name, adminURL: adminURL}).Drop(ctx); err != nil {
+	if err := (&Database{Name: name, adminURL: adminURL}).Drop(ctx); err != nil {
 		t.Errorf("pgtest: %v", err)
 	}
 }

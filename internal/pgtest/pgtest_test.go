@@ -343,36 +343,45 @@ func TestNewPgBouncer(t *testing.T) {
 	}
 }
 
-// TestScratch: a driver's database has the layout's tables (or none) and
-// is gone after Drop.
+// TestScratch: a driver's database has the layout's tables (or none),
+// takes rows in bulk in its layout (Copy), and is gone after Drop.
 func TestScratch(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	for _, tt := range []struct {
 		layout *Layout
 		tables int
-	}{{&Singular, 1}, {nil, 0}} {
-		s, err := CreateScratch(ctx, "", "authz_scratch", tt.layout)
+	}{{&Custom, 1}, {nil, 0}} {
+		d, err := CreateScratch(ctx, "", "authz_scratch", tt.layout)
 		if err != nil {
 			if os.Getenv("CI") != "true" {
 				t.Skip(err)
 			}
 			t.Fatal(err)
 		}
-		if !strings.HasPrefix(s.Name, "authz_scratch_") {
-			t.Errorf("name %q lacks its prefix", s.Name)
+		if !strings.HasPrefix(d.Name, "authz_scratch_") {
+			t.Errorf("name %q lacks its prefix", d.Name)
 		}
-		seeder := NewSeeder(t, s.URL)
-		n := seeder.Int(t, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' AND table_name = 'member'")
+		s := d.Seeder(t)
+		n := s.Int(t, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' AND table_name = $1", Custom.Table("member"))
 		if n != int64(tt.tables) {
 			t.Errorf("layout %v: %d member tables, want %d", tt.layout, n, tt.tables)
 		}
-		if err := s.Drop(ctx); err != nil {
+		if tt.layout != nil {
+			rows := [][]any{{"u1", "One", "u1@example.test", false}, {"u2", "Two", "u2@example.test", true}}
+			if err := d.Copy(ctx, "user", []string{"id", "name", "email", "emailVerified"}, rows); err != nil {
+				t.Fatal(err)
+			}
+			if n := s.Int(t, "SELECT count(*) FROM "+s.L.T("user")+" WHERE "+s.L.C("user", "emailVerified")); n != 1 {
+				t.Errorf("%d verified users, want 1", n)
+			}
+		}
+		if err := d.Drop(ctx); err != nil {
 			t.Fatal(err)
 		}
 		admin := NewSeeder(t, AdminURL())
-		if n := admin.Int(t, "SELECT count(*) FROM pg_database WHERE datname = $1", s.Name); n != 0 {
-			t.Errorf("%s still exists after Drop", s.Name)
+		if n := admin.Int(t, "SELECT count(*) FROM pg_database WHERE datname = $1", d.Name); n != 0 {
+			t.Errorf("%s still exists after Drop", d.Name)
 		}
 	}
 }

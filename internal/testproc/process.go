@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,7 +47,7 @@ func Start(spec Spec, logDir string) (*Process, error) {
 	cmd.Env = append(os.Environ(), spec.Env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = childAttr()
-	if err := cmd.Start(); err != nil {
+	if err := startOnKeptThread(cmd); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
 	}
@@ -57,6 +59,39 @@ func Start(spec Spec, logDir string) (*Process, error) {
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// The kernel sends a child its Pdeathsig (see childAttr) when the thread
+// that forked it exits, not the process; and the Go runtime ends a thread
+// whose goroutine locked it and returned (bench/loadgen's fixed-rate
+// scheduler does, at the end of every run). A child forked from such a
+// thread would be killed mid-run. So every child is forked from one
+// thread kept for that, for the life of the process: process-wide state,
+// as the thread is.
+var (
+	startOnce sync.Once
+	startReqs chan startReq
+)
+
+type startReq struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// startOnKeptThread runs cmd.Start on the kept thread.
+func startOnKeptThread(cmd *exec.Cmd) error {
+	startOnce.Do(func() {
+		startReqs = make(chan startReq)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread lives as long as the process
+			for r := range startReqs {
+				r.done <- r.cmd.Start()
+			}
+		}()
+	})
+	done := make(chan error, 1)
+	startReqs <- startReq{cmd, done}
+	return <-done
 }
 
 // StartT is Start for a test: the log goes to t.TempDir(), a failure to

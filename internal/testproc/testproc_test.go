@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -319,6 +320,37 @@ func TestStartSidecarRefusesHiddenServingLine(t *testing.T) {
 	for _, args := range [][]string{{"--log-level", "debug"}, {"--log-level=info", "--log-format", "json"}} {
 		if err := logsServing(args); err != nil {
 			t.Errorf("%v: %v", args, err)
+		}
+	}
+}
+
+// A child outlives the thread that forked it: the kernel's Pdeathsig
+// follows the forking thread, and the runtime ends a thread whose
+// goroutine locked it and returned (as bench/loadgen's scheduler does),
+// whichever goroutine had forked a child on it before.
+func TestChildOutlivesForkingThread(t *testing.T) {
+	t.Parallel()
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep binary")
+	}
+	var ps []*Process
+	for i := range 8 {
+		ps = append(ps, StartT(t, Spec{Name: fmt.Sprintf("sleeper-%d", i), Bin: sleep, Args: []string{"60"}}))
+		time.Sleep(5 * time.Millisecond) // let the forks land on different threads
+	}
+	for range 100 {
+		done := make(chan struct{})
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+			time.Sleep(time.Millisecond)
+			close(done)
+		}()
+		<-done
+	}
+	for _, p := range ps {
+		if state, exited := p.Wait(50 * time.Millisecond); exited {
+			t.Fatalf("%s died with the thread that forked it: %v", p.Name(), state)
 		}
 	}
 }
