@@ -35,6 +35,10 @@ type bench struct {
 	req        *requests
 	fresh      *freshPool
 	policyPath string
+	// secretPath holds a Better Auth secret: policies.yaml accepts session
+	// cookies, and the sidecar refuses to start such a policy without one
+	// (the bench's requests carry JWTs, so its value matters not).
+	secretPath string
 	dbURL      string
 
 	servers []*server // started, to stop at the end
@@ -169,6 +173,10 @@ func (b *bench) setup(ctx context.Context) error {
 	if err := writePolicy(b.cfg.Policies, b.policyPath, b.issuer); err != nil {
 		return err
 	}
+	b.secretPath = filepath.Join(b.work, "better-auth-secret")
+	if err := os.WriteFile(b.secretPath, []byte(b.runID+"-bench-secret-of-at-least-32-bytes"), 0o600); err != nil {
+		return err
+	}
 	if out, err := exec.CommandContext(ctx, b.cfg.Sidecar, "validate", b.policyPath).CombinedOutput(); err != nil {
 		return fmt.Errorf("bench policy does not validate: %v\n%s", err, out)
 	}
@@ -278,7 +286,7 @@ func (b *bench) start(ctx context.Context, name string, ready readyFunc, bin str
 // extra flags for the instance.
 func (b *bench) sidecarArgs(redisPrefix string, extra ...string) []string {
 	args := []string{"serve",
-		"--policies", b.policyPath, "--database-url", b.dbURL,
+		"--policies", b.policyPath, "--database-url", b.dbURL, "--better-auth-secret-file", b.secretPath,
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--log-allow-every", "0", "--log-format", "json", "--log-level", "info",
 	}
