@@ -1,0 +1,146 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// readBatcher sends the GETs of concurrent lookups to Redis together: one
+// pipeline (one write, one read, on each side) carries the reads of every
+// lookup that arrived while the previous one was out, instead of one round
+// trip each. A lookup that finds no round trip out sends its own at once,
+// so a quiet sidecar waits for nothing; a busy one waits at most for the
+// round trip in flight, and spends a syscall pair (and Redis a read and a
+// write) per batch rather than per lookup.
+//
+// It changes what is read in no way: each GET was already its own command
+// in a pipeline (entry and markers are not read atomically; see L2.get),
+// and every lookup judges the values it asked for.
+type readBatcher struct {
+	rdb     redis.UniversalClient
+	timeout time.Duration
+
+	mu      sync.Mutex
+	pending []*readReq // guarded by mu; waiting for the next round trip
+	busy    bool       // guarded by mu; a round trip is out
+}
+
+// maxBatch bounds the GETs of one pipeline (a lookup's GETs are never split).
+const maxBatch = 256
+
+// readReq is one lookup's GETs and, once done is closed, their values (nil
+// for a missing key) or the first error.
+type readReq struct {
+	keys []string
+	vals [][]byte
+	err  error
+	done chan struct{}
+}
+
+// getMany GETs keys in the next round trip; a missing key is a nil value.
+// It returns early with ctx's error if ctx ends first.
+func (b *readBatcher) getMany(ctx context.Context, keys []string) ([][]byte, error) {
+	r := &readReq{keys: keys, done: make(chan struct{})}
+	b.mu.Lock()
+	b.pending = append(b.pending, r)
+	if b.busy {
+		b.mu.Unlock()
+		select {
+		case <-r.done:
+			return r.vals, r.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	// Nothing out: this lookup sends its own (and whatever queued meanwhile).
+	b.busy = true
+	batch := b.take()
+	b.mu.Unlock()
+	b.exec(batch)
+	b.mu.Lock()
+	if len(b.pending) > 0 {
+		// Lookups queued behind this round trip: a drainer sends them, so
+		// this one returns now.
+		go b.drain()
+	} else {
+		b.busy = false
+	}
+	b.mu.Unlock()
+	return r.vals, r.err
+}
+
+// take removes up to maxBatch GETs' worth of lookups from pending.
+// Called with mu held.
+func (b *readBatcher) take() []*readReq {
+	n, i := 0, 0
+	for ; i < len(b.pending); i++ {
+		n += len(b.pending[i].keys)
+		if n > maxBatch && i > 0 {
+			break
+		}
+	}
+	batch := b.pending[:i:i]
+	b.pending = append([]*readReq(nil), b.pending[i:]...)
+	return batch
+}
+
+// drain sends the queued lookups, a batch per round trip, until none is
+// left.
+func (b *readBatcher) drain() {
+	b.mu.Lock()
+	for len(b.pending) > 0 {
+		batch := b.take()
+		b.mu.Unlock()
+		b.exec(batch)
+		b.mu.Lock()
+	}
+	b.busy = false
+	b.mu.Unlock()
+}
+
+// exec runs one pipeline of every GET of batch and hands each lookup its
+// values. The round trip is bounded by the tier's timeout and detached
+// from every caller: one caller giving up must not fail the others' reads.
+func (b *readBatcher) exec(batch []*readReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+	defer cancel()
+	n := 0
+	for _, r := range batch {
+		n += len(r.keys)
+	}
+	cmds := make([]*redis.StringCmd, 0, n)
+	_, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, r := range batch {
+			for _, k := range r.keys {
+				cmds = append(cmds, p.Get(ctx, k))
+			}
+		}
+		return nil
+	})
+	_ = err // each command carries its own error (a connection's, every one's)
+	for _, r := range batch {
+		r.vals = make([][]byte, len(r.keys))
+		for i := range r.keys {
+			c := cmds[0]
+			cmds = cmds[1:]
+			v, err := c.Bytes()
+			switch {
+			case errors.Is(err, redis.Nil):
+			case err != nil:
+				if r.err == nil {
+					r.err = err
+				}
+			default:
+				r.vals[i] = v
+			}
+		}
+		if r.err != nil {
+			r.vals = nil
+		}
+		close(r.done)
+	}
+}
