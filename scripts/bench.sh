@@ -14,7 +14,8 @@
 # BENCH_CONNS (2), BENCH_CONCURRENCY (16,64), BENCH_SCENARIOS (abcd),
 # BENCH_FRESH_TOKENS (300000), BENCH_L1_FILL (100000; 0 skips),
 # BENCH_RATE (2000; comma list; 0 skips the fixed-rate rows), BENCH_RATE_DURATION (4s),
-# BENCH_RATE_INFLIGHT (256), BENCH_DATABASE_URL, BENCH_REDIS_URL.
+# BENCH_RATE_INFLIGHT (256), BENCH_DATABASE_URL, BENCH_REDIS_URL,
+# BENCH_SIDECAR_FLAGS (appended to every sidecar's flags, e.g. "--max-in-flight 8").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}

@@ -293,7 +293,8 @@ func (b *bench) sidecarArgs(redisPrefix string, extra ...string) []string {
 	if redisPrefix != "" {
 		args = append(args, "--redis-url", b.cfg.RedisURL, "--redis-prefix", redisPrefix)
 	}
-	return append(args, extra...)
+	args = append(args, extra...)
+	return append(args, b.cfg.SidecarFlags...)
 }
 
 // sidecarStep is one sidecar instance and what runs on it.
@@ -307,6 +308,9 @@ type sidecarStep struct {
 // runSidecar runs the scenarios on sidecar instances configured for them
 // (see scenario.Setup), then the L1 memory step.
 func (b *bench) runSidecar(ctx context.Context) error {
+	if len(b.cfg.SidecarFlags) > 0 {
+		b.report.Notes = append(b.report.Notes, fmt.Sprintf("every sidecar ran with the extra flags %q (BENCH_SIDECAR_FLAGS)", strings.Join(b.cfg.SidecarFlags, " ")))
+	}
 	steps := []sidecarStep{
 		{name: "sidecar-ad", redis: true, ids: "ad"},
 		{name: "sidecar-b", redis: true, flags: []string{"--l1-ttl", "1ms"}, ids: "b"},
@@ -633,7 +637,7 @@ func (b *bench) measure(ctx context.Context, t target, sc scenario, kind string,
 		return nil, fmt.Errorf("%s against %s at %s: %w (lower BENCH_RATE or raise BENCH_RATE_INFLIGHT)", sc.Name, kind, l, behind)
 	}
 	if res.Unavailable > 0 {
-		b.report.Notes = append(b.report.Notes, fmt.Sprintf("%s %s c=%s: %d of %d answers were 503 (timeouts); first: %s",
+		b.report.Notes = append(b.report.Notes, fmt.Sprintf("%s %s c=%s: %d of %d answers were 503 (timeouts, or overloaded refusals); first: %s",
 			sc.Name, kind, l, res.Unavailable, res.Sent, res.FirstFailure))
 	}
 	if res.Exhausted {
