@@ -29,8 +29,11 @@ type readBatcher struct {
 	busy    bool       // guarded by mu; a round trip is out
 }
 
-// maxBatch bounds the GETs of one pipeline (a lookup's GETs are never split).
-const maxBatch = 256
+// maxBatch bounds the GETs of one pipeline (a lookup's GETs are never
+// split). One round trip is out at a time, so the batches carry at most
+// maxBatch GETs per round trip: 250 000 lookups of 4 GETs a second at a
+// 1 ms round trip, far beyond what reaches L2 past L1.
+const maxBatch = 1024
 
 // readReq is one lookup's GETs and, once done is closed, their values (nil
 // for a missing key) or the first error.
@@ -70,7 +73,14 @@ func (b *readBatcher) getMany(ctx context.Context, keys []string) ([][]byte, err
 		b.busy = false
 	}
 	b.mu.Unlock()
-	return r.vals, r.err
+	// Not busy means nothing was pending, so r went out in batch: done is
+	// closed. The select only makes that plain.
+	select {
+	case <-r.done:
+		return r.vals, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // take removes up to maxBatch GETs' worth of lookups from pending.
