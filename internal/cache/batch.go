@@ -11,11 +11,11 @@ import (
 
 // readBatcher sends the GETs of concurrent lookups to Redis together: one
 // pipeline (one write, one read, on each side) carries the reads of every
-// lookup that arrived while the previous one was out, instead of one round
-// trip each. A lookup that finds no round trip out sends its own at once,
-// so a quiet sidecar waits for nothing; a busy one waits at most for the
-// round trip in flight, and spends a syscall pair (and Redis a read and a
-// write) per batch rather than per lookup.
+// lookup that arrived while maxRoundTrips were out, instead of one round
+// trip each. A lookup that finds fewer out sends its own at once, so a
+// quiet sidecar waits for nothing; a busy one waits for the first round
+// trip to return, and spends a syscall pair (and Redis a read and a write)
+// per batch rather than per lookup.
 //
 // It changes what is read in no way: each GET was already its own command
 // in a pipeline (entry and markers are not read atomically; see L2.get),
@@ -26,8 +26,14 @@ type readBatcher struct {
 
 	mu      sync.Mutex
 	pending []*readReq // guarded by mu; waiting for the next round trip
-	busy    bool       // guarded by mu; a round trip is out
+	out     int        // guarded by mu; round trips out (at most maxRoundTrips)
 }
+
+// maxRoundTrips bounds the round trips out at once. A lookup that finds
+// fewer sends its own at once; past it lookups queue for the next one to
+// return. More than one, so that one slow round trip (a stalled host) does
+// not hold every lookup behind it until the tier's timeout.
+const maxRoundTrips = 4
 
 // maxBatch bounds the GETs of one pipeline (a lookup's GETs are never
 // split). One round trip is out at a time, so the batches carry at most
@@ -50,7 +56,7 @@ func (b *readBatcher) getMany(ctx context.Context, keys []string) ([][]byte, err
 	r := &readReq{keys: keys, done: make(chan struct{})}
 	b.mu.Lock()
 	b.pending = append(b.pending, r)
-	if b.busy {
+	if b.out == maxRoundTrips {
 		b.mu.Unlock()
 		select {
 		case <-r.done:
@@ -59,22 +65,22 @@ func (b *readBatcher) getMany(ctx context.Context, keys []string) ([][]byte, err
 			return nil, ctx.Err()
 		}
 	}
-	// Nothing out: this lookup sends its own (and whatever queued meanwhile).
-	b.busy = true
+	// A round trip free: this lookup sends its own (and whatever queued).
+	b.out++
 	batch := b.take()
 	b.mu.Unlock()
 	b.exec(batch)
 	b.mu.Lock()
 	if len(b.pending) > 0 {
-		// Lookups queued behind this round trip: a drainer sends them, so
-		// this one returns now.
+		// Lookups queued behind the round trips: a drainer sends them, on
+		// this round trip's slot, so this one returns now.
 		go b.drain()
 	} else {
-		b.busy = false
+		b.out--
 	}
 	b.mu.Unlock()
-	// Not busy means nothing was pending, so r went out in batch: done is
-	// closed. The select only makes that plain.
+	// r went out in batch unless lookups were queued before it (then
+	// another round trip carries it): wait for whichever does.
 	select {
 	case <-r.done:
 		return r.vals, r.err
@@ -99,7 +105,7 @@ func (b *readBatcher) take() []*readReq {
 }
 
 // drain sends the queued lookups, a batch per round trip, until none is
-// left.
+// left, on a round trip slot its caller handed over.
 func (b *readBatcher) drain() {
 	b.mu.Lock()
 	for len(b.pending) > 0 {
@@ -108,7 +114,7 @@ func (b *readBatcher) drain() {
 		b.exec(batch)
 		b.mu.Lock()
 	}
-	b.busy = false
+	b.out--
 	b.mu.Unlock()
 }
 

@@ -66,7 +66,7 @@ func TestReadBatcher(t *testing.T) {
 	cancel()
 	wg.Go(func() {
 		b.mu.Lock()
-		busy := b.busy
+		busy := b.out == maxRoundTrips
 		b.mu.Unlock()
 		if _, err := b.getMany(gone, []string{prefix + "k1"}); busy && err == nil {
 			errs <- fmt.Errorf("a canceled caller queued behind a round trip got no error")
@@ -82,6 +82,6 @@ func TestReadBatcher(t *testing.T) {
 	waitFor(t, "the batcher idle", func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		return !b.busy && len(b.pending) == 0
+		return b.out == 0 && len(b.pending) == 0
 	})
 }
