@@ -192,7 +192,7 @@ func (e *Engine) Decide(ctx context.Context, r *Request) Decision {
 	// cannot turn it into an allow: shedding never lets a request through.
 	n := e.inFlight.Add(1)
 	defer e.inFlight.Add(-1)
-	if max := int64(e.cfg.MaxInFlight); max > 0 && n > max {
+	if limit := int64(e.cfg.MaxInFlight); limit > 0 && n > limit {
 		e.overloaded.Add(1)
 		return d.failure(failure{CodeUnavailable, ReasonOverloaded, ""})
 	}
