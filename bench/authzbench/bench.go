@@ -564,6 +564,10 @@ func (b *bench) measure(ctx context.Context, t target, sc scenario, kind string,
 	if err != nil {
 		return nil, err
 	}
+	var pg0 map[int32]time.Duration
+	if sidecar {
+		pg0 = pgBackends(ctx, b.dbURL)
+	}
 	lc := loadgen.Config{
 		Conns: t.conns, Workers: l.Conc, Warmup: b.cfg.Warmup, Duration: b.cfg.Duration,
 		Source: src, CheckIdentity: sidecar,
@@ -597,8 +601,12 @@ func (b *bench) measure(ctx context.Context, t target, sc scenario, kind string,
 			SendLagP50: lag.P50, SendLagP99: lag.P99, SendLagMax: lag.Max,
 		}
 	}
+	row.PGCPUPerRequest = -1
 	if res.Sent > 0 {
 		row.CPUPerRequest = (cpu1 - cpu0) / time.Duration(res.Sent)
+		if d := pgCPUDelta(pg0, pgBackends(ctx, b.dbURL)); sidecar && d >= 0 {
+			row.PGCPUPerRequest = d / time.Duration(res.Sent)
+		}
 	}
 	if sidecar {
 		after, err := scrape(ctx, s.httpAddr)
@@ -619,9 +627,9 @@ func (b *bench) measure(ctx context.Context, t target, sc scenario, kind string,
 	if f := row.FixedRate; f != nil {
 		sched = fmt.Sprintf("  late %d  send lag p99 %s max %s", f.Late, loadgen.FormatDuration(f.SendLagP99), loadgen.FormatDuration(f.SendLagMax))
 	}
-	b.logf("%-12s %-7s c=%-7s %8.0f req/s  p50 %-8s p99 %-8s p99.9 %-8s CPU/req %-6s stall %-6s 503s %d  %s  tok %s%s",
+	b.logf("%-12s %-7s c=%-7s %8.0f req/s  p50 %-8s p99 %-8s p99.9 %-8s CPU/req %-6s PG/req %-6s stall %-6s 503s %d  %s  tok %s%s",
 		sc.Name, kind, l, row.Summary.Throughput, loadgen.FormatDuration(row.Summary.P50), loadgen.FormatDuration(row.Summary.P99),
-		loadgen.FormatDuration(row.Summary.P999), loadgen.FormatDuration(row.CPUPerRequest), loadgen.FormatDuration(maxStall), res.Unavailable, row.tierText(), row.tokenText(), sched)
+		loadgen.FormatDuration(row.Summary.P999), loadgen.FormatDuration(row.CPUPerRequest), row.pgCPUText(), loadgen.FormatDuration(maxStall), res.Unavailable, row.tierText(), row.tokenText(), sched)
 	// A deny, an error or a wrong identity is a wrong answer: the run is
 	// void. A 503 (the sidecar's --check-timeout expired) is a slow answer,
 	// not a wrong one: it is counted and shown, since on a shared 2-core
