@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -81,8 +82,6 @@ type L2Store struct {
 	log *zap.Logger
 	reg prometheus.Registerer
 	brk breaker
-	// reads batches the GETs of concurrent lookups into shared round trips.
-	reads readBatcher
 	// allKey is the marker of everything: "<prefix>inv:all".
 	allKey string
 }
@@ -97,7 +96,6 @@ func NewL2Store(rdb redis.UniversalClient, cfg L2Config, log *zap.Logger, reg pr
 		rdb: rdb, cfg: cfg, log: log.Named("l2"), reg: reg,
 		brk:    breaker{threshold: cfg.BreakerFailures, cooldown: cfg.BreakerCooldown},
 		allKey: cfg.Prefix + "inv:all",
-		reads:  readBatcher{rdb: rdb, timeout: cfg.Timeout},
 	}
 }
 
@@ -151,8 +149,8 @@ func (s *L2Store) markerKey(subject invalidate.Subject) string {
 	return s.cfg.Prefix + "inv:" + string(subject)
 }
 
-// get reads key. With invalidation on, it reads in the same round trip
-// (shared with concurrent lookups, see readBatcher) the marker of everything and those of the subjects known
+// get reads key. With invalidation on, it reads in the same pipelined
+// round trip the marker of everything and those of the subjects known
 // from q, and, when the answer names more subjects (a session's user, an
 // organization's id when q named a slug), their markers in a second one
 // (with the marker of everything when q names no subject: the entry is then
@@ -190,9 +188,9 @@ func (l *L2[Q, V]) get(ctx context.Context, key string, q Q) (v V, ok bool) {
 	} else {
 		// Nothing to read with the entry: a plain GET, and the markers, if
 		// any, once the answer names its subjects.
-		var vals [][]byte
-		if vals, err = s.getMany(cctx, []string{key}); err == nil {
-			entry = vals[0]
+		entry, err = s.rdb.Get(cctx, key).Bytes()
+		if errors.Is(err, redis.Nil) {
+			err = nil
 		}
 	}
 	if err != nil {
@@ -258,10 +256,30 @@ func (l *L2[Q, V]) decode(b []byte) (V, bool) {
 	return v, true
 }
 
-// getMany GETs keys in one round trip, shared with the lookups running at
-// the same time (readBatcher); a missing key is a nil value.
+// getMany GETs keys in one pipeline; a missing key is a nil value.
 func (s *L2Store) getMany(ctx context.Context, keys []string) ([][]byte, error) {
-	return s.reads.getMany(ctx, keys)
+	cmds := make([]*redis.StringCmd, len(keys))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.Get(ctx, k)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	out := make([][]byte, len(keys))
+	for i, c := range cmds {
+		b, err := c.Bytes()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[i] = b
+	}
+	return out, nil
 }
 
 // fresh reports whether an answer loaded at loadedAt was loaded more than
