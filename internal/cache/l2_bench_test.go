@@ -97,8 +97,8 @@ func BenchmarkL2Hit(b *testing.B) {
 			}
 		})
 	})
-	// Sixteen lookups at once, as under a closed-loop load: their GETs share
-	// round trips (readBatcher), next to the floor's one pipeline each.
+	// Sixteen lookups at once, as under a closed-loop load, next to the
+	// floor's pipelines run the same way.
 	b.Run("floor/parallel", func(b *testing.B) {
 		keys := []string{accessKey, prefix + "inv:all", prefix + "inv:u:" + q.UserID, prefix + "inv:o:" + q.OrgRef}
 		measureCPUParallel(b, func() {
