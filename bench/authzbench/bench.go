@@ -35,6 +35,10 @@ type bench struct {
 	req        *requests
 	fresh      *freshPool
 	policyPath string
+	// secretPath holds a Better Auth secret: policies.yaml accepts session
+	// cookies, and the sidecar refuses to start such a policy without one
+	// (the bench's requests carry JWTs, so its value matters not).
+	secretPath string
 	dbURL      string
 
 	servers []*server // started, to stop at the end
@@ -169,6 +173,10 @@ func (b *bench) setup(ctx context.Context) error {
 	if err := writePolicy(b.cfg.Policies, b.policyPath, b.issuer); err != nil {
 		return err
 	}
+	b.secretPath = filepath.Join(b.work, "better-auth-secret")
+	if err := os.WriteFile(b.secretPath, []byte(b.runID+"-bench-secret-of-at-least-32-bytes"), 0o600); err != nil {
+		return err
+	}
 	if out, err := exec.CommandContext(ctx, b.cfg.Sidecar, "validate", b.policyPath).CombinedOutput(); err != nil {
 		return fmt.Errorf("bench policy does not validate: %v\n%s", err, out)
 	}
@@ -278,14 +286,15 @@ func (b *bench) start(ctx context.Context, name string, ready readyFunc, bin str
 // extra flags for the instance.
 func (b *bench) sidecarArgs(redisPrefix string, extra ...string) []string {
 	args := []string{"serve",
-		"--policies", b.policyPath, "--database-url", b.dbURL,
+		"--policies", b.policyPath, "--database-url", b.dbURL, "--better-auth-secret-file", b.secretPath,
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--log-allow-every", "0", "--log-format", "json", "--log-level", "info",
 	}
 	if redisPrefix != "" {
 		args = append(args, "--redis-url", b.cfg.RedisURL, "--redis-prefix", redisPrefix)
 	}
-	return append(args, extra...)
+	args = append(args, extra...)
+	return append(args, b.cfg.SidecarFlags...)
 }
 
 // sidecarStep is one sidecar instance and what runs on it.
@@ -299,6 +308,9 @@ type sidecarStep struct {
 // runSidecar runs the scenarios on sidecar instances configured for them
 // (see scenario.Setup), then the L1 memory step.
 func (b *bench) runSidecar(ctx context.Context) error {
+	if len(b.cfg.SidecarFlags) > 0 {
+		b.report.Notes = append(b.report.Notes, fmt.Sprintf("every sidecar ran with the extra flags %q (BENCH_SIDECAR_FLAGS)", strings.Join(b.cfg.SidecarFlags, " ")))
+	}
 	steps := []sidecarStep{
 		{name: "sidecar-ad", redis: true, ids: "ad"},
 		{name: "sidecar-b", redis: true, flags: []string{"--l1-ttl", "1ms"}, ids: "b"},
@@ -552,6 +564,10 @@ func (b *bench) measure(ctx context.Context, t target, sc scenario, kind string,
 	if err != nil {
 		return nil, err
 	}
+	var pg0 map[int32]time.Duration
+	if sidecar {
+		pg0 = pgBackends(ctx, b.dbURL)
+	}
 	lc := loadgen.Config{
 		Conns: t.conns, Workers: l.Conc, Warmup: b.cfg.Warmup, Duration: b.cfg.Duration,
 		Source: src, CheckIdentity: sidecar,
@@ -585,8 +601,12 @@ func (b *bench) measure(ctx context.Context, t target, sc scenario, kind string,
 			SendLagP50: lag.P50, SendLagP99: lag.P99, SendLagMax: lag.Max,
 		}
 	}
+	row.PGCPUPerRequest = -1
 	if res.Sent > 0 {
 		row.CPUPerRequest = (cpu1 - cpu0) / time.Duration(res.Sent)
+		if d := pgCPUDelta(pg0, pgBackends(ctx, b.dbURL)); sidecar && d >= 0 {
+			row.PGCPUPerRequest = d / time.Duration(res.Sent)
+		}
 	}
 	if sidecar {
 		after, err := scrape(ctx, s.httpAddr)
@@ -607,9 +627,9 @@ func (b *bench) measure(ctx context.Context, t target, sc scenario, kind string,
 	if f := row.FixedRate; f != nil {
 		sched = fmt.Sprintf("  late %d  send lag p99 %s max %s", f.Late, loadgen.FormatDuration(f.SendLagP99), loadgen.FormatDuration(f.SendLagMax))
 	}
-	b.logf("%-12s %-7s c=%-7s %8.0f req/s  p50 %-8s p99 %-8s p99.9 %-8s CPU/req %-6s stall %-6s 503s %d  %s  tok %s%s",
+	b.logf("%-12s %-7s c=%-7s %8.0f req/s  p50 %-8s p99 %-8s p99.9 %-8s CPU/req %-6s PG/req %-6s stall %-6s 503s %d  %s  tok %s%s",
 		sc.Name, kind, l, row.Summary.Throughput, loadgen.FormatDuration(row.Summary.P50), loadgen.FormatDuration(row.Summary.P99),
-		loadgen.FormatDuration(row.Summary.P999), loadgen.FormatDuration(row.CPUPerRequest), loadgen.FormatDuration(maxStall), res.Unavailable, row.tierText(), row.tokenText(), sched)
+		loadgen.FormatDuration(row.Summary.P999), loadgen.FormatDuration(row.CPUPerRequest), row.pgCPUText(), loadgen.FormatDuration(maxStall), res.Unavailable, row.tierText(), row.tokenText(), sched)
 	// A deny, an error or a wrong identity is a wrong answer: the run is
 	// void. A 503 (the sidecar's --check-timeout expired) is a slow answer,
 	// not a wrong one: it is counted and shown, since on a shared 2-core
@@ -625,7 +645,7 @@ func (b *bench) measure(ctx context.Context, t target, sc scenario, kind string,
 		return nil, fmt.Errorf("%s against %s at %s: %w (lower BENCH_RATE or raise BENCH_RATE_INFLIGHT)", sc.Name, kind, l, behind)
 	}
 	if res.Unavailable > 0 {
-		b.report.Notes = append(b.report.Notes, fmt.Sprintf("%s %s c=%s: %d of %d answers were 503 (timeouts); first: %s",
+		b.report.Notes = append(b.report.Notes, fmt.Sprintf("%s %s c=%s: %d of %d answers were 503 (timeouts, or overloaded refusals); first: %s",
 			sc.Name, kind, l, res.Unavailable, res.Sent, res.FirstFailure))
 	}
 	if res.Exhausted {

@@ -38,6 +38,9 @@ type config struct {
 	FreshTokens  int           // pre-signed single-use tokens for scenario d
 	Fill         int           // memberships loaded into L1 for the memory step (0: skip)
 	Timeout      time.Duration
+	// SidecarFlags are appended to every sidecar's command line, e.g.
+	// "--max-in-flight 8" to watch the admission limit shed load.
+	SidecarFlags []string
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -135,6 +138,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 			*p = append(*p, n)
 		}
 	}
+	c.SidecarFlags = strings.Fields(getenv("BENCH_SIDECAR_FLAGS"))
 	list(&c.Concurrency, "BENCH_CONCURRENCY", false)
 	list(&c.Rates, "BENCH_RATE", true)
 	if v := getenv("BENCH_SCENARIOS"); v != "" {

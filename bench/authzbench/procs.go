@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -400,4 +401,47 @@ func watchStalls(p time.Duration) func() time.Duration {
 		close(stop)
 		return <-worst
 	}
+}
+
+// pgBackends reads the CPU time so far of each PostgreSQL backend
+// connected to the database of dbURL (the sidecar's pool), by pid, from
+// /proc: it works when PostgreSQL runs on this machine, as make bench's
+// does, and is nil otherwise.
+func pgBackends(ctx context.Context, dbURL string) map[int32]time.Duration {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return nil
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, err := conn.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)
+	if err != nil {
+		return nil
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return nil
+	}
+	out := make(map[int32]time.Duration, len(pids))
+	for _, pid := range pids {
+		t, err := cpuTime(int(pid))
+		if err != nil {
+			return nil
+		}
+		out[pid] = t
+	}
+	return out
+}
+
+// pgCPUDelta is the CPU the backends spent between two readings (a
+// backend that appeared in between counts whole; one that ended loses its
+// share), -1 when either reading failed.
+func pgCPUDelta(before, after map[int32]time.Duration) time.Duration {
+	if before == nil || after == nil {
+		return -1
+	}
+	var d time.Duration
+	for pid, t := range after {
+		d += t - before[pid]
+	}
+	return d
 }

@@ -69,8 +69,12 @@ type runRow struct {
 	// CPUPerRequest is the server process's user+system CPU per request
 	// (warm-up included), from /proc/PID/stat.
 	CPUPerRequest time.Duration `json:"server_cpu_per_request_ns"`
-	Sent          uint64        `json:"sent"`
-	Failures      uint64        `json:"failures"`
+	// PGCPUPerRequest is the CPU per request of the PostgreSQL backends
+	// connected to the bench database (the sidecar's pool), from
+	// /proc/PID/stat; -1 when unknown (noop rows, a remote PostgreSQL).
+	PGCPUPerRequest time.Duration `json:"pg_cpu_per_request_ns"`
+	Sent            uint64        `json:"sent"`
+	Failures        uint64        `json:"failures"`
 	// Unavailable counts 503 answers (timeouts), part of Failures.
 	Unavailable uint64 `json:"unavailable"`
 	// DriverStall is the worst lateness of a 5ms ticker in the load
@@ -184,8 +188,8 @@ func (b *bench) text() string {
 		p("      user, sidecar)")
 	}
 	p("")
-	p("%-16s %-7s %7s %8s %7s %7s %7s %8s %8s %7s %5s %6s %4s %6s  %-11s %s",
-		"scenario", "server", "conc", "req/s", "p50", "p99", "p99.9", "thr/noop", "p99/noop", "CPU/req", "503s", "stall",
+	p("%-16s %-7s %7s %8s %7s %7s %7s %8s %8s %7s %6s %5s %6s %4s %6s  %-11s %s",
+		"scenario", "server", "conc", "req/s", "p50", "p99", "p99.9", "thr/noop", "p99/noop", "CPU/req", "PG/req", "503s", "stall",
 		"late", "lag99", "L1/L2/PG %", "tok %")
 	var checked, unavailable uint64
 	for _, sc := range scenarios {
@@ -207,9 +211,9 @@ func (b *bench) text() string {
 				if f := x.FixedRate; f != nil {
 					late, lag = strconv.FormatUint(f.Late, 10), loadgen.FormatDuration(f.SendLagP99)
 				}
-				p("%-16s %-7s %7s %8.0f %7s %7s %7s %8s %8s %7s %5d %6s %4s %6s  %-11s %s",
+				p("%-16s %-7s %7s %8.0f %7s %7s %7s %8s %8s %7s %6s %5d %6s %4s %6s  %-11s %s",
 					sc.ID+" "+sc.Name, kind, l, x.Summary.Throughput, loadgen.FormatDuration(x.Summary.P50), loadgen.FormatDuration(x.Summary.P99),
-					loadgen.FormatDuration(x.Summary.P999), thr, p99, loadgen.FormatDuration(x.CPUPerRequest), x.Unavailable, loadgen.FormatDuration(x.DriverStall),
+					loadgen.FormatDuration(x.Summary.P999), thr, p99, loadgen.FormatDuration(x.CPUPerRequest), x.pgCPUText(), x.Unavailable, loadgen.FormatDuration(x.DriverStall),
 					late, lag, x.tierText(), x.tokenText())
 				unavailable += x.Unavailable
 			}
@@ -227,7 +231,8 @@ func (b *bench) text() string {
 		p("CPUs that generator, server, Redis and Postgres share, and p99 is mostly queueing.")
 	}
 	p("thr/noop = sidecar req/s ÷ noop req/s; p99/noop = sidecar p99 ÷ noop p99 (same scenario, same conc).")
-	p("CPU/req = server process user+sys CPU per request; 503s = answers that timed out (--check-timeout);")
+	p("CPU/req = server process user+sys CPU per request; PG/req = that of the PostgreSQL backends serving the")
+	p("sidecar (only where it queries; \"-\" unknown); 503s = answers that timed out (--check-timeout) or were refused (overloaded);")
 	p("stall = worst lateness of a 5ms ticker in the load generator (host stalls); L1/L2/PG = L1 hits, L2 hits")
 	p("and Postgres loads per 100 membership lookups (background refreshes included, so they may add up to")
 	p("more than 100); tok = share of verified-token cache hits.")
@@ -323,4 +328,12 @@ func (b *bench) finish() error {
 	}
 	fmt.Fprintf(b.out, "results: %s.txt (.json), %s\n", base, filepath.Join(b.cfg.ResultsDir, "latest.txt"))
 	return nil
+}
+
+// pgCPUText is PGCPUPerRequest for the table: "-" when unknown or none.
+func (r *runRow) pgCPUText() string {
+	if r.PGCPUPerRequest <= 0 {
+		return "-"
+	}
+	return loadgen.FormatDuration(r.PGCPUPerRequest)
 }

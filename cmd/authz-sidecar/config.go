@@ -36,6 +36,7 @@ type serveConfig struct {
 	LogFormat              string
 
 	CheckTimeout    time.Duration
+	MaxInFlight     int
 	LoadTimeout     time.Duration
 	L1TTL           time.Duration
 	L1NegativeTTL   time.Duration
@@ -102,6 +103,7 @@ func parseServeConfig(args []string, getenv func(string) string, stdout, stderr 
 		LogLevel:            "info",
 		LogFormat:           "json",
 		CheckTimeout:        100 * time.Millisecond,
+		MaxInFlight:         256,
 		LoadTimeout:         2 * time.Second,
 		L1TTL:               30 * time.Second,
 		L1NegativeTTL:       5 * time.Second,
@@ -208,6 +210,7 @@ func parseServeConfig(args []string, getenv func(string) string, stdout, stderr 
 	str(&c.LogLevel, "log-level", "AUTHZ_LOG_LEVEL", "debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "AUTHZ_LOG_FORMAT", "json or console")
 	dur(&c.CheckTimeout, "check-timeout", "AUTHZ_CHECK_TIMEOUT", "deadline of one Check; keep it below Envoy's ext_authz timeout")
+	integer(&c.MaxInFlight, "max-in-flight", "AUTHZ_MAX_IN_FLIGHT", "most checks decided at once, gRPC and HTTP together; the excess is answered 503 overloaded at once (0: unlimited)")
 	dur(&c.LoadTimeout, "load-timeout", "AUTHZ_LOAD_TIMEOUT", "deadline of one load (permissions, a session, an API key) from Redis/Postgres (runs detached from the request)")
 	dur(&c.L1TTL, "l1-ttl", "AUTHZ_L1_TTL", "in-process cache TTL of an answer: a permission set, a session, an API key (never past a session's or key's expiry)")
 	dur(&c.L1NegativeTTL, "l1-negative-ttl", "AUTHZ_L1_NEGATIVE_TTL", "in-process cache TTL of a not-a-member, no-such-user, no-such-session or no-such-key answer")
@@ -281,6 +284,9 @@ func parseServeConfig(args []string, getenv func(string) string, stdout, stderr 
 	}
 	if c.TTLJitter < 0 || c.TTLJitter >= 1 {
 		return c, errors.New("--cache-ttl-jitter must be at least 0 and below 1")
+	}
+	if c.MaxInFlight < 0 {
+		return c, errors.New("--max-in-flight must not be negative (0: unlimited)")
 	}
 	if c.CheckTimeout <= 0 || c.LoadTimeout <= 0 {
 		return c, errors.New("--check-timeout and --load-timeout must be positive")

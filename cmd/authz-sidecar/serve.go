@@ -203,10 +203,13 @@ func build(ctx context.Context, c serveConfig, getenv func(string) string, log *
 	if err != nil {
 		return s, err
 	}
-	if s.engine, err = authz.New(st, s.tiers.deps(), authz.Config{Secret: secret}); err != nil {
+	if s.engine, err = authz.New(st, s.tiers.deps(), authz.Config{Secret: secret, MaxInFlight: c.MaxInFlight}); err != nil {
 		return s, err
 	}
 	if s.recorder, err = observe.NewRecorder(log, s.reg, observe.Config{AllowSampleRate: c.LogAllowEvery}); err != nil {
+		return s, err
+	}
+	if err = observe.RegisterAdmission(s.reg, s.engine); err != nil {
 		return s, err
 	}
 	s.health = health.NewServer()

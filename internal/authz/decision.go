@@ -121,6 +121,9 @@ const (
 	ReasonSourceUnavailable Reason = "source_unavailable"
 	ReasonDeadline          Reason = "deadline_exceeded"
 	ReasonCanceled          Reason = "canceled"
+	// ReasonOverloaded: more decisions were in flight than the engine's
+	// MaxInFlight (--max-in-flight); refused before any work.
+	ReasonOverloaded Reason = "overloaded"
 )
 
 // reasonMessages are the deny messages. They never contain request input
@@ -159,6 +162,7 @@ var reasonMessages = map[Reason]string{
 	ReasonSourceUnavailable:      "permissions unavailable",
 	ReasonDeadline:               "timed out",
 	ReasonCanceled:               "request canceled",
+	ReasonOverloaded:             "too many checks in flight",
 }
 
 // Message is the reason's fixed message ("" for allow reasons).

@@ -84,6 +84,11 @@ type Config struct {
 	Secret authn.Secret
 	// NewID names each decision; default 128 random bits in hex.
 	NewID func() string
+	// MaxInFlight bounds the decisions being made at once (0: unlimited).
+	// A decision past it is refused at once, 503 ReasonOverloaded, before
+	// any work: a saturated sidecar sheds the excess predictably instead
+	// of queueing it until the check deadline answers 503 at random.
+	MaxInFlight int
 }
 
 // newID is 128 bits from the runtime's per-thread generator, in hex: a
@@ -118,6 +123,10 @@ type Engine struct {
 	state atomic.Pointer[State]
 	deps  Deps
 	cfg   Config
+	// inFlight counts the decisions being made (admitted ones, and for an
+	// instant each refused one); overloaded counts the refused ones.
+	inFlight   atomic.Int64
+	overloaded atomic.Uint64
 }
 
 // New returns an engine deciding under st with deps. It fails when the
@@ -131,6 +140,9 @@ func New(st State, deps Deps, cfg Config) (*Engine, error) {
 	}
 	if cfg.NewID == nil {
 		cfg.NewID = newID
+	}
+	if cfg.MaxInFlight < 0 {
+		return nil, errors.New("authz: negative MaxInFlight")
 	}
 	if deps.Access == nil {
 		return nil, errors.New("authz: no access resolver")
@@ -174,6 +186,16 @@ func (e *Engine) Decide(ctx context.Context, r *Request) Decision {
 	st := e.state.Load()
 	pol := st.Policy
 	d := Decision{ID: e.cfg.NewID(), PolicyVersion: pol.Version}
+
+	// 0. Admission: past MaxInFlight decisions at once, refuse at once.
+	// The refusal comes before the route is known, so a shadow route
+	// cannot turn it into an allow: shedding never lets a request through.
+	n := e.inFlight.Add(1)
+	defer e.inFlight.Add(-1)
+	if limit := int64(e.cfg.MaxInFlight); limit > 0 && n > limit {
+		e.overloaded.Add(1)
+		return d.failure(failure{CodeUnavailable, ReasonOverloaded, ""})
+	}
 
 	// 1. Route: by name when the proxy names it, else by path.
 	match, refusal, ok := e.route(pol, r, d)
@@ -517,6 +539,12 @@ func unavailableFailure(err error) failure {
 		return failure{CodeUnavailable, ReasonSourceUnavailable, ""}
 	}
 }
+
+// InFlight is the number of decisions being made now.
+func (e *Engine) InFlight() int64 { return e.inFlight.Load() }
+
+// Overloaded is the number of decisions refused with ReasonOverloaded.
+func (e *Engine) Overloaded() uint64 { return e.overloaded.Load() }
 
 // String describes the engine's dependencies for logs.
 func (e *Engine) String() string {

@@ -24,7 +24,7 @@ import (
 // Config tunes the decision log.
 type Config struct {
 	// AllowSampleRate logs one allow in this many (0 = no allows, 1 = all).
-	// Denies are always logged.
+	// Denies are always logged (overloaded refusals at most once a second).
 	AllowSampleRate uint64
 }
 
@@ -38,7 +38,16 @@ type Recorder struct {
 	// on every request.
 	byResult map[string]prometheus.Observer
 	allows   atomic.Uint64
+	// lastShed is when an overloaded refusal was last logged (unix ns);
+	// shed counts those not logged since.
+	lastShed atomic.Int64
+	shed     atomic.Uint64
 }
+
+// shedLogEvery spaces the log lines of overloaded refusals: a sidecar
+// shedding load must not spend what it sheds on writing a line per refusal
+// (authz_decisions_total and authz_checks_overloaded_total count each).
+const shedLogEvery = time.Second
 
 // NewRecorder registers the decision metrics on reg and logs on log.
 func NewRecorder(log *zap.Logger, reg prometheus.Registerer, cfg Config) (*Recorder, error) {
@@ -93,9 +102,58 @@ func (r *Recorder) Observe(_ context.Context, req *authz.Request, d *authz.Decis
 	if d.Allow && !d.Shadowed && !r.sampleAllow() {
 		return
 	}
-	if ce := r.log.Check(zap.InfoLevel, "decision"); ce != nil {
-		ce.Write(r.fields(req, d, result, requestID, elapsed)...)
+	var suppressed uint64
+	if d.Reason == authz.ReasonOverloaded {
+		var due bool
+		if due, suppressed = r.shedLogDue(); !due {
+			return
+		}
 	}
+	if ce := r.log.Check(zap.InfoLevel, "decision"); ce != nil {
+		fields := r.fields(req, d, result, requestID, elapsed)
+		if suppressed > 0 {
+			fields = append(fields, zap.Uint64("suppressed", suppressed))
+		}
+		ce.Write(fields...)
+	}
+}
+
+// shedLogDue reports whether an overloaded refusal may be logged now, and
+// how many were not since the last line.
+func (r *Recorder) shedLogDue() (bool, uint64) {
+	now := time.Now().UnixNano()
+	last := r.lastShed.Load()
+	if now-last < int64(shedLogEvery) || !r.lastShed.CompareAndSwap(last, now) {
+		r.shed.Add(1)
+		return false, 0
+	}
+	return true, r.shed.Swap(0)
+}
+
+// Admission is what the engine tells about its admission limit;
+// *authz.Engine satisfies it.
+type Admission interface {
+	InFlight() int64
+	Overloaded() uint64
+}
+
+// RegisterAdmission registers the admission metrics of a on reg:
+// authz_checks_in_flight and authz_checks_overloaded_total.
+func RegisterAdmission(reg prometheus.Registerer, a Admission) error {
+	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "authz_checks_in_flight",
+		Help: "Decisions being made now (--max-in-flight bounds them).",
+	}, func() float64 { return float64(a.InFlight()) })
+	overloaded := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "authz_checks_overloaded_total",
+		Help: "Checks refused at once, 503 overloaded, because --max-in-flight decisions were in flight.",
+	}, func() float64 { return float64(a.Overloaded()) })
+	for _, c := range []prometheus.Collector{inFlight, overloaded} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("observe: register admission metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // fields never include the token or the query string (which may carry one).

@@ -23,6 +23,8 @@ func TestRecorder(t *testing.T) {
 	allow := &authz.Decision{Allow: true, Code: authz.CodeOK, Reason: authz.ReasonGranted, Route: "read-leave", UserID: "u1", Grants: roles.Grants{{Role: "member", Perms: []string{"leave:read"}}}}
 	deny := &authz.Decision{ID: "0123456789abcdef0123456789abcdef", Code: authz.CodeForbidden, Reason: authz.ReasonMissingPermission, Detail: "missing permission leave:approve", Route: "approve-leave", UserID: "u1"}
 
+	shed := &authz.Decision{ID: "0123456789abcdef0123456789abcdef", Code: authz.CodeUnavailable, Reason: authz.ReasonOverloaded}
+
 	tests := []struct {
 		name      string
 		level     zapcore.Level
@@ -34,6 +36,8 @@ func TestRecorder(t *testing.T) {
 		{"denies always, allows not sampled", zap.InfoLevel, 0, []*authz.Decision{allow, deny, allow}, 1, false},
 		{"one allow in two", zap.InfoLevel, 2, []*authz.Decision{allow, allow, allow, allow}, 2, false},
 		{"debug logs every decision with its trace", zap.DebugLevel, 0, []*authz.Decision{allow, deny}, 2, true},
+		// A burst of refusals inside shedLogEvery: one line, every deny still logged.
+		{"overloaded refusals once a second", zap.InfoLevel, 0, []*authz.Decision{shed, shed, deny, shed, shed}, 2, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -91,3 +91,41 @@ func explain(t *testing.T, conn *pgx.Conn, sql string) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// TestMembershipQueryReadsTheUsersRows proves, on large organizations (a
+// thousand members each, every user in ten), that the membership query
+// reads the user's member rows by the userId index alone: ANDed with the
+// organizationId index it read every member of the organization for each
+// lookup, which cost twice the PostgreSQL CPU (queries.go).
+func TestMembershipQueryReadsTheUsersRows(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.NewDatabase(t)
+	seed := pgtest.NewSeeder(t, dbURL)
+	seedBulk(t, seed, 2000, 4000)
+	seed.Exec(t, `INSERT INTO members (id, "organizationId", "userId", role, "createdAt")
+		SELECT 'big_' || u || '_' || k, 'org_' || ((u + k) % 40), 'user_' || u, 'member', now()
+		FROM generate_series(0, 3999) u, generate_series(1, 9) k`)
+	seed.Exec(t, "ANALYZE")
+	ctx := context.Background()
+	db := openDB(t, dbURL, pg.Config{})
+	if _, err := db.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	if _, err := conn.Exec(ctx, "PREPARE membership(text, text, text) AS "+pg.Statements(db)["membership"]); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+		if _, err := conn.Exec(ctx, "SET plan_cache_mode = "+mode); err != nil {
+			t.Fatal(err)
+		}
+		plan := explain(t, conn, "EXPLAIN EXECUTE membership("+literal("user_7")+", "+literal("org_8")+", "+literal("")+")")
+		if strings.Contains(plan, `"members_organizationId_idx"`) || !strings.Contains(plan, `"members_userId_idx"`) {
+			t.Errorf("%s: the plan does not read members by the userId index alone:\n%s", mode, plan)
+		}
+	}
+}

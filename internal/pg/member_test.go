@@ -4,8 +4,11 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"os"
 	"reflect"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -298,4 +301,62 @@ func seedBulk(t testing.TB, seed *pgtest.Seeder, orgs, members int) {
 		SELECT 'mem_' || i, 'org_' || (i %% %d), 'user_' || i,
 			(ARRAY['owner', 'admin', 'member', 'admin,member'])[1 + i %% 4], now()
 		FROM generate_series(0, $1 - 1) i`, orgs), members)
+}
+
+// BenchmarkMembershipLargeOrgs is the membership query on make bench's
+// layout (organizations of 1000 members, every user in ten), one
+// connection, and reports the PostgreSQL backend's CPU per query
+// (pg-cpu-ns/op, from /proc: PostgreSQL on this machine), which other load
+// on the machine hardly moves.
+func BenchmarkMembershipLargeOrgs(b *testing.B) {
+	dbURL := pgtest.NewDatabase(b)
+	seed := pgtest.NewSeeder(b, dbURL)
+	seedBulk(b, seed, 100, 10000)
+	seed.Exec(b, `INSERT INTO members (id, "organizationId", "userId", role, "createdAt")
+		SELECT 'big_' || u || '_' || k, 'org_' || ((u + k) % 100), 'user_' || u, 'member', now()
+		FROM generate_series(0, 9999) u, generate_series(1, 9) k`)
+	seed.Exec(b, "ANALYZE")
+	ctx := context.Background()
+	db := openDB(b, dbURL, pg.Config{MaxConns: 1})
+	if _, err := db.Warm(ctx); err != nil {
+		b.Fatal(err)
+	}
+	var pid int
+	if err := pg.PoolOf(db).QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		b.Fatal(err)
+	}
+	repo := pg.NewMemberRepository(db)
+	b.ReportAllocs()
+	cpu0, ok := backendCPU(pid)
+	i := 0
+	for b.Loop() {
+		u := i % 10000
+		i++
+		if _, err := repo.Membership(ctx, roles.Subject{UserID: fmt.Sprintf("user_%d", u), OrgRef: fmt.Sprintf("org_%d", (u+1+i%9)%100)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if cpu1, ok1 := backendCPU(pid); ok && ok1 {
+		b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "pg-cpu-ns/op")
+	}
+}
+
+// backendCPU is a local process's user+system CPU time from /proc.
+func backendCPU(pid int) (time.Duration, bool) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	s := string(raw)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, false
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	// Clock ticks of 10 ms (USER_HZ is 100 on Linux).
+	return time.Duration(ut+st) * 10 * time.Millisecond, true
 }
