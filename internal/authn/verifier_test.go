@@ -247,6 +247,7 @@ func TestVerifyRejects(t *testing.T) {
 
 		// syntax
 		{name: "oversize", token: strings.Repeat("a", DefaultMaxTokenBytes+1), want: ErrTooLarge},
+		{name: "the largest size is parsed", token: strings.Repeat("a", DefaultMaxTokenBytes), want: ErrMalformed},
 		{name: "oversize valid-looking", token: signToken(t, f.ed, nil, claims(map[string]any{"pad": strings.Repeat("x", DefaultMaxTokenBytes)})), want: ErrTooLarge},
 		{name: "empty", token: "", want: ErrMalformed},
 		{name: "two parts", token: parts[0] + "." + parts[1], want: ErrMalformed},
@@ -492,6 +493,7 @@ func TestJSONString(t *testing.T) {
 		{"unicode escape", `"\u00e9"`, "é", true},
 		{"UTF-8", `"é"`, "é", true},
 		{"DEL", "\"\x7f\"", "\x7f", true},
+		{"invalid UTF-8 is replaced", "\"\xff\"", "\ufffd", true},
 		{"control character", "\"\x01\"", "", false},
 		{"a lone quote", `"`, "", false},
 		{"unterminated", `"ab`, "", false},
@@ -542,6 +544,59 @@ func TestNumericDate(t *testing.T) {
 			}
 			if err != nil || !got.Equal(tt.want) {
 				t.Fatalf("numericDate(%s) = %v, %v; want %v", tt.raw, got, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestSignatureLengths: each algorithm's signature length is checked before
+// any key lookup; RSA accepts 2048- to 8192-bit keys' signatures.
+func TestSignatureLengths(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		alg string
+		n   int
+		ok  bool
+	}{
+		{"EdDSA", 64, true}, {"EdDSA", 63, false}, {"EdDSA", 65, false},
+		{"ES256", 64, true}, {"ES256", 65, false},
+		{"ES384", 96, true}, {"ES384", 95, false},
+		{"ES512", 132, true}, {"ES512", 131, false},
+		{"RS256", minRSABits / 8, true}, {"RS256", minRSABits/8 - 1, false},
+		{"RS256", 1024, true}, {"RS256", 1025, false},
+		{"PS256", minRSABits / 8, true}, {"PS256", 1024, true}, {"PS256", 1025, false},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.alg, "/", tt.n), func(t *testing.T) {
+			t.Parallel()
+			a, err := newAlgorithm(tt.alg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := a.sigLenOK(tt.n); got != tt.ok {
+				t.Errorf("sigLenOK(%d) = %v, want %v", tt.n, got, tt.ok)
+			}
+		})
+	}
+}
+
+// TestQuoteShort: an attacker's value is quoted (no log injection) and cut
+// at 32 bytes.
+func TestQuoteShort(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, in, want string
+	}{
+		{"short", "abc", `"abc"`},
+		{"control characters escaped", "a\nb", `"a\nb"`},
+		{"exactly the limit", strings.Repeat("x", 32), `"` + strings.Repeat("x", 32) + `"`},
+		{"one past the limit", strings.Repeat("x", 33), `"` + strings.Repeat("x", 32) + `"...`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := quoteShort(tt.in); got != tt.want {
+				t.Errorf("quoteShort(%q) = %s, want %s", tt.in, got, tt.want)
 			}
 		})
 	}
