@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func TestParseExample(t *testing.T) {
@@ -215,6 +217,7 @@ func TestParseProblems(t *testing.T) {
 		{"alias", strings.Replace(base, "  issuer: https://auth.example", "  issuer: &i https://auth.example", 1) + "default: *i\n", 13, "aliases"},
 		{"duplicate key", replaceLine(base, 12, "  - { name: ok, path: /ok, authenticated: true, authenticated: false }"), 12, "duplicate key \"authenticated\""},
 		{"too large", strings.Repeat("#", MaxFileBytes+1), 1, "larger than"},
+		{"the largest size is read", strings.Repeat("#", MaxFileBytes), 1, "policy file is empty"},
 
 		// unknown keys
 		{"unknown top-level key", base + "defaults: deny\n", 13, "unknown key \"defaults\""},
@@ -519,5 +522,32 @@ func TestSourceString(t *testing.T) {
 		if got := src.String(); got != want {
 			t.Errorf("%#v.String() = %q, want %q", src, got, want)
 		}
+	}
+}
+
+// TestProblemPosition: a problem is placed at its node, and at 1:1 when the
+// node has no position (Problem promises Line >= 1).
+func TestProblemPosition(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		n         *yaml.Node
+		line, col int
+	}{
+		{"no node", nil, 1, 1},
+		{"a node without a position", &yaml.Node{}, 1, 1},
+		{"a node on line 1", &yaml.Node{Line: 1, Column: 2}, 1, 2},
+		{"a node", &yaml.Node{Line: 3, Column: 5}, 3, 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := &checker{file: "p.yaml"}
+			c.add(tt.n, "x %d", 1)
+			want := Problem{File: "p.yaml", Line: tt.line, Column: tt.col, Message: "x 1"}
+			if len(c.problems) != 1 || c.problems[0] != want {
+				t.Errorf("problems = %+v, want %+v", c.problems, want)
+			}
+		})
 	}
 }
