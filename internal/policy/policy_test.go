@@ -551,3 +551,34 @@ func TestProblemPosition(t *testing.T) {
 		})
 	}
 }
+
+// TestSyntaxPosition: a YAML error's line is read from its message, made
+// 1-based where the parser's is 0-based, and kept within the file; a line
+// the library cannot mean (0) is left in the message.
+func TestSyntaxPosition(t *testing.T) {
+	t.Parallel()
+	data := []byte("a: 1\nb: 2\nc: 3\n") // 4 lines, the last empty
+	tests := []struct {
+		name string
+		err  string
+		line int
+		msg  string
+	}{
+		{"scanner error, 1-based", "yaml: line 2: mapping values are not allowed in this context", 2, "mapping values are not allowed in this context"},
+		{"parser error, 0-based", "yaml: line 2: did not find expected key", 3, "did not find expected key"},
+		{"past the end of the file", "yaml: line 99: could not find expected ':'", 4, "could not find expected ':'"},
+		{"line 0 is no position", "yaml: line 0: boom", 1, "line 0: boom"},
+		{"no line", "yaml: control characters are not allowed", 1, "control characters are not allowed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := &checker{file: "p.yaml"}
+			c.syntax(errors.New(tt.err), data)
+			want := Problem{File: "p.yaml", Line: tt.line, Message: "YAML syntax error: " + tt.msg}
+			if len(c.problems) != 1 || c.problems[0] != want {
+				t.Errorf("problems = %+v, want %+v", c.problems, want)
+			}
+		})
+	}
+}
