@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -580,5 +581,72 @@ func TestSyntaxPosition(t *testing.T) {
 				t.Errorf("problems = %+v, want %+v", c.problems, want)
 			}
 		})
+	}
+}
+
+// TestJWTLimits: jwt.leeway and jwt.max_token_bytes take their bounds and
+// refuse one step past them.
+func TestJWTLimits(t *testing.T) {
+	t.Parallel()
+	base := withRoutes(okRoute)
+	with := func(line string) string {
+		return replaceLine(base, 2, "  issuer: https://auth.example\n"+line)
+	}
+	tests := []struct {
+		name     string
+		line     string
+		leeway   time.Duration
+		maxBytes int
+		ok       bool
+	}{
+		{"no leeway", "  leeway: 0s", 0, DefaultMaxTokenBytes, true},
+		{"a bare 0 leeway", "  leeway: 0", 0, DefaultMaxTokenBytes, true},
+		{"the largest leeway", "  leeway: 5m", MaxLeeway, DefaultMaxTokenBytes, true},
+		{"past the largest leeway", "  leeway: 5m1s", 0, 0, false},
+		{"negative leeway", "  leeway: -1s", 0, 0, false},
+		{"the smallest token bound", fmt.Sprintf("  max_token_bytes: %d", MinMaxTokenBytes), DefaultLeeway, MinMaxTokenBytes, true},
+		{"below the smallest token bound", fmt.Sprintf("  max_token_bytes: %d", MinMaxTokenBytes-1), 0, 0, false},
+		{"the largest token bound", fmt.Sprintf("  max_token_bytes: %d", MaxMaxTokenBytes), DefaultLeeway, MaxMaxTokenBytes, true},
+		{"past the largest token bound", fmt.Sprintf("  max_token_bytes: %d", MaxMaxTokenBytes+1), 0, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p, err := Parse("p.yaml", []byte(with(tt.line)))
+			if !tt.ok {
+				if err == nil || !strings.Contains(err.Error(), "must be between") {
+					t.Fatalf("Parse = %v, want a bounds error", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.JWT.Leeway != tt.leeway || p.JWT.MaxTokenBytes != tt.maxBytes {
+				t.Errorf("leeway %v max_token_bytes %d, want %v %d", p.JWT.Leeway, p.JWT.MaxTokenBytes, tt.leeway, tt.maxBytes)
+			}
+		})
+	}
+}
+
+// TestNameSyntax checks the header-name (RFC 9110 token) and claim-name
+// syntaxes byte by byte.
+func TestNameSyntax(t *testing.T) {
+	t.Parallel()
+	const tchar = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	for _, f := range []func(string) bool{isToken, isClaimName} {
+		if f("") {
+			t.Error("the empty name is accepted")
+		}
+	}
+	for i := range 256 {
+		s := string([]byte{byte(i)})
+		if got, want := isToken(s), strings.Contains(tchar, s); got != want {
+			t.Errorf("isToken(%q) = %v, want %v", s, got, want)
+		}
+		// A claim name is printable ASCII without spaces.
+		if got, want := isClaimName("a"+s), i > ' ' && i < 0x7f; got != want {
+			t.Errorf("isClaimName(%q) = %v, want %v", "a"+s, got, want)
+		}
 	}
 }
