@@ -629,12 +629,13 @@ func TestJWTLimits(t *testing.T) {
 	}
 }
 
-// TestNameSyntax checks the header-name (RFC 9110 token) and claim-name
-// syntaxes byte by byte.
+// TestNameSyntax checks the header-name (RFC 9110 token), claim-name and
+// role/route-name syntaxes byte by byte.
 func TestNameSyntax(t *testing.T) {
 	t.Parallel()
 	const tchar = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	for _, f := range []func(string) bool{isToken, isClaimName} {
+	const nameChar = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_.-"
+	for _, f := range []func(string) bool{isToken, isClaimName, isName} {
 		if f("") {
 			t.Error("the empty name is accepted")
 		}
@@ -643,6 +644,9 @@ func TestNameSyntax(t *testing.T) {
 		s := string([]byte{byte(i)})
 		if got, want := isToken(s), strings.Contains(tchar, s); got != want {
 			t.Errorf("isToken(%q) = %v, want %v", s, got, want)
+		}
+		if got, want := isName(s), strings.Contains(nameChar, s); got != want {
+			t.Errorf("isName(%q) = %v, want %v", s, got, want)
 		}
 		// A claim name is printable ASCII without spaces.
 		if got, want := isClaimName("a"+s), i > ' ' && i < 0x7f; got != want {
