@@ -9,6 +9,13 @@
 #   caddy           forward_auth in front of the sidecar
 #   pgbouncer       the sidecar behind a connection pooler
 #
+# and one Go tool, with `go install` (no Debian package has it):
+#
+#   gremlins        make mutation (mutation testing), pinned to
+#                   $GREMLINS_VERSION, in "$(go env GOPATH)/bin"
+#
+# `setup.sh gremlins` installs only gremlins (what make mutation runs).
+#
 # Idempotent: with everything present it installs nothing and runs no
 # apt-get at all; `apt-get update` runs only when something must be
 # installed. It never starts a daemon: a package's postinst would start a
@@ -18,6 +25,29 @@
 set -euo pipefail
 
 log() { printf 'setup: %s\n' "$*" >&2; }
+
+GREMLINS_VERSION=v0.6.0
+
+# install_gremlins: go install the pinned gremlins into "$(go env
+# GOPATH)/bin" unless that version is there already (go version -m reads
+# the version a binary was built from; gremlins --version says "dev").
+install_gremlins() {
+	local dir bin
+	dir="$(go env GOPATH)/bin"
+	bin="$dir/gremlins"
+	if [[ -x $bin ]] && go version -m "$bin" 2>/dev/null |
+		grep -qE "^[[:space:]]+mod[[:space:]]+github.com/go-gremlins/gremlins[[:space:]]+$GREMLINS_VERSION([[:space:]]|$)"; then
+		log "gremlins $GREMLINS_VERSION is installed ($bin)"
+		return 0
+	fi
+	log "installing gremlins $GREMLINS_VERSION into $dir"
+	GOBIN="$dir" go install "github.com/go-gremlins/gremlins/cmd/gremlins@$GREMLINS_VERSION" >&2
+}
+
+install_gremlins
+if [[ ${1:-} == gremlins ]]; then
+	exit 0
+fi
 
 # have NAME: whether the binary NAME is installed. /usr/sbin is not on a
 # non-root user's PATH on Debian, where nginx and pgbouncer live.

@@ -19,20 +19,18 @@ func BearerToken(authorization string) (string, error) {
 		return "", ErrNoToken
 	}
 	const scheme = "Bearer"
-	if strings.EqualFold(authorization, scheme) {
-		return "", fmt.Errorf("%w: empty bearer token", ErrMalformedHeader)
-	}
 	if len(authorization) < len(scheme) || !strings.EqualFold(authorization[:len(scheme)], scheme) {
 		return "", fmt.Errorf("%w: scheme is not Bearer", ErrMalformedHeader)
 	}
 	rest := authorization[len(scheme):]
 	token := strings.TrimLeft(rest, " \t")
+	if token == "" {
+		// "Bearer" alone, or followed by whitespace only.
+		return "", fmt.Errorf("%w: empty bearer token", ErrMalformedHeader)
+	}
 	if len(token) == len(rest) {
 		// "Bearerx": the scheme must be followed by whitespace.
 		return "", fmt.Errorf("%w: scheme is not Bearer", ErrMalformedHeader)
-	}
-	if token == "" {
-		return "", fmt.Errorf("%w: empty bearer token", ErrMalformedHeader)
 	}
 	if !isB64Token(token) {
 		return "", fmt.Errorf("%w: bearer token has invalid characters", ErrMalformedHeader)

@@ -368,13 +368,16 @@ func (k *KeySet) parse(body []byte) (*keyIndex, error) {
 	return idx, nil
 }
 
+// maxWarned bounds the reasons warnOnce remembers.
+const maxWarned = 256
+
 // warnOnce logs a warning the first time a reason is seen, so that a JWKS
 // with a key we skip does not log on every refresh. Bounded, to keep memory
 // flat if the JWKS changes constantly.
 func (k *KeySet) warnOnce(reason, msg string, fields ...zap.Field) {
 	k.mu.Lock()
 	_, seen := k.warned[reason]
-	if !seen && len(k.warned) < 256 {
+	if !seen && len(k.warned) < maxWarned {
 		k.warned[reason] = struct{}{}
 	}
 	k.mu.Unlock()

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -20,6 +21,9 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestKeySetRotation(t *testing.T) {
@@ -617,6 +621,104 @@ func TestKeySetRedirects(t *testing.T) {
 		}
 		if plain.hits.Load() != 0 {
 			t.Fatal("the http server was contacted")
+		}
+	})
+}
+
+// TestNoDowngrade: redirects are followed up to net/http's limit of 10, and
+// never from https to http.
+func TestNoDowngrade(t *testing.T) {
+	t.Parallel()
+	req := func(rawURL string) *http.Request {
+		r, err := http.NewRequest(http.MethodGet, rawURL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	via := func(n int, scheme string) []*http.Request {
+		v := make([]*http.Request, n)
+		for i := range v {
+			v[i] = req(scheme + "://a.example/jwks")
+		}
+		return v
+	}
+	tests := []struct {
+		name string
+		req  *http.Request
+		via  []*http.Request
+		ok   bool
+	}{
+		{"first redirect", req("https://b.example/jwks"), via(1, "https"), true},
+		{"ninth redirect", req("https://b.example/jwks"), via(9, "https"), true},
+		{"tenth redirect is one too many", req("https://b.example/jwks"), via(10, "https"), false},
+		{"http to http", req("http://b.example/jwks"), via(1, "http"), true},
+		{"http to https", req("https://b.example/jwks"), via(1, "http"), true},
+		{"https to http", req("http://b.example/jwks"), via(1, "https"), false},
+		{"https to http after an https hop", req("http://b.example/jwks"), via(2, "https"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if err := noDowngrade(tt.req, tt.via); (err == nil) != tt.ok {
+				t.Errorf("noDowngrade = %v, want ok %v", err, tt.ok)
+			}
+		})
+	}
+}
+
+// TestKeySetLogs: a failed fetch is a warning (operators alert on it), a
+// good one is not; a skipped key warns once per reason, and the set of
+// reasons remembered is bounded.
+func TestKeySetLogs(t *testing.T) {
+	t.Parallel()
+	good := jwksBody(t, betterAuthJWK(t, newEd25519Key(t, "good")))
+	tests := []struct {
+		name   string
+		status int32
+		warns  int
+	}{
+		{"fetch fails", 500, 1},
+		{"fetch succeeds", 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newJWKSServer(t, good)
+			srv.status.Store(tt.status)
+			core, logs := observer.New(zapcore.DebugLevel)
+			ks, err := NewKeySet(KeySetConfig{URL: srv.URL}, zap.New(core))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = ks.Refresh(context.Background())
+			if n := logs.FilterMessage("JWKS fetch failed; keeping the last good key set").FilterLevelExact(zapcore.WarnLevel).Len(); n != tt.warns {
+				t.Errorf("%d fetch warnings, want %d", n, tt.warns)
+			}
+			if n := logs.FilterMessage("JWKS fetched").Len(); n != 1-tt.warns {
+				t.Errorf("%d fetch debug lines, want %d", n, 1-tt.warns)
+			}
+		})
+	}
+
+	t.Run("warn once, bounded", func(t *testing.T) {
+		t.Parallel()
+		core, logs := observer.New(zapcore.WarnLevel)
+		ks, err := NewKeySet(KeySetConfig{URL: "https://a.example/jwks"}, zap.New(core))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			ks.warnOnce("r", "skipped")
+		}
+		if n := logs.Len(); n != 1 {
+			t.Errorf("a reason seen twice logged %d times", n)
+		}
+		for i := range 300 {
+			ks.warnOnce(fmt.Sprint("reason ", i), "skipped")
+		}
+		if n := len(ks.warned); n != maxWarned {
+			t.Errorf("%d reasons remembered, want %d", n, maxWarned)
 		}
 	})
 }

@@ -61,6 +61,7 @@ func TestVerifySigned(t *testing.T) {
 		{"canonical", vecToken + "." + vecSig, vecToken, true},
 		{"non-canonical last character", vecToken + "." + nonCanonical, vecToken, true},
 		{"token with a dot: split at the last one", "a.b." + s.Sign("a.b"), "a.b", true},
+		{"one-character token", "a." + s.Sign("a"), "a", true},
 		{"unpadded", vecToken + "." + strings.TrimSuffix(vecSig, "="), "", false},
 		{"base64url alphabet", vecToken + "." + strings.NewReplacer("+", "-", "/", "_").Replace(vecSig), "", false},
 		{"another token", "other." + vecSig, "", false},
@@ -184,6 +185,7 @@ func TestSecretFromEnv(t *testing.T) {
 		{"no version", map[string]string{"BETTER_AUTH_SECRETS": "new"}, "", true},
 		{"bad version", map[string]string{"BETTER_AUTH_SECRETS": "x:new"}, "", true},
 		{"negative version", map[string]string{"BETTER_AUTH_SECRETS": "-1:new"}, "", true},
+		{"version zero", map[string]string{"BETTER_AUTH_SECRETS": "0:new"}, "new", false},
 		{"empty secret", map[string]string{"BETTER_AUTH_SECRETS": "1: "}, "", true},
 		{"blank list falls back", map[string]string{"BETTER_AUTH_SECRETS": "  ", "BETTER_AUTH_SECRET": "s1"}, "s1", false},
 		{"none", nil, "", false},
@@ -323,6 +325,8 @@ func TestOriginTrusted(t *testing.T) {
 		{"no host", "https://", "", false},
 		{"other scheme", "ftp://admin.example", "", false},
 		{"IPv6", "http://[::1]:3000", "", false},
+		{"https on port 80 is another origin", "https://admin.example:80", "", false},
+		{"http on port 443 is another origin", "http://localhost:443", "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -338,6 +342,9 @@ func TestOriginTrusted(t *testing.T) {
 	if !OriginTrusted("http://[::1]:3000", "", "", []string{"http://[::1]:3000"}) {
 		t.Error("IPv6 origin not matched exactly")
 	}
+	if !OriginTrusted("http://app.local:80", "", "http://app.local", nil) {
+		t.Error("http's default port not dropped")
+	}
 }
 
 func TestGlob(t *testing.T) {
@@ -350,6 +357,8 @@ func TestGlob(t *testing.T) {
 		{"a*c", "abcd", false}, {"*.x", ".x", true}, {"?", "", false}, {"?", "a", true},
 		{"a?c", "abc", true}, {"**b", "ab", true}, {"a*b*c", "axxbyyc", true}, {"a*b*c", "axxbyy", false},
 		{"abc", "abc", true}, {"abc", "abd", false}, {"", "", true}, {"", "a", false},
+		// No "*": nothing to backtrack to, whatever the mismatch.
+		{"ab", "ax", false}, {"?b", "xc", false}, {"a", "b", false},
 	} {
 		if got := glob(tt.p, tt.s); got != tt.want {
 			t.Errorf("glob(%q, %q) = %v, want %v", tt.p, tt.s, got, tt.want)

@@ -430,23 +430,23 @@ func (v *Verifier) checkAudience(raw json.RawMessage) error {
 // breaks, which the base64 decoder would otherwise skip) and any count of
 // segments other than three.
 func splitCompact(s string) (hdr, payload, sig string, ok bool) {
-	dot1, dot2 := -1, -1
+	var dots [2]int
+	n := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		switch {
-		case ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') || c == '-' || c == '_':
-		case c == '.' && dot1 < 0:
-			dot1 = i
-		case c == '.' && dot2 < 0:
-			dot2 = i
-		default:
+		if ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') || c == '-' || c == '_' {
+			continue
+		}
+		if c != '.' || n == len(dots) {
 			return "", "", "", false
 		}
+		dots[n] = i
+		n++
 	}
-	if dot2 < 0 {
+	if n != len(dots) {
 		return "", "", "", false
 	}
-	return s[:dot1], s[dot1+1 : dot2], s[dot2+1:], true
+	return s[:dots[0]], s[dots[0]+1 : dots[1]], s[dots[1]+1:], true
 }
 
 // jsonString decodes raw if it is a JSON string. The common case (printable

@@ -247,6 +247,7 @@ func TestVerifyRejects(t *testing.T) {
 
 		// syntax
 		{name: "oversize", token: strings.Repeat("a", DefaultMaxTokenBytes+1), want: ErrTooLarge},
+		{name: "the largest size is parsed", token: strings.Repeat("a", DefaultMaxTokenBytes), want: ErrMalformed},
 		{name: "oversize valid-looking", token: signToken(t, f.ed, nil, claims(map[string]any{"pad": strings.Repeat("x", DefaultMaxTokenBytes)})), want: ErrTooLarge},
 		{name: "empty", token: "", want: ErrMalformed},
 		{name: "two parts", token: parts[0] + "." + parts[1], want: ErrMalformed},
@@ -430,5 +431,173 @@ func TestKeepClaims(t *testing.T) {
 	}
 	if id.Subject == "" || id.Expiry.IsZero() {
 		t.Errorf("registered claims lost: %+v", id)
+	}
+}
+
+// TestSplitCompact: exactly three segments of the base64url alphabet; the
+// ends of each range are in it, their neighbours are not.
+func TestSplitCompact(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name              string
+		in                string
+		hdr, payload, sig string
+		ok                bool
+	}{
+		{name: "three segments", in: "aa.bb.cc", hdr: "aa", payload: "bb", sig: "cc", ok: true},
+		{name: "the alphabet's ends", in: "az.AZ.09-_", hdr: "az", payload: "AZ", sig: "09-_", ok: true},
+		{name: "empty segments", in: "..", ok: true},
+		{name: "empty header", in: ".b.c", payload: "b", sig: "c", ok: true},
+		{name: "empty signature", in: "a.b.", hdr: "a", payload: "b", ok: true},
+		{name: "two segments", in: "a.b"},
+		{name: "four segments", in: "a.b.c.d"},
+		{name: "no dot", in: "abc"},
+		{name: "empty", in: ""},
+		{name: "padding", in: "a.b.c="},
+		{name: "base64 std alphabet", in: "a.b+.c"},
+		{name: "slash", in: "a.b/.c"},
+		{name: "before a", in: "`.b.c"},
+		{name: "after z", in: "{.b.c"},
+		{name: "before A", in: "@.b.c"},
+		{name: "after Z", in: "[.b.c"},
+		{name: "before 0", in: "/.b.c"},
+		{name: "after 9", in: ":.b.c"},
+		{name: "space", in: "a.b .c"},
+		{name: "line break", in: "a.b\n.c"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			hdr, payload, sig, ok := splitCompact(tt.in)
+			if ok != tt.ok || hdr != tt.hdr || payload != tt.payload || sig != tt.sig {
+				t.Errorf("splitCompact(%q) = %q, %q, %q, %v; want %q, %q, %q, %v", tt.in, hdr, payload, sig, ok, tt.hdr, tt.payload, tt.sig, tt.ok)
+			}
+		})
+	}
+}
+
+// TestJSONString: the fast path (printable ASCII) and encoding/json agree;
+// anything but a JSON string is refused.
+func TestJSONString(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		raw  string
+		want string
+		ok   bool
+	}{
+		{"empty string", `""`, "", true},
+		{"one character", `"a"`, "a", true},
+		{"printable ASCII ends", `" ~"`, " ~", true},
+		{"escaped quote", `"a\"b"`, `a"b`, true},
+		{"unicode escape", `"\u00e9"`, "é", true},
+		{"UTF-8", `"é"`, "é", true},
+		{"DEL", "\"\x7f\"", "\x7f", true},
+		{"invalid UTF-8 is replaced", "\"\xff\"", "\ufffd", true},
+		{"control character", "\"\x01\"", "", false},
+		{"a lone quote", `"`, "", false},
+		{"unterminated", `"ab`, "", false},
+		{"a number", `12`, "", false},
+		{"null", `null`, "", false},
+		{"empty", ``, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, ok := jsonString(json.RawMessage(tt.raw))
+			if ok != tt.ok || got != tt.want {
+				t.Errorf("jsonString(%q) = %q, %v; want %q, %v", tt.raw, got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+// TestNumericDate: a JSON number of seconds within [0, maxNumericDate],
+// fractions kept; anything else is refused, saying which.
+func TestNumericDate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		raw  string
+		want time.Time
+		err  string
+	}{
+		{name: "zero", raw: "0", want: time.Unix(0, 0)},
+		{name: "leading nine", raw: "9", want: time.Unix(9, 0)},
+		{name: "a fraction", raw: "1.5", want: time.Unix(1, 500_000_000)},
+		{name: "the largest", raw: "1e11", want: time.Unix(1e11, 0)},
+		{name: "past the largest", raw: "100000000001", err: "out of range"},
+		{name: "negative", raw: "-1", err: "out of range"},
+		{name: "a string", raw: `"1"`, err: "not a number"},
+		{name: "a boolean", raw: "true", err: "not a number"},
+		{name: "empty", raw: "", err: "not a number"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := numericDate(json.RawMessage(tt.raw))
+			if tt.err != "" {
+				if err == nil || err.Error() != tt.err {
+					t.Fatalf("numericDate(%s) = %v, %v; want error %q", tt.raw, got, err, tt.err)
+				}
+				return
+			}
+			if err != nil || !got.Equal(tt.want) {
+				t.Fatalf("numericDate(%s) = %v, %v; want %v", tt.raw, got, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestSignatureLengths: each algorithm's signature length is checked before
+// any key lookup; RSA accepts 2048- to 8192-bit keys' signatures.
+func TestSignatureLengths(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		alg string
+		n   int
+		ok  bool
+	}{
+		{"EdDSA", 64, true}, {"EdDSA", 63, false}, {"EdDSA", 65, false},
+		{"ES256", 64, true}, {"ES256", 65, false},
+		{"ES384", 96, true}, {"ES384", 95, false},
+		{"ES512", 132, true}, {"ES512", 131, false},
+		{"RS256", minRSABits / 8, true}, {"RS256", minRSABits/8 - 1, false},
+		{"RS256", 1024, true}, {"RS256", 1025, false},
+		{"PS256", minRSABits / 8, true}, {"PS256", 1024, true}, {"PS256", 1025, false},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.alg, "/", tt.n), func(t *testing.T) {
+			t.Parallel()
+			a, err := newAlgorithm(tt.alg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := a.sigLenOK(tt.n); got != tt.ok {
+				t.Errorf("sigLenOK(%d) = %v, want %v", tt.n, got, tt.ok)
+			}
+		})
+	}
+}
+
+// TestQuoteShort: an attacker's value is quoted (no log injection) and cut
+// at 32 bytes.
+func TestQuoteShort(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, in, want string
+	}{
+		{"short", "abc", `"abc"`},
+		{"control characters escaped", "a\nb", `"a\nb"`},
+		{"exactly the limit", strings.Repeat("x", 32), `"` + strings.Repeat("x", 32) + `"`},
+		{"one past the limit", strings.Repeat("x", 33), `"` + strings.Repeat("x", 32) + `"...`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := quoteShort(tt.in); got != tt.want {
+				t.Errorf("quoteShort(%q) = %s, want %s", tt.in, got, tt.want)
+			}
+		})
 	}
 }

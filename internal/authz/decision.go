@@ -317,11 +317,6 @@ func (d Decision) deny(r Reason, detail string) Decision {
 	return d.finish(r, detail)
 }
 
-func (d Decision) unauthenticated(r Reason) Decision {
-	d.Code = CodeUnauthenticated
-	return d.finish(r, "")
-}
-
 // finish sets the outcome. A route in shadow mode lets a deny through but
 // keeps its code and reason so it is logged and counted as what it would
 // have been. Decisions made before the route is known (d.enforce false
@@ -342,16 +337,15 @@ func (d Decision) finish(r Reason, detail string) Decision {
 // permission","detail":"leave:approve","route":"approve-leave"}. Nothing in
 // it comes from the request.
 func (d *Decision) DenyBody() string {
-	b, err := json.Marshal(struct {
+	// Marshalling a struct of strings cannot fail (invalid UTF-8 is
+	// replaced, not refused), so there is no error path to take.
+	b, _ := json.Marshal(struct {
 		Error   string `json:"error"`
 		Reason  string `json:"reason"`
 		Message string `json:"message,omitempty"`
 		Detail  string `json:"detail,omitempty"`
 		Route   string `json:"route,omitempty"`
 	}{d.Code.ErrorName(), string(d.Reason), d.Reason.Message(), d.Detail, d.Route})
-	if err != nil {
-		return `{"error":"` + d.Code.ErrorName() + `"}`
-	}
 	return string(b)
 }
 

@@ -82,3 +82,29 @@ func TestDenyBody(t *testing.T) {
 		t.Errorf("body = %s", b)
 	}
 }
+
+// TestStatus: an allow (a shadowed deny included) is 200, a deny its code's
+// status, and a deny that carries CodeOK (a bug) fails closed with 503.
+func TestStatus(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		d    Decision
+		want int
+	}{
+		{"allow", Decision{Allow: true, Code: CodeOK}, 200},
+		{"shadowed deny", Decision{Allow: true, Shadowed: true, Code: CodeForbidden}, 200},
+		{"unauthenticated", Decision{Code: CodeUnauthenticated}, 401},
+		{"forbidden", Decision{Code: CodeForbidden}, 403},
+		{"unavailable", Decision{Code: CodeUnavailable}, 503},
+		{"deny carrying CodeOK", Decision{Code: CodeOK}, 503},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := tt.d.Status(); got != tt.want {
+				t.Errorf("Status() = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}

@@ -14,6 +14,8 @@ package authz
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -92,15 +94,14 @@ type Config struct {
 }
 
 // newID is 128 bits from the runtime's per-thread generator, in hex: a
-// decision id must be unique, not secret, and cheap.
+// decision id must be unique, not secret, and cheap. hex.Encode, not a
+// hand-rolled digit loop, so the only logic here is the library's.
 func newID() string {
+	var raw [16]byte
+	binary.BigEndian.PutUint64(raw[:8], mrand.Uint64())
+	binary.BigEndian.PutUint64(raw[8:], mrand.Uint64())
 	var b [32]byte
-	const digits = "0123456789abcdef"
-	for i, r := range [2]uint64{mrand.Uint64(), mrand.Uint64()} {
-		for j := range 16 {
-			b[i*16+j] = digits[(r>>(60-4*j))&0xf]
-		}
-	}
+	hex.Encode(b[:], raw[:])
 	return string(b[:])
 }
 

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -298,6 +299,62 @@ func checkAgainstReference(t testing.TB, p *Policy, method, path string) {
 	for _, v := range m.vals[:len(m.Route.params)] {
 		if v == "" || strings.Contains(v, "/") || !strings.Contains(path, v) {
 			t.Fatalf("Match(%q, %q) captured %q", method, path, v)
+		}
+	}
+}
+
+// TestCompileTemplateParams: a template may have MaxParams wildcards, not
+// one more.
+func TestCompileTemplateParams(t *testing.T) {
+	t.Parallel()
+	tmpl := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "/{p%d}", i)
+		}
+		return b.String()
+	}
+	tests := []struct {
+		name     string
+		tmpl     string
+		params   int
+		problems int
+	}{
+		{"MaxParams wildcards", tmpl(MaxParams), MaxParams, 0},
+		{"one too many", tmpl(MaxParams + 1), MaxParams + 1, 1},
+		{"stars count too", tmpl(MaxParams) + "/*", MaxParams + 1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, params, problems := compileTemplate(tt.tmpl)
+			if len(params) != tt.params || len(problems) != tt.problems {
+				t.Errorf("compileTemplate(%q): %d params, problems %q; want %d params, %d problems", tt.tmpl, len(params), problems, tt.params, tt.problems)
+			}
+		})
+	}
+}
+
+// TestIsParamName checks [A-Za-z_][A-Za-z0-9_]* byte by byte.
+func TestIsParamName(t *testing.T) {
+	t.Parallel()
+	const (
+		first = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_"
+		rest  = first + "0123456789"
+	)
+	if isParamName("") {
+		t.Error(`isParamName("") = true`)
+	}
+	for i := range 256 {
+		c := string(rune(i))
+		if i >= 0x80 {
+			c = string([]byte{byte(i)})
+		}
+		if got, want := isParamName(c), strings.Contains(first, c); got != want {
+			t.Errorf("isParamName(%q) = %v, want %v", c, got, want)
+		}
+		if got, want := isParamName("x"+c), strings.Contains(rest, c); got != want {
+			t.Errorf("isParamName(%q) = %v, want %v", "x"+c, got, want)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -49,7 +50,9 @@ func TestCheckPath(t *testing.T) {
 		{"newline", "/a\nb", 100, "control character"},
 		{"tab", "/a\tb", 100, "control character"},
 		{"DEL", "/a\x7fb", 100, "control character"},
+		{"the last C0 control", "/a\x1fb", 100, "control character"},
 		{"non-ASCII", "/caf\xc3\xa9", 100, "non-ASCII byte"},
+		{"the first non-ASCII byte", "/a\x80", 100, "non-ASCII byte"},
 		{"space", "/a b", 100, "character not allowed in a path"},
 		{"brace", "/a{b}", 100, "character not allowed in a path"},
 		{"pipe", "/a|b", 100, "character not allowed in a path"},
@@ -62,6 +65,8 @@ func TestCheckPath(t *testing.T) {
 		{"encoded semicolon", "/a%3Bb", 100, "encoded semicolon (%3B)"},
 		{"encoded NUL", "/a%00b", 100, "encoded NUL (%00)"},
 		{"encoded newline", "/a%0Ab", 100, "encoded control character"},
+		{"encoded last C0 control", "/a%1fb", 100, "encoded control character"},
+		{"encoded high bytes of hex letters", "/%a0%f0%A0%F0%9F", 100, ""},
 		{"encoded DEL", "/a%7fb", 100, "encoded control character"},
 		{"encoded letter", "/%61dmin", 100, "encoded unreserved character"},
 		{"encoded digit", "/a%31", 100, "encoded unreserved character"},
@@ -123,6 +128,39 @@ func TestSplitQuery(t *testing.T) {
 	for _, tt := range tests {
 		if got := SplitQuery(tt.raw); got != tt.want {
 			t.Errorf("SplitQuery(%q) = %q, want %q", tt.raw, got, tt.want)
+		}
+	}
+}
+
+// TestPathBytes checks the byte classes against their definitions, byte by
+// byte: RFC 3986 unreserved, pchar minus ";" plus "/", and hex digits.
+func TestPathBytes(t *testing.T) {
+	t.Parallel()
+	const (
+		unreserved = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+		pathOnly   = "!$&'()*+,=:@/"
+		hexDigits  = "0123456789abcdefABCDEF"
+	)
+	for i := range 256 {
+		c := byte(i)
+		if got, want := isUnreserved(c), strings.IndexByte(unreserved, c) >= 0; got != want {
+			t.Errorf("isUnreserved(%q) = %v, want %v", c, got, want)
+		}
+		if got, want := isPathByte(c), strings.IndexByte(unreserved+pathOnly, c) >= 0; got != want {
+			t.Errorf("isPathByte(%q) = %v, want %v", c, got, want)
+		}
+		if got, want := isHex(c), strings.IndexByte(hexDigits, c) >= 0; got != want {
+			t.Errorf("isHex(%q) = %v, want %v", c, got, want)
+		}
+		if !isHex(c) {
+			continue
+		}
+		want, err := strconv.ParseUint(string(c), 16, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := unhex(c); uint64(got) != want {
+			t.Errorf("unhex(%q) = %d, want %d", c, got, want)
 		}
 	}
 }

@@ -2,12 +2,15 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func TestParseExample(t *testing.T) {
@@ -215,6 +218,7 @@ func TestParseProblems(t *testing.T) {
 		{"alias", strings.Replace(base, "  issuer: https://auth.example", "  issuer: &i https://auth.example", 1) + "default: *i\n", 13, "aliases"},
 		{"duplicate key", replaceLine(base, 12, "  - { name: ok, path: /ok, authenticated: true, authenticated: false }"), 12, "duplicate key \"authenticated\""},
 		{"too large", strings.Repeat("#", MaxFileBytes+1), 1, "larger than"},
+		{"the largest size is read", strings.Repeat("#", MaxFileBytes), 1, "policy file is empty"},
 
 		// unknown keys
 		{"unknown top-level key", base + "defaults: deny\n", 13, "unknown key \"defaults\""},
@@ -518,6 +522,135 @@ func TestSourceString(t *testing.T) {
 	} {
 		if got := src.String(); got != want {
 			t.Errorf("%#v.String() = %q, want %q", src, got, want)
+		}
+	}
+}
+
+// TestProblemPosition: a problem is placed at its node, and at 1:1 when the
+// node has no position (Problem promises Line >= 1).
+func TestProblemPosition(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		n         *yaml.Node
+		line, col int
+	}{
+		{"no node", nil, 1, 1},
+		{"a node without a position", &yaml.Node{}, 1, 1},
+		{"a node on line 1", &yaml.Node{Line: 1, Column: 2}, 1, 2},
+		{"a node", &yaml.Node{Line: 3, Column: 5}, 3, 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := &checker{file: "p.yaml"}
+			c.add(tt.n, "x %d", 1)
+			want := Problem{File: "p.yaml", Line: tt.line, Column: tt.col, Message: "x 1"}
+			if len(c.problems) != 1 || c.problems[0] != want {
+				t.Errorf("problems = %+v, want %+v", c.problems, want)
+			}
+		})
+	}
+}
+
+// TestSyntaxPosition: a YAML error's line is read from its message, made
+// 1-based where the parser's is 0-based, and kept within the file; a line
+// the library cannot mean (0) is left in the message.
+func TestSyntaxPosition(t *testing.T) {
+	t.Parallel()
+	data := []byte("a: 1\nb: 2\nc: 3\n") // 4 lines, the last empty
+	tests := []struct {
+		name string
+		err  string
+		line int
+		msg  string
+	}{
+		{"scanner error, 1-based", "yaml: line 2: mapping values are not allowed in this context", 2, "mapping values are not allowed in this context"},
+		{"parser error, 0-based", "yaml: line 2: did not find expected key", 3, "did not find expected key"},
+		{"past the end of the file", "yaml: line 99: could not find expected ':'", 4, "could not find expected ':'"},
+		{"line 0 is no position", "yaml: line 0: boom", 1, "line 0: boom"},
+		{"no line", "yaml: control characters are not allowed", 1, "control characters are not allowed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := &checker{file: "p.yaml"}
+			c.syntax(errors.New(tt.err), data)
+			want := Problem{File: "p.yaml", Line: tt.line, Message: "YAML syntax error: " + tt.msg}
+			if len(c.problems) != 1 || c.problems[0] != want {
+				t.Errorf("problems = %+v, want %+v", c.problems, want)
+			}
+		})
+	}
+}
+
+// TestJWTLimits: jwt.leeway and jwt.max_token_bytes take their bounds and
+// refuse one step past them.
+func TestJWTLimits(t *testing.T) {
+	t.Parallel()
+	base := withRoutes(okRoute)
+	with := func(line string) string {
+		return replaceLine(base, 2, "  issuer: https://auth.example\n"+line)
+	}
+	tests := []struct {
+		name     string
+		line     string
+		leeway   time.Duration
+		maxBytes int
+		ok       bool
+	}{
+		{"no leeway", "  leeway: 0s", 0, DefaultMaxTokenBytes, true},
+		{"a bare 0 leeway", "  leeway: 0", 0, DefaultMaxTokenBytes, true},
+		{"the largest leeway", "  leeway: 5m", MaxLeeway, DefaultMaxTokenBytes, true},
+		{"past the largest leeway", "  leeway: 5m1s", 0, 0, false},
+		{"negative leeway", "  leeway: -1s", 0, 0, false},
+		{"the smallest token bound", fmt.Sprintf("  max_token_bytes: %d", MinMaxTokenBytes), DefaultLeeway, MinMaxTokenBytes, true},
+		{"below the smallest token bound", fmt.Sprintf("  max_token_bytes: %d", MinMaxTokenBytes-1), 0, 0, false},
+		{"the largest token bound", fmt.Sprintf("  max_token_bytes: %d", MaxMaxTokenBytes), DefaultLeeway, MaxMaxTokenBytes, true},
+		{"past the largest token bound", fmt.Sprintf("  max_token_bytes: %d", MaxMaxTokenBytes+1), 0, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p, err := Parse("p.yaml", []byte(with(tt.line)))
+			if !tt.ok {
+				if err == nil || !strings.Contains(err.Error(), "must be between") {
+					t.Fatalf("Parse = %v, want a bounds error", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.JWT.Leeway != tt.leeway || p.JWT.MaxTokenBytes != tt.maxBytes {
+				t.Errorf("leeway %v max_token_bytes %d, want %v %d", p.JWT.Leeway, p.JWT.MaxTokenBytes, tt.leeway, tt.maxBytes)
+			}
+		})
+	}
+}
+
+// TestNameSyntax checks the header-name (RFC 9110 token), claim-name and
+// role/route-name syntaxes byte by byte.
+func TestNameSyntax(t *testing.T) {
+	t.Parallel()
+	const tchar = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	const nameChar = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_.-"
+	for _, f := range []func(string) bool{isToken, isClaimName, isName} {
+		if f("") {
+			t.Error("the empty name is accepted")
+		}
+	}
+	for i := range 256 {
+		s := string([]byte{byte(i)})
+		if got, want := isToken(s), strings.Contains(tchar, s); got != want {
+			t.Errorf("isToken(%q) = %v, want %v", s, got, want)
+		}
+		if got, want := isName(s), strings.Contains(nameChar, s); got != want {
+			t.Errorf("isName(%q) = %v, want %v", s, got, want)
+		}
+		// A claim name is printable ASCII without spaces.
+		if got, want := isClaimName("a"+s), i > ' ' && i < 0x7f; got != want {
+			t.Errorf("isClaimName(%q) = %v, want %v", "a"+s, got, want)
 		}
 	}
 }

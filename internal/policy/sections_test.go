@@ -418,3 +418,32 @@ func TestCredentialString(t *testing.T) {
 		t.Error("source kind names")
 	}
 }
+
+// TestCheckIdentifier: PostgreSQL's 63-byte identifiers, without quotes or
+// control bytes.
+func TestCheckIdentifier(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		s    string
+		ok   bool
+	}{
+		{"plain", "user", true},
+		{"63 bytes", strings.Repeat("x", 63), true},
+		{"64 bytes", strings.Repeat("x", 64), false},
+		{"space and tilde", "a b~", true},
+		{"last C0 control", "a\x1f", false},
+		{"DEL", "a\x7f", false},
+		{"NUL", "a\x00", false},
+		{"double quote", `a"b`, false},
+		{"UTF-8", "tâble", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := checkIdentifier(tt.s); (got == "") != tt.ok {
+				t.Errorf("checkIdentifier(%q) = %q, want ok %v", tt.s, got, tt.ok)
+			}
+		})
+	}
+}
