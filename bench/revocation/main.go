@@ -164,7 +164,7 @@ func (r *runner) run(ctx context.Context) error {
 		return err
 	}
 	ba := baclient.New(baURL)
-	fmt.Fprintf(r.out, "seeding %d users through Better Auth ...\n", r.cfg.loadUsers+2)
+	fmt.Fprintf(r.out, "seeding %d users through Better Auth ...\n", r.cfg.loadUsers+3)
 	w, err := seed(ctx, ba, suffix, r.cfg.loadUsers)
 	if err != nil {
 		return err
