@@ -236,7 +236,7 @@ func (b *bench) text() string {
 	p("scenarios (sidecar setup; noop gets the same requests):")
 	for _, sc := range scenarios {
 		if b.wants(sc.ID) {
-			p("  %s %-13s %s", sc.ID, sc.Name, sc.Setup)
+			p("  %s %-14s %s", sc.ID, sc.Name, sc.Setup)
 		}
 	}
 	if len(r.Memory) > 0 || r.Fill != nil {
