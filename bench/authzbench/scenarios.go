@@ -24,7 +24,7 @@ type requests struct {
 	d          *dataset
 	userTokens []string // one reusable token per user
 	// sessionValues are the users' signed session tokens,
-	// "<token>.<signature>" (signSession with the run's secret).
+	// "<token>.<signature>" (signSession with the sidecars' secret).
 	sessionValues []string
 	salt          uint32 // request-id prefix, per benchmark run
 	// keyed holds the encoded request of every membership key (see

@@ -34,14 +34,14 @@ const (
 type user struct {
 	ID, Name, Email string
 	CreatedAt       time.Time
-	// Cookie is a session cookie whose signature does not verify (a stale
-	// one, signed with another secret), sent with the JWT, bearer session
-	// and API key requests as a browser would still send it: the sidecar
-	// checks it and ignores it.
+	// Cookie is a session cookie whose signature does not verify (random,
+	// as one signed with another secret looks), sent with the JWT, bearer
+	// session and API key requests as a browser still holding a stale one
+	// would: the sidecar checks it and ignores it.
 	Cookie string
 	// SessionToken is the user's sessions.token (Better Auth's
-	// generateId(32)); signed with the run's secret it makes the session
-	// cookie and the bearer session token.
+	// generateId(32)); signed with the fixture secret the sidecars get, it
+	// makes the session cookie and the bearer session token.
 	SessionToken string
 	// APIKey is the user's key of the api-key plugin (configuration
 	// "default", referenceId = the user); the table holds its hash.
