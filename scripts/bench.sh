@@ -11,11 +11,12 @@
 # running: the driver stops its children and they die with it.
 #
 # Tunables (environment): BENCH_DURATION (5s), BENCH_WARMUP (1s),
-# BENCH_CONNS (2), BENCH_CONCURRENCY (16,64), BENCH_SCENARIOS (abcd),
+# BENCH_CONNS (2), BENCH_CONCURRENCY (16,64), BENCH_SCENARIOS (abcdefg),
 # BENCH_FRESH_TOKENS (300000), BENCH_L1_FILL (100000; 0 skips),
 # BENCH_RATE (2000; comma list; 0 skips the fixed-rate rows), BENCH_RATE_DURATION (4s),
-# BENCH_RATE_INFLIGHT (256), BENCH_SIDECAR_FLAGS (appended to every
-# sidecar's flags, e.g. "--max-in-flight 8"); the servers as for the tests:
+# BENCH_RATE_INFLIGHT (256), BENCH_DATABASE (authz_bench), BENCH_SIDECAR_FLAGS
+# (appended to every sidecar's flags, e.g. "--max-in-flight 8"); the servers
+# as for the tests:
 # AUTHZ_TEST_DATABASE_URL, AUTHZ_TEST_REDIS_URL.
 set -euo pipefail
 cd "$(dirname "$0")/.."

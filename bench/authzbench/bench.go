@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/authz-sidecar/authz-sidecar/bench/loadgen"
+	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 )
 
 // bench is one benchmark run: its fixtures, its children and its results.
@@ -35,10 +36,7 @@ type bench struct {
 	req        *requests
 	fresh      *freshPool
 	policyPath string
-	// secretPath holds a Better Auth secret: policies.yaml accepts session
-	// cookies, and the sidecar refuses to start such a policy without one
-	// (the bench's requests carry JWTs, so its value matters not).
-	secretPath string
+	secretPath string // Better Auth's secret, for --better-auth-secret-file
 	dbURL      string
 
 	servers []*server // started, to stop at the end
@@ -159,22 +157,28 @@ func (b *bench) setup(ctx context.Context) error {
 	r.RedisVersion = infoField(info, "redis_version")
 
 	t0 := time.Now()
-	b.dbURL, r.PGVersion, err = seed(ctx, b.cfg.AdminURL, b.cfg.Schema, b.data)
+	b.dbURL, r.PGVersion, err = seed(ctx, b.cfg.AdminURL, b.cfg.Schema, b.cfg.Database, b.data)
 	if err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
-	b.logf("database %s: %d users, %d organizations, %d memberships (%v)",
-		benchDB, numUsers, numOrgs, numUsers*orgsPerUser, time.Since(t0).Round(time.Millisecond))
+	b.logf("database %s: %d users, %d organizations, %d memberships, a session and an API key per user (%v)",
+		b.cfg.Database, numUsers, numOrgs, numUsers*orgsPerUser, time.Since(t0).Round(time.Millisecond))
+
+	// The policy accepts Better Auth sessions, so every sidecar needs the
+	// secret; it signs the session cookies and bearer tokens of e and f.
+	if b.secretPath, err = testproc.WriteSecretFile(b.work); err != nil {
+		return err
+	}
+	b.req.sessionValues = make([]string, numUsers)
+	for u := range b.req.sessionValues {
+		b.req.sessionValues[u] = signSession(testproc.BetterAuthSecret, b.data.Users[u].SessionToken)
+	}
 
 	if b.issuer, err = startIssuer(); err != nil {
 		return err
 	}
 	b.policyPath = filepath.Join(b.work, "policies.yaml")
 	if err := writePolicy(b.cfg.Policies, b.policyPath, b.issuer); err != nil {
-		return err
-	}
-	b.secretPath = filepath.Join(b.work, "better-auth-secret")
-	if err := os.WriteFile(b.secretPath, []byte(b.runID+"-bench-secret-of-at-least-32-bytes"), 0o600); err != nil {
 		return err
 	}
 	if out, err := exec.CommandContext(ctx, b.cfg.Sidecar, "validate", b.policyPath).CombinedOutput(); err != nil {
@@ -286,7 +290,7 @@ func (b *bench) start(ctx context.Context, name string, ready readyFunc, bin str
 // extra flags for the instance.
 func (b *bench) sidecarArgs(redisPrefix string, extra ...string) []string {
 	args := []string{"serve",
-		"--policies", b.policyPath, "--database-url", b.dbURL, "--better-auth-secret-file", b.secretPath,
+		"--policies", b.policyPath, "--better-auth-secret-file", b.secretPath, "--database-url", b.dbURL,
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--log-allow-every", "0", "--log-format", "json", "--log-level", "info",
 	}
@@ -315,6 +319,7 @@ func (b *bench) runSidecar(ctx context.Context) error {
 		{name: "sidecar-ad", redis: true, ids: "ad"},
 		{name: "sidecar-b", redis: true, flags: []string{"--l1-ttl", "1ms"}, ids: "b"},
 		{name: "sidecar-c", flags: []string{"--l1-ttl", "1ms"}, ids: "c"},
+		{name: "sidecar-efg", redis: true, ids: "efg"},
 	}
 	for _, st := range steps {
 		if !strings.ContainsAny(st.ids, b.cfg.Scenarios) {
@@ -386,6 +391,9 @@ func (b *bench) sidecarStep(ctx context.Context, st sidecarStep) error {
 		"b": func() loadgen.Source { return b.req.userKeys(0) },
 		"c": func() loadgen.Source { return b.req.allKeys(0, 1, numKeys, 0) },
 		"d": func() loadgen.Source { return b.fresh.source(true) },
+		"e": func() loadgen.Source { return b.req.credKeys(credCookie) },
+		"f": func() loadgen.Source { return b.req.credKeys(credBearer) },
+		"g": func() loadgen.Source { return b.req.credKeys(credAPIKey) },
 	}
 	for _, sc := range scenarios {
 		if !strings.Contains(st.ids, sc.ID) || !b.wants(sc.ID) {
@@ -419,6 +427,10 @@ func (b *bench) sidecarStep(ctx context.Context, st sidecarStep) error {
 					return err
 				}
 				src = b.fresh.source(false)
+			case "e", "f", "g":
+				// Steady state: the measured window follows the warm-up,
+				// which loads the few sessions, keys and memberships.
+				src = b.req.credKeys(sc.Cred)
 			}
 			if _, err := b.measure(ctx, b.noop, sc, "noop", l, noopSources[sc.ID]()); err != nil {
 				return err
@@ -449,6 +461,8 @@ func (b *bench) sidecarStep(ctx context.Context, st sidecarStep) error {
 		m.Note = fmt.Sprintf("after b: %d memberships cached in Redis; L1 (1ms TTL) holds none live", n)
 	case "sidecar-c":
 		m.Note = "after c: no Redis, L1 1ms TTL; nothing cached"
+	case "sidecar-efg":
+		m.Note = fmt.Sprintf("after e+f+g: L1 holds %d sessions, %d API keys and their memberships", fewUsers, fewUsers)
 	}
 	if met, err := scrape(ctx, s.httpAddr); err == nil {
 		m.HeapInuse = met.sum("go_memstats_heap_inuse_bytes")

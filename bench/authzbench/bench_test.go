@@ -11,6 +11,9 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/authz-sidecar/authz-sidecar/internal/authn"
+	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 )
 
 // TestRequestFrames checks that an encoded template becomes a valid
@@ -42,6 +45,86 @@ func TestRequestFrames(t *testing.T) {
 		if h.GetHeaders()["authorization"] != "Bearer tok.en.sig" || r.UserID != q.d.Users[u].ID {
 			t.Errorf("authorization %q, user %q", h.GetHeaders()["authorization"], r.UserID)
 		}
+	}
+}
+
+// TestCredentialRequests: each credential's requests carry it the way
+// Better Auth's clients do, read back with the sidecar's own readers (the
+// bench signs and hashes independently, after Better Auth's description),
+// keep the 14 headers of the other scenarios, and name the right user; the
+// stale cookie next to the other credentials never verifies.
+func TestCredentialRequests(t *testing.T) {
+	t.Parallel()
+	q := &requests{d: newDataset(), salt: 1}
+	q.sessionValues = make([]string, fewUsers)
+	for u := range q.sessionValues {
+		q.sessionValues[u] = signSession(testproc.BetterAuthSecret, q.d.Users[u].SessionToken)
+	}
+	secret, err := authn.NewSecret(testproc.BetterAuthSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		cred  credential
+		check func(t *testing.T, u int, h map[string]string)
+	}{
+		{"session cookie", credCookie, func(t *testing.T, u int, h map[string]string) {
+			v, ok := authn.CookieValue(h["cookie"], sessionCookieName)
+			if !ok {
+				t.Fatalf("no %s in %q", sessionCookieName, h["cookie"])
+			}
+			if tok, err := secret.VerifySigned(v); err != nil || tok != q.d.Users[u].SessionToken {
+				t.Errorf("cookie verifies as %q, %v; want the user's session token", tok, err)
+			}
+			if _, ok := h["authorization"]; ok || h["referer"] == "" {
+				t.Errorf("authorization %q, referer %q: want a referer instead of authorization", h["authorization"], h["referer"])
+			}
+		}},
+		{"bearer session", credBearer, func(t *testing.T, u int, h map[string]string) {
+			tok, present, err := authn.SessionBearer(h["authorization"], secret, false)
+			if !present || err != nil || tok != q.d.Users[u].SessionToken {
+				t.Errorf("bearer %q reads as %q, %v, %v; want the user's session token", h["authorization"], tok, present, err)
+			}
+		}},
+		{"API key", credAPIKey, func(t *testing.T, u int, h map[string]string) {
+			key := h["x-api-key"]
+			if key != q.d.Users[u].APIKey || !strings.HasPrefix(key, apiKeyPrefix) || len(key) != len(apiKeyPrefix)+64 {
+				t.Errorf("x-api-key %q: want the user's key, its prefix and 64 letters", key)
+			}
+			if hashAPIKey(key) != authn.HashAPIKey(key) {
+				t.Errorf("stored hash %q, the sidecar looks up %q", hashAPIKey(key), authn.HashAPIKey(key))
+			}
+			if _, ok := h["authorization"]; ok {
+				t.Error("an API key request carries authorization too")
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for u := range fewUsers {
+				tmpl, err := newTemplate(q.credRequest(u, 0, tt.cred, "lv_1", "", idPlaceholder), q.d.Users[u].ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r := q.request(&tmpl, uint64(u))
+				var got authv3.CheckRequest
+				if err := proto.Unmarshal(r.Frame, &got); err != nil {
+					t.Fatal(err)
+				}
+				h := got.GetAttributes().GetRequest().GetHttp().GetHeaders()
+				if len(h) != 14 || r.UserID != q.d.Users[u].ID {
+					t.Errorf("user %d: %d headers, user %q; want 14 and %q", u, len(h), r.UserID, q.d.Users[u].ID)
+				}
+				tt.check(t, u, h)
+				if tt.cred != credCookie {
+					v, _ := authn.CookieValue(h["cookie"], sessionCookieName)
+					if _, err := secret.VerifySigned(v); err == nil {
+						t.Errorf("user %d: the stale cookie verifies", u)
+					}
+				}
+			}
+		})
 	}
 }
 
@@ -194,6 +277,7 @@ func TestLoads(t *testing.T) {
 	}
 	for id, want := range map[string][]string{
 		"a": {"16", "64", "@2000/s"}, "b": {"16", "64", "@2000/s"}, "c": {"16", "64", "@2000/s"}, "d": {"16", "64"},
+		"e": {"16", "64", "@2000/s"}, "f": {"16", "64", "@2000/s"}, "g": {"16", "64", "@2000/s"},
 	} {
 		if got := label(b.loads(byID[id])); !slices.Equal(got, want) {
 			t.Errorf("scenario %s loads %v, want %v", id, got, want)
@@ -213,5 +297,51 @@ func TestLoads(t *testing.T) {
 		if x := r.find("b", "noop", l); x != nil {
 			t.Errorf("find %s = %+v, want none", l, x)
 		}
+	}
+}
+
+// TestParseConfigSelection: BENCH_SCENARIOS picks from every scenario (all
+// by default), and BENCH_DATABASE names only a database that is plainly the
+// benchmark's, since the run drops it.
+func TestParseConfigSelection(t *testing.T) {
+	t.Parallel()
+	var ids string
+	for _, sc := range scenarios {
+		ids += sc.ID
+	}
+	if ids != allScenarios {
+		t.Fatalf("scenario ids %q, allScenarios %q", ids, allScenarios)
+	}
+	tests := []struct {
+		name      string
+		env       map[string]string
+		scenarios string
+		database  string
+		wantErr   bool
+	}{
+		{name: "defaults", scenarios: "abcdefg", database: "authz_bench"},
+		{name: "new scenarios", env: map[string]string{"BENCH_SCENARIOS": "e,f,g"}, scenarios: "efg", database: "authz_bench"},
+		{name: "unknown scenario", env: map[string]string{"BENCH_SCENARIOS": "ah"}, wantErr: true},
+		{name: "own database", env: map[string]string{"BENCH_DATABASE": "authz_bench_2"}, scenarios: "abcdefg", database: "authz_bench_2"},
+		{name: "not the bench's database", env: map[string]string{"BENCH_DATABASE": "postgres"}, wantErr: true},
+		{name: "not an identifier", env: map[string]string{"BENCH_DATABASE": "authz_bench; DROP"}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := parseConfig(nil, func(k string) string { return tt.env[k] }, io.Discard)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("parseConfig succeeded (scenarios %q, database %q), want an error", c.Scenarios, c.Database)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Scenarios != tt.scenarios || c.Database != tt.database {
+				t.Errorf("scenarios %q, database %q; want %q, %q", c.Scenarios, c.Database, tt.scenarios, tt.database)
+			}
+		})
 	}
 }

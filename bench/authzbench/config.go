@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,9 @@ type config struct {
 
 	AdminURL string // a PostgreSQL role that may CREATE DATABASE
 	RedisURL string
+	// Database is the database the run drops, recreates and seeds
+	// (BENCH_DATABASE): two benchmarks at once on one server need two.
+	Database string
 
 	Warmup      time.Duration
 	Duration    time.Duration
@@ -34,7 +38,7 @@ type config struct {
 	Rates        []int
 	RateDuration time.Duration // measured window of a fixed-rate run
 	MaxInFlight  int           // bound on a fixed-rate run's requests in flight
-	Scenarios    string        // subset of "abcd"
+	Scenarios    string        // subset of allScenarios
 	FreshTokens  int           // pre-signed single-use tokens for scenario d
 	Fill         int           // memberships loaded into L1 for the memory step (0: skip)
 	Timeout      time.Duration
@@ -52,6 +56,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		ResultsDir:  "bench/results",
 		AdminURL:    "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
 		RedisURL:    "redis://127.0.0.1:6379/0",
+		Database:    benchDB,
 		Warmup:      time.Second,
 		Duration:    5 * time.Second,
 		Conns:       2,
@@ -62,7 +67,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		Rates:        []int{2000},
 		RateDuration: 4 * time.Second,
 		MaxInFlight:  loadgen.DefaultMaxInFlight,
-		Scenarios:    "abcd",
+		Scenarios:    allScenarios,
 		FreshTokens:  300_000,
 		Fill:         100_000,
 		Timeout:      8 * time.Minute,
@@ -112,6 +117,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	str(&c.AdminURL, "AUTHZ_TEST_DATABASE_URL")
 	str(&c.RedisURL, "AUTHZ_TEST_REDIS_URL")
+	str(&c.Database, "BENCH_DATABASE")
+	if !reDatabase.MatchString(c.Database) {
+		errs = append(errs, fmt.Errorf("$BENCH_DATABASE=%q: want %s followed by lower-case letters, digits or _", c.Database, benchDB))
+	}
 	dur(&c.Warmup, "BENCH_WARMUP")
 	dur(&c.Duration, "BENCH_DURATION")
 	dur(&c.RateDuration, "BENCH_RATE_DURATION")
@@ -143,9 +152,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	list(&c.Rates, "BENCH_RATE", true)
 	if v := getenv("BENCH_SCENARIOS"); v != "" {
 		c.Scenarios = strings.ReplaceAll(v, ",", "")
-		if strings.Trim(c.Scenarios, "abcd") != "" {
-			errs = append(errs, fmt.Errorf("$BENCH_SCENARIOS=%q: want letters from a, b, c, d", v))
+		if strings.Trim(c.Scenarios, allScenarios) != "" {
+			errs = append(errs, fmt.Errorf("$BENCH_SCENARIOS=%q: want letters from %s", v, allScenarios))
 		}
 	}
 	return c, errors.Join(errs...)
 }
+
+// reDatabase is a database name usable unquoted in DROP/CREATE DATABASE,
+// and one that is plainly the benchmark's: the run drops it.
+var reDatabase = regexp.MustCompile(`^` + benchDB + `[a-z0-9_]{0,40}$`)

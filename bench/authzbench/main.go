@@ -4,17 +4,21 @@
 // the same requests.
 //
 // It creates the database authz_bench with Better Auth's schema and 10 000
-// users in 100 organizations (10 memberships each), serves a JWKS on
-// loopback, signs Better Auth-shaped EdDSA tokens, and runs four scenarios
-// at each closed-loop concurrency (which saturates the machine) and, for a,
-// b and c, at each fixed rate (a load the machine carries, latency counted
-// from each request's intended send time), against noop and then the
-// sidecar:
+// users in 100 organizations (10 memberships each, a session and an API
+// key each), serves a JWKS on loopback, signs Better Auth-shaped EdDSA
+// tokens and session cookies (with the fixture secret, also given to the
+// sidecar), and runs seven scenarios at each closed-loop concurrency (which
+// saturates the machine) and, for all but d, at each fixed rate (a load
+// the machine carries, latency counted from each request's intended send
+// time), against noop and then the sidecar:
 //
-//	a  L1 hits        a few users, tokens reused
-//	b  L2 hits        10 000 users, L1 TTL 1ms, Redis prefilled
-//	c  Postgres       100 000 distinct keys, no Redis, L1 TTL 1ms
-//	d  fresh tokens   a new pre-signed token per request, L1 hits
+//	a  L1 hits          a few users, tokens reused
+//	b  L2 hits          10 000 users, L1 TTL 1ms, Redis prefilled
+//	c  Postgres         100 000 distinct keys, no Redis, L1 TTL 1ms
+//	d  fresh tokens     a new pre-signed token per request, L1 hits
+//	e  session cookie   as a, with the Better Auth session cookie
+//	f  bearer session   as a, with Authorization: Bearer <session token>.<sig>
+//	g  API key          as a, with x-api-key
 //
 // then fills a fresh sidecar's L1 with 100 000 memberships to measure its
 // memory. Every request must be allowed: a single deny or error fails the
@@ -27,8 +31,9 @@
 // BENCH_DURATION (5s), BENCH_WARMUP (1s), BENCH_CONNS (2),
 // BENCH_CONCURRENCY (16,64), BENCH_RATE (fixed rates in req/s, 2000;
 // comma list, 0 skips), BENCH_RATE_DURATION (4s), BENCH_RATE_INFLIGHT
-// (256), BENCH_SCENARIOS (abcd), BENCH_FRESH_TOKENS
+// (256), BENCH_SCENARIOS (abcdefg), BENCH_FRESH_TOKENS
 // (300000), BENCH_L1_FILL (100000; 0 skips), BENCH_TIMEOUT (8m),
+// BENCH_DATABASE (authz_bench; another name lets two runs share a server),
 // AUTHZ_TEST_DATABASE_URL and AUTHZ_TEST_REDIS_URL (the servers, named as
 // for the tests),
 // BENCH_CPUPROFILE (a file for this process's CPU profile: the generator's

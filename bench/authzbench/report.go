@@ -178,14 +178,15 @@ func (b *bench) text() string {
 	if len(r.Config.Rates) > 0 {
 		p("      in flight): warm-up %s then %s measured per run; fixed rate (conc @2000/s): warm-up %s then %s measured, at most",
 			r.Config.Warmup, r.Config.Duration, r.Config.Warmup, r.Config.RateDuration)
-		p("      %d in flight; GET /api/orgs/{org}/leave/{id} (route read-leave), 14 headers, Better Auth EdDSA JWT; every answer",
+		p("      %d in flight; GET /api/orgs/{org}/leave/{id} (route read-leave), 14 headers, a Better Auth EdDSA JWT (e, f, g:",
 			r.Config.MaxInFlight)
-		p("      checked: must be OK (and name the right user, sidecar)")
+		p("      a session cookie, a bearer session token, an API key); every answer checked: must be OK (and name the right")
+		p("      user, sidecar)")
 	} else {
 		p("      in flight): warm-up %s then %s measured per run; no fixed-rate runs (BENCH_RATE=0); GET /api/orgs/{org}/leave/{id}",
 			r.Config.Warmup, r.Config.Duration)
-		p("      (route read-leave), 14 headers, Better Auth EdDSA JWT; every answer checked: must be OK (and name the right")
-		p("      user, sidecar)")
+		p("      (route read-leave), 14 headers, a Better Auth EdDSA JWT (e, f, g: a session cookie, a bearer session token, an")
+		p("      API key); every answer checked: must be OK (and name the right user, sidecar)")
 	}
 	p("")
 	p("%-16s %-7s %7s %8s %7s %7s %7s %8s %8s %7s %6s %5s %6s %4s %6s  %-11s %s",
@@ -235,11 +236,12 @@ func (b *bench) text() string {
 	p("sidecar (only where it queries; \"-\" unknown); 503s = answers that timed out (--check-timeout) or were refused (overloaded);")
 	p("stall = worst lateness of a 5ms ticker in the load generator (host stalls); L1/L2/PG = L1 hits, L2 hits")
 	p("and Postgres loads per 100 membership lookups (background refreshes included, so they may add up to")
-	p("more than 100); tok = share of verified-token cache hits.")
+	p("more than 100; e, f, g count session and API key lookups too); tok = share of verified-token (JWT) cache hits.")
+	p("a to d, f and g also send a session cookie whose signature does not verify (a stale one): checked and ignored.")
 	p("scenarios (sidecar setup; noop gets the same requests):")
 	for _, sc := range scenarios {
 		if b.wants(sc.ID) {
-			p("  %s %-13s %s", sc.ID, sc.Name, sc.Setup)
+			p("  %s %-14s %s", sc.ID, sc.Name, sc.Setup)
 		}
 	}
 	if len(r.Memory) > 0 || r.Fill != nil {

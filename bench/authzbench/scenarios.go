@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -22,11 +23,57 @@ import (
 type requests struct {
 	d          *dataset
 	userTokens []string // one reusable token per user
-	salt       uint32   // request-id prefix, per benchmark run
+	// sessionValues are the users' signed session tokens,
+	// "<token>.<signature>" (signSession with the sidecars' secret).
+	sessionValues []string
+	salt          uint32 // request-id prefix, per benchmark run
 	// keyed holds the encoded request of every membership key (see
 	// allKeys), made once before any measurement; each request is a copy
 	// with its own x-request-id.
 	keyed []template
+	// credKeyed holds, for each credential but the JWT, the encoded
+	// requests of the first fewUsers users in their first organization.
+	credKeyed map[credential][]template
+}
+
+// credential is what authenticates a scenario's requests. Each is carried
+// by two headers (the cookie and one more); the other 12 headers are the
+// same in every scenario, so every request has 14.
+type credential int
+
+const (
+	// credJWT: Authorization: Bearer <Better Auth EdDSA JWT>, next to a
+	// session cookie that does not verify (scenarios a to d).
+	credJWT credential = iota
+	// credCookie: the signed session cookie, as a browser sends it, with a
+	// referer header where the others have their credential header.
+	credCookie
+	// credBearer: the bearer plugin's Authorization: Bearer
+	// <token>.<signature>, next to the stale cookie.
+	credBearer
+	// credAPIKey: x-api-key with the user's key, next to the stale cookie.
+	credAPIKey
+)
+
+// sessionCookieName is Better Auth's session cookie with the default
+// prefix, on http (the bench policy's base_url).
+const sessionCookieName = "better-auth.session_token"
+
+// credentialHeaders returns the cookie header and the one other header
+// that carry credential c for user u; token is u's JWT (credJWT only).
+func (q *requests) credentialHeaders(u int, c credential, token string) (cookie, name, value string) {
+	usr := &q.d.Users[u]
+	switch c {
+	case credCookie:
+		// Better Auth URL-encodes the value (encodeURIComponent): the
+		// signature's "+", "/" and "=" travel as %2B, %2F, %3D.
+		return sessionCookieName + "=" + url.QueryEscape(q.sessionValues[u]), "referer", "https://" + benchHost + "/leave"
+	case credBearer:
+		return usr.Cookie, "authorization", "Bearer " + q.sessionValues[u]
+	case credAPIKey:
+		return usr.Cookie, "x-api-key", usr.APIKey
+	}
+	return usr.Cookie, "authorization", "Bearer " + token
 }
 
 const (
@@ -48,12 +95,18 @@ var (
 )
 
 // checkRequest is Envoy's CheckRequest for user u in its k-th
-// organization, carrying token; 14 headers, pseudo-headers included, as
-// Envoy sends them.
+// organization, carrying the JWT token; 14 headers, pseudo-headers
+// included, as Envoy sends them.
 func (q *requests) checkRequest(u, k int, leaveID, token, requestID string) *authv3.CheckRequest {
-	usr := &q.d.Users[u]
+	return q.credRequest(u, k, credJWT, leaveID, token, requestID)
+}
+
+// credRequest is checkRequest with credential c (token: the JWT, for
+// credJWT only).
+func (q *requests) credRequest(u, k int, c credential, leaveID, token, requestID string) *authv3.CheckRequest {
 	path := "/api/orgs/" + q.d.Orgs[orgOf(u, k)] + "/leave/" + leaveID
-	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+	cookie, credName, credValue := q.credentialHeaders(u, c, token)
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Source:      &authv3.AttributeContext_Peer{Address: clientPeer},
 		Destination: &authv3.AttributeContext_Peer{Address: upstreamPeer},
 		Request: &authv3.AttributeContext_Request{
@@ -70,15 +123,16 @@ func (q *requests) checkRequest(u, k int, leaveID, token, requestID string) *aut
 					"accept-encoding":   "gzip, deflate, br, zstd",
 					"accept-language":   "en-GB,en;q=0.9",
 					"content-type":      "application/json",
-					"cookie":            usr.Cookie,
+					"cookie":            cookie,
 					"x-request-id":      requestID,
 					"x-forwarded-for":   "203.0.113.7",
 					"x-forwarded-proto": "https",
-					"authorization":     "Bearer " + token,
 				},
 			},
 		},
 	}}
+	req.Attributes.Request.Http.Headers[credName] = credValue
+	return req
 }
 
 // template is an encoded CheckRequest whose request id (two places: the
@@ -145,22 +199,48 @@ func (q *requests) requestID(dst *[36]byte, i uint64) {
 // distinct users and the first numUsers keys are one membership per user.
 const numKeys = numUsers * orgsPerUser
 
-// encodeKeys makes the template of every membership key, on every CPU.
+// encodeKeys makes the template of every membership key, on every CPU,
+// and those of the other credentials' scenarios.
 func (q *requests) encodeKeys() error {
 	q.keyed = make([]template, numKeys)
-	return parallel(numKeys, func(m int) error {
+	err := parallel(numKeys, func(m int) error {
 		u, k := m%numUsers, m/numUsers
 		req := q.checkRequest(u, k, "lv_"+strconv.FormatInt(int64(m), 36), q.userTokens[u], idPlaceholder)
 		t, err := newTemplate(req, q.d.Users[u].ID)
 		q.keyed[m] = t
 		return err
 	})
+	if err != nil {
+		return err
+	}
+	q.credKeyed = map[credential][]template{}
+	for _, c := range []credential{credCookie, credBearer, credAPIKey} {
+		ts := make([]template, fewUsers)
+		for u := range ts {
+			// The same memberships (and leave ids) as scenario a.
+			req := q.credRequest(u, 0, c, "lv_"+strconv.FormatInt(int64(u), 36), "", idPlaceholder)
+			if ts[u], err = newTemplate(req, q.d.Users[u].ID); err != nil {
+				return err
+			}
+		}
+		q.credKeyed[c] = ts
+	}
+	return nil
 }
 
 // fewKeys cycles over fewUsers memberships with reused tokens.
 func (q *requests) fewKeys() loadgen.Source {
 	return func(i uint64) (loadgen.Request, bool) {
 		return q.request(&q.keyed[i%fewUsers], i), true
+	}
+}
+
+// credKeys cycles over the memberships of fewKeys, with credential c
+// (not credJWT) instead of the JWT.
+func (q *requests) credKeys(c credential) loadgen.Source {
+	ts := q.credKeyed[c]
+	return func(i uint64) (loadgen.Request, bool) {
+		return q.request(&ts[i%uint64(len(ts))], i), true
 	}
 }
 
@@ -235,7 +315,13 @@ type scenario struct {
 	// each of its runs uses up single-use tokens from a pool sized for the
 	// closed-loop runs.
 	FixedRate bool
+	// Cred is the credential its requests carry.
+	Cred credential
 }
+
+// allScenarios are the ids of scenarios, in order (BENCH_SCENARIOS picks
+// some).
+const allScenarios = "abcdefg"
 
 var scenarios = []scenario{
 	{ID: "a", Name: "L1 hits", Want: "L1", FixedRate: true,
@@ -249,4 +335,16 @@ var scenarios = []scenario{
 	{ID: "d", Name: "fresh tokens", Want: "L1",
 		Setup: fmt.Sprintf("a new pre-signed token per request (%d users; token-cache misses), memberships L1 hits "+
 			"(prefilled before each run); default L1, Redis on", numUsers)},
+	// e, f and g are a with another credential: the same users,
+	// memberships and paths, sessions and keys (seeded rows) and
+	// memberships in L1 after the warm-up, so each differs from a by what
+	// its credential costs.
+	{ID: "e", Name: "session cookie", Want: "L1", FixedRate: true, Cred: credCookie,
+		Setup: "as a, with the signed session cookie (" + sessionCookieName + "=<token>.<HMAC>, URL-encoded) and a " +
+			"referer header instead of the JWT; sessions L1 hits"},
+	{ID: "f", Name: "bearer session", Want: "L1", FixedRate: true, Cred: credBearer,
+		Setup: "as a, with Authorization: Bearer <session token>.<HMAC> (bearer plugin) instead of the JWT; sessions L1 hits"},
+	{ID: "g", Name: "API key", Want: "L1", FixedRate: true, Cred: credAPIKey,
+		Setup: "as a, with x-api-key (a user's key, leave:read, no limits; stored hashed as @better-auth/api-key does) " +
+			"instead of authorization; keys L1 hits"},
 }

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
@@ -19,13 +22,30 @@ const (
 	numUsers    = 10_000
 	numOrgs     = 100
 	orgsPerUser = 10
-	benchDB     = "authz_bench"
+	// benchDB is the default database (BENCH_DATABASE), dropped and
+	// recreated by every run.
+	benchDB = "authz_bench"
+	// sessionLifetime is Better Auth's default session expiresIn (7 days).
+	sessionLifetime = 7 * 24 * time.Hour
+	// apiKeyPrefix starts every bench API key (the plugin's prefix option).
+	apiKeyPrefix = "bench_"
 )
 
 type user struct {
 	ID, Name, Email string
 	CreatedAt       time.Time
-	Cookie          string // a Better Auth session cookie, sent as clients do
+	// Cookie is a session cookie whose signature does not verify (random,
+	// as one signed with another secret looks), sent with the JWT, bearer
+	// session and API key requests as a browser still holding a stale one
+	// would: the sidecar checks it and ignores it.
+	Cookie string
+	// SessionToken is the user's sessions.token (Better Auth's
+	// generateId(32)); signed with the fixture secret the sidecars get, it
+	// makes the session cookie and the bearer session token.
+	SessionToken string
+	// APIKey is the user's key of the api-key plugin (configuration
+	// "default", referenceId = the user); the table holds its hash.
+	APIKey string
 }
 
 type dataset struct {
@@ -72,10 +92,45 @@ func newDataset() *dataset {
 	for i := range d.Orgs {
 		d.Orgs[i] = randomID(rng, 32)
 	}
+	// Credentials from a generator of their own, so the ids above stay
+	// what they were before they existed.
+	cred := rand.New(rand.NewPCG(20260102, 43))
+	for i := range d.Users {
+		d.Users[i].SessionToken = randomID(cred, 32)
+		d.Users[i].APIKey = apiKeyPrefix + randomLetters(cred, 64)
+	}
 	return d
 }
 
+// signSession is the signed value of a session token as Better Auth sets
+// it in the cookie and the bearer plugin's set-auth-token:
+// "<token>.<standard base64, padded, of HMAC-SHA256(secret, token)>".
+// Written here from Better Auth's description rather than taken from the
+// sidecar, so the benchmark checks the sidecar against Better Auth's format.
+func signSession(secret, token string) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(token))
+	return token + "." + base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// hashAPIKey is how @better-auth/api-key stores a key: base64url without
+// padding of SHA-256 of the key (again from the plugin's description).
+func hashAPIKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
 const alnum = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+// randomLetters is n of a-z and A-Z, the alphabet of the api-key plugin's
+// keys.
+func randomLetters(rng *rand.Rand, n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = alnum[rng.IntN(52)]
+	}
+	return string(b)
+}
 
 func randomID(rng *rand.Rand, n int) string {
 	b := make([]byte, n)
@@ -85,9 +140,9 @@ func randomID(rng *rand.Rand, n int) string {
 	return string(b)
 }
 
-// seed drops and recreates the bench database with Better Auth's schema,
+// seed drops and recreates the database dbName with Better Auth's schema,
 // fills it with d and returns its URL and the server's version.
-func seed(ctx context.Context, adminURL, schemaPath string, d *dataset) (dbURL, version string, err error) {
+func seed(ctx context.Context, adminURL, schemaPath, dbName string, d *dataset) (dbURL, version string, err error) {
 	schema, err := os.ReadFile(schemaPath)
 	if err != nil {
 		return "", "", fmt.Errorf("read schema: %w", err)
@@ -101,8 +156,8 @@ func seed(ctx context.Context, adminURL, schemaPath string, d *dataset) (dbURL, 
 		return "", "", fmt.Errorf("server version: %w", err)
 	}
 	for _, stmt := range []string{
-		"DROP DATABASE IF EXISTS " + benchDB + " WITH (FORCE)",
-		"CREATE DATABASE " + benchDB,
+		"DROP DATABASE IF EXISTS " + dbName + " WITH (FORCE)",
+		"CREATE DATABASE " + dbName,
 	} {
 		if _, err := admin.Exec(ctx, stmt); err != nil {
 			return "", "", fmt.Errorf("%s: %w", stmt, err)
@@ -112,14 +167,14 @@ func seed(ctx context.Context, adminURL, schemaPath string, d *dataset) (dbURL, 
 	if err != nil {
 		return "", "", fmt.Errorf("database url: %w", err)
 	}
-	u.Path = "/" + benchDB
+	u.Path = "/" + dbName
 	dbURL = u.String()
 
 	// The dump sets search_path to '' for its session: apply it on a
 	// connection of its own.
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
-		return "", "", fmt.Errorf("connect %s: %w", benchDB, err)
+		return "", "", fmt.Errorf("connect %s: %w", dbName, err)
 	}
 	_, err = conn.Exec(ctx, string(schema), pgx.QueryExecModeSimpleProtocol)
 	conn.Close(context.WithoutCancel(ctx))
@@ -129,7 +184,7 @@ func seed(ctx context.Context, adminURL, schemaPath string, d *dataset) (dbURL, 
 
 	conn, err = pgx.Connect(ctx, dbURL)
 	if err != nil {
-		return "", "", fmt.Errorf("connect %s: %w", benchDB, err)
+		return "", "", fmt.Errorf("connect %s: %w", dbName, err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	if err := copyRows(ctx, conn, d); err != nil {
@@ -161,6 +216,19 @@ func copyRows(ctx context.Context, conn *pgx.Conn, d *dataset) error {
 			})
 		}
 	}
+	// One live session and one API key per user, as sign-in and the
+	// api-key plugin's create write them (sessions last 7 days from now;
+	// the key grants leave:read, with rate limiting off and no usage
+	// limit, so the sidecar may answer for it without counting).
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	sessions := make([][]any, len(d.Users))
+	keys := make([][]any, len(d.Users))
+	for u, usr := range d.Users {
+		sessions[u] = []any{randomID(rng, 32), now.Add(sessionLifetime), usr.SessionToken, now, now,
+			"203.0.113.7", userAgent, usr.ID, d.Orgs[orgOf(u, 0)], nil, nil}
+		keys[u] = []any{randomID(rng, 32), "default", "bench", usr.APIKey[:6], usr.ID, apiKeyPrefix, hashAPIKey(usr.APIKey),
+			nil, nil, nil, true, false, 86_400_000, 10, 0, nil, nil, nil, now, now, `{"leave":["read"]}`, nil}
+	}
 	for _, t := range []struct {
 		table string
 		cols  []string
@@ -169,6 +237,11 @@ func copyRows(ctx context.Context, conn *pgx.Conn, d *dataset) error {
 		{"users", []string{"id", "name", "email", "emailVerified", "image", "createdAt", "updatedAt", "role", "banned", "banReason", "banExpires"}, users},
 		{"organizations", []string{"id", "name", "slug", "logo", "createdAt", "metadata"}, orgs},
 		{"members", []string{"id", "organizationId", "userId", "role", "createdAt"}, members},
+		{"sessions", []string{"id", "expiresAt", "token", "createdAt", "updatedAt", "ipAddress", "userAgent", "userId",
+			"activeOrganizationId", "activeTeamId", "impersonatedBy"}, sessions},
+		{"apikeys", []string{"id", "configId", "name", "start", "referenceId", "prefix", "key", "refillInterval",
+			"refillAmount", "lastRefillAt", "enabled", "rateLimitEnabled", "rateLimitTimeWindow", "rateLimitMax",
+			"requestCount", "remaining", "lastRequest", "expiresAt", "createdAt", "updatedAt", "permissions", "metadata"}, keys},
 	} {
 		n, err := conn.CopyFrom(ctx, pgx.Identifier{t.table}, t.cols, pgx.CopyFromRows(t.rows))
 		if err != nil {

@@ -8,10 +8,13 @@
 // without) and two sidecars (one with --pg-listen) with five-minute cache
 // TTLs, so only an invalidation can explain a changed answer; seeds users
 // through Better Auth's API; keeps every sidecar busy with reads of other
-// users; then toggles one member's role -changes times per source, each
-// time timing until both sidecars give the new answer. It prints p50/p99
-// revocation latency, the L1 hit ratio during the run and the Check
-// latency of the background load, then removes what it created.
+// users; then, per source, toggles one member's role -changes times, and
+// ends -changes sessions by sign-out and -changes by revoke-session (each
+// session signed in, then cached by both sidecars through its cookie),
+// each time timing until both sidecars give the new answer (for a session:
+// 401 to its cookie). It prints p50/p99 revocation latency, the L1 hit
+// ratio during the run and the Check latency of the background load, then
+// removes what it created.
 //
 //	go build -o bin/authz-sidecar ./cmd/authz-sidecar
 //	go run ./bench/revocation -sidecar bin/authz-sidecar
@@ -85,7 +88,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&c.root, "root", ".", "repository root (policies.yaml, sql/, test/betterauth)")
 	fs.StringVar(&c.adminURL, "database-url", pgtest.AdminURL(), "PostgreSQL server (a database is created and dropped on it; default $AUTHZ_TEST_DATABASE_URL, as for the tests)")
 	fs.StringVar(&c.redisURL, "redis-url", testproc.RedisURL(), "Redis (default $AUTHZ_TEST_REDIS_URL, as for the tests)")
-	fs.IntVar(&c.changes, "changes", 100, "role changes per event source")
+	fs.IntVar(&c.changes, "changes", 100, "role changes, sign-outs and session revocations per event source (each)")
 	fs.IntVar(&c.loadUsers, "load-users", 20, "users whose reads make the background load")
 	fs.IntVar(&c.concurrency, "concurrency", 4, "background load goroutines per sidecar")
 	fs.DurationVar(&c.timeout, "change-timeout", 5*time.Second, "give up on one change after this long")
@@ -161,7 +164,7 @@ func (r *runner) run(ctx context.Context) error {
 		return err
 	}
 	ba := baclient.New(baURL)
-	fmt.Fprintf(r.out, "seeding %d users through Better Auth ...\n", r.cfg.loadUsers+2)
+	fmt.Fprintf(r.out, "seeding %d users through Better Auth ...\n", r.cfg.loadUsers+3)
 	w, err := seed(ctx, ba, suffix, r.cfg.loadUsers)
 	if err != nil {
 		return err
@@ -199,11 +202,10 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	startLoadStats := load.snapshot()
 
-	results := map[string][]sample{}
-	fmt.Fprintf(r.out, "hooks: %d role changes ...\n", r.cfg.changes)
-	if results["hooks"], err = r.toggle(ctx, ba, w, scs); err != nil {
+	results := map[row][]sample{}
+	if err := r.changes(ctx, "hooks", ba, w, scs, results); err != nil {
 		stopLoad()
-		return fmt.Errorf("hooks: %w", err)
+		return err
 	}
 	if err := r.applyTriggers(ctx); err != nil {
 		stopLoad()
@@ -214,10 +216,9 @@ func (r *runner) run(ctx context.Context) error {
 		stopLoad()
 		return err
 	}
-	fmt.Fprintf(r.out, "triggers: %d role changes ...\n", r.cfg.changes)
-	if results["triggers"], err = r.toggle(ctx, baclient.New(bareURL), w, scs); err != nil {
+	if err := r.changes(ctx, "triggers", baclient.New(bareURL), w, scs, results); err != nil {
 		stopLoad()
-		return fmt.Errorf("triggers: %w", err)
+		return err
 	}
 
 	after, err := lookups(ctx, scs)
@@ -230,6 +231,33 @@ func (r *runner) run(ctx context.Context) error {
 	return r.report(results, before, after, loadStats)
 }
 
+// row is one line of the report: an event source and a kind of change.
+type row struct{ source, change string }
+
+// The kinds of change, in the report's order.
+const (
+	changeRole    = "role change"
+	changeSignOut = "sign-out"
+	changeRevoke  = "revoke-session"
+)
+
+// changes makes every kind of change -changes times through ba, the
+// Better Auth instance of source, and records the samples.
+func (r *runner) changes(ctx context.Context, source string, ba *baclient.Client, w *world, scs []*sidecarProc, results map[row][]sample) error {
+	var err error
+	fmt.Fprintf(r.out, "%s: %d role changes ...\n", source, r.cfg.changes)
+	if results[row{source, changeRole}], err = r.toggle(ctx, ba, w, scs); err != nil {
+		return fmt.Errorf("%s: %w", source, err)
+	}
+	for _, change := range []string{changeSignOut, changeRevoke} {
+		fmt.Fprintf(r.out, "%s: %d sessions ended by %s ...\n", source, r.cfg.changes, change)
+		if results[row{source, change}], err = r.endSessions(ctx, ba, w, scs, change); err != nil {
+			return fmt.Errorf("%s %s: %w", source, change, err)
+		}
+	}
+	return nil
+}
+
 // world is what seed made.
 type world struct {
 	alice    *baclient.Session
@@ -238,11 +266,17 @@ type world struct {
 	targetID string // its member id
 	tokens   map[string]string
 	load     []string // the load users' names
+	// visitor is the member whose sessions are signed out and revoked
+	// (its own user, so role changes and session ends never touch each
+	// other's cache entries); visitorSession is its first session, which
+	// calls revoke-session.
+	visitor        string // its email
+	visitorSession *baclient.Session
 }
 
 func seed(ctx context.Context, ba *baclient.Client, suffix string, loadUsers int) (*world, error) {
 	w := &world{tokens: map[string]string{}}
-	names := []string{"alice", "target"}
+	names := []string{"alice", "target", "visitor"}
 	for i := range loadUsers {
 		names = append(names, fmt.Sprintf("load%d", i))
 	}
@@ -264,9 +298,12 @@ func seed(ctx context.Context, ba *baclient.Client, suffix string, loadUsers int
 		if err != nil {
 			return nil, fmt.Errorf("add %s: %w", name, err)
 		}
-		if name == "target" {
+		switch name {
+		case "target":
 			w.target, w.targetID = name, id
-		} else {
+		case "visitor":
+			w.visitor, w.visitorSession = sessions[name].Email, sessions[name]
+		default:
 			w.load = append(w.load, name)
 		}
 	}
@@ -292,14 +329,14 @@ func (r *runner) toggle(ctx context.Context, ba *baclient.Client, w *world, scs 
 	// Start from a known state, cached on both sidecars.
 	current := 403
 	for _, sc := range scs {
-		if got, err := sc.check(ctx, "POST", path, tok); err != nil || got != current {
+		if got, err := sc.check(ctx, "POST", path, bearer(tok)); err != nil || got != current {
 			if err := ba.UpdateMemberRole(ctx, w.alice, w.orgID, w.targetID, "member"); err != nil {
 				return nil, err
 			}
 			break
 		}
 	}
-	if _, err := waitAll(ctx, scs, time.Now(), 10*time.Second, "POST", path, tok, current); err != nil {
+	if _, err := waitAll(ctx, scs, time.Now(), 10*time.Second, "POST", path, bearer(tok), current); err != nil {
 		return nil, fmt.Errorf("initial state: %w", err)
 	}
 	var out []sample
@@ -313,7 +350,7 @@ func (r *runner) toggle(ctx context.Context, ba *baclient.Client, w *world, scs 
 			return nil, err
 		}
 		api := time.Since(start)
-		total, err := waitAll(ctx, scs, start, r.cfg.timeout, "POST", path, tok, want)
+		total, err := waitAll(ctx, scs, start, r.cfg.timeout, "POST", path, bearer(tok), want)
 		if err != nil {
 			return nil, err
 		}
@@ -324,9 +361,50 @@ func (r *runner) toggle(ctx context.Context, ba *baclient.Client, w *world, scs 
 	return out, nil
 }
 
-// waitAll polls every sidecar every millisecond until each answers want,
-// returning when the last one did, measured from start.
-func waitAll(ctx context.Context, scs []*sidecarProc, start time.Time, limit time.Duration, method, path, tok string, want int) (time.Duration, error) {
+// endSessions signs the visitor in -changes times and ends each new
+// session by change (sign-out with the session itself, or revoke-session
+// from the visitor's first session), timing from the call until both
+// sidecars refuse the session's cookie (401). Before each, both sidecars
+// must have allowed the cookie, so the session is in their caches (5m
+// TTLs): only an invalidation explains the 401.
+func (r *runner) endSessions(ctx context.Context, ba *baclient.Client, w *world, scs []*sidecarProc, change string) ([]sample, error) {
+	path := "/api/orgs/" + w.orgID + "/leave/l1"
+	var out []sample
+	for range r.cfg.changes {
+		s, err := ba.SignIn(ctx, w.visitor, password)
+		if err != nil {
+			return nil, err
+		}
+		cookie := map[string]string{"cookie": s.Cookie.Name + "=" + s.Cookie.Value}
+		if _, err := waitAll(ctx, scs, time.Now(), 10*time.Second, "GET", path, cookie, 200); err != nil {
+			return nil, fmt.Errorf("new session: %w", err)
+		}
+		start := time.Now()
+		if change == changeSignOut {
+			err = ba.SignOut(ctx, s)
+		} else {
+			err = ba.RevokeSession(ctx, w.visitorSession, s.RawToken())
+		}
+		if err != nil {
+			return nil, err
+		}
+		api := time.Since(start)
+		total, err := waitAll(ctx, scs, start, r.cfg.timeout, "GET", path, cookie, 401)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sample{total: total, api: api})
+	}
+	return out, nil
+}
+
+// bearer is the Authorization header of a JWT.
+func bearer(tok string) map[string]string { return map[string]string{"authorization": "Bearer " + tok} }
+
+// waitAll polls every sidecar every millisecond until each answers want
+// to a request with headers, returning when the last one did, measured
+// from start.
+func waitAll(ctx context.Context, scs []*sidecarProc, start time.Time, limit time.Duration, method, path string, headers map[string]string, want int) (time.Duration, error) {
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
@@ -336,7 +414,7 @@ func waitAll(ctx context.Context, scs []*sidecarProc, start time.Time, limit tim
 	for _, sc := range scs {
 		wg.Go(func() {
 			for {
-				got, err := sc.check(ctx, method, path, tok)
+				got, err := sc.check(ctx, method, path, headers)
 				if err == nil && got == want {
 					mu.Lock()
 					last = max(last, time.Since(start))
@@ -357,13 +435,18 @@ func waitAll(ctx context.Context, scs []*sidecarProc, start time.Time, limit tim
 	return last, errors.Join(errs...)
 }
 
-func (r *runner) report(results map[string][]sample, before, after [2]float64, load loadStats) error {
+func (r *runner) report(results map[row][]sample, before, after [2]float64, load loadStats) error {
 	hits, misses := after[0]-before[0], after[1]-before[1]
-	fmt.Fprintf(r.out, "\nrevocation latency (role change in Better Auth -> new answer on both of 2 sidecars; 5m cache TTLs)\n")
-	fmt.Fprintf(r.out, "%-9s %7s %9s %9s %9s %16s %16s\n", "source", "changes", "p50", "p99", "max", "p50 after call", "p99 after call")
+	fmt.Fprintf(r.out, "\nrevocation latency (change in Better Auth -> new answer on both of 2 sidecars; 5m cache TTLs)\n")
+	fmt.Fprintf(r.out, "  role change: a member's role toggled (admin <-> member), until the approve route answers 200 / 403\n")
+	fmt.Fprintf(r.out, "  sign-out, revoke-session: a session ended, until its cookie answers 401\n")
+	fmt.Fprintf(r.out, "%-9s %-15s %7s %9s %9s %9s %16s %16s\n", "source", "change", "changes", "p50", "p99", "max", "p50 after call", "p99 after call")
 	missed := false
-	for _, src := range []string{"hooks", "triggers"} {
-		s := results[src]
+	for _, k := range []row{
+		{"hooks", changeRole}, {"hooks", changeSignOut}, {"hooks", changeRevoke},
+		{"triggers", changeRole}, {"triggers", changeSignOut}, {"triggers", changeRevoke},
+	} {
+		s := results[k]
 		totals := make([]time.Duration, len(s))
 		afters := make([]time.Duration, len(s))
 		for i, x := range s {
@@ -371,7 +454,7 @@ func (r *runner) report(results map[string][]sample, before, after [2]float64, l
 			afters[i] = max(0, x.total-x.api)
 		}
 		p99 := percentile(totals, 99)
-		fmt.Fprintf(r.out, "%-9s %7d %9s %9s %9s %16s %16s\n", src, len(s),
+		fmt.Fprintf(r.out, "%-9s %-15s %7d %9s %9s %9s %16s %16s\n", k.source, k.change, len(s),
 			ms(percentile(totals, 50)), ms(p99), ms(slices.Max(totals)),
 			ms(percentile(afters, 50)), ms(percentile(afters, 99)))
 		if p99 >= r.cfg.target {
@@ -427,7 +510,7 @@ func startLoad(ctx context.Context, scs []*sidecarProc, w *world, concurrency in
 				for ctx.Err() == nil {
 					name := w.load[rand.IntN(len(w.load))]
 					start := time.Now()
-					got, err := sc.check(ctx, "GET", path, w.tokens[name])
+					got, err := sc.check(ctx, "GET", path, bearer(w.tokens[name]))
 					d := time.Since(start)
 					if ctx.Err() != nil {
 						return
@@ -528,12 +611,14 @@ func (r *runner) startSidecar(name string, args []string) (*sidecarProc, error) 
 	return &sidecarProc{name: name, Sidecar: sc, client: authv3.NewAuthorizationClient(sc.Conn)}, nil
 }
 
-func (s *sidecarProc) check(ctx context.Context, method, path, token string) (int, error) {
+// check asks s about a request with headers; it returns 200 for an allow,
+// else the denial's HTTP status.
+func (s *sidecarProc) check(ctx context.Context, method, path string, headers map[string]string) (int, error) {
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	resp, err := s.client.Check(cctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-			Method: method, Path: path, Headers: map[string]string{"authorization": "Bearer " + token},
+			Method: method, Path: path, Headers: headers,
 		}},
 	}})
 	if err != nil {

@@ -32,8 +32,19 @@ const MaxAPIKeyBytes = 512
 // HashAPIKey is how the api-key plugin stores a key (and looks it up):
 // base64url without padding of SHA-256 of the key's UTF-8 bytes.
 func HashAPIKey(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
+	// Hashed from a copy on the stack and encoded into one: one allocation
+	// (the result) rather than three, on every request with a key (Better
+	// Auth's are a prefix and 64 letters; longer ones take the slow way).
+	var buf [128]byte
+	var sum [sha256.Size]byte
+	if len(key) <= len(buf) {
+		sum = sha256.Sum256(buf[:copy(buf[:], key)])
+	} else {
+		sum = sha256.Sum256([]byte(key))
+	}
+	var out [43]byte // base64url of 32 bytes, unpadded
+	base64.RawURLEncoding.Encode(out[:], sum[:])
+	return string(out[:])
 }
 
 // APIKey is what the api-key plugin's table says about one key. Found is

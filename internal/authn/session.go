@@ -6,9 +6,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -44,15 +46,56 @@ var (
 )
 
 // Secret is Better Auth's current secret, the HMAC key of session
-// signatures. It is never logged: String and GoString hide it.
-type Secret struct{ key []byte }
+// signatures. It is never logged: String and GoString hide it. Copies
+// share one pool of keyed HMACs.
+type Secret struct {
+	key []byte
+	// macs holds *keyedMAC for key: every request with a session cookie
+	// (valid or not) is verified, and a fresh hmac.New per request costs
+	// its key schedule and seven allocations.
+	macs *sync.Pool
+}
+
+// keyedMAC is an HMAC-SHA256 keyed with a Secret's key, and room for a
+// message and a sum, so a verification allocates nothing.
+type keyedMAC struct {
+	h   hash.Hash
+	msg []byte
+	sum [sha256.Size]byte
+}
 
 // NewSecret returns the secret s. It refuses an empty one.
 func NewSecret(s string) (Secret, error) {
 	if s == "" {
 		return Secret{}, errors.New("authn: empty Better Auth secret")
 	}
-	return Secret{key: []byte(s)}, nil
+	key := []byte(s)
+	return Secret{key: key, macs: &sync.Pool{New: func() any {
+		return &keyedMAC{h: hmac.New(sha256.New, key), msg: make([]byte, 0, 64)}
+	}}}, nil
+}
+
+// mac returns HMAC-SHA256(key, message) into a pooled keyedMAC's sum;
+// the caller puts m back when done with the sum.
+func (s Secret) mac(message string) *keyedMAC {
+	var m *keyedMAC
+	if s.macs == nil {
+		m = &keyedMAC{h: hmac.New(sha256.New, s.key)} // the zero Secret
+	} else {
+		m = s.macs.Get().(*keyedMAC)
+	}
+	m.h.Reset()
+	m.msg = append(m.msg[:0], message...)
+	m.h.Write(m.msg)
+	m.h.Sum(m.sum[:0])
+	return m
+}
+
+// putMAC returns m to the pool, unless a long message grew its buffer.
+func (s Secret) putMAC(m *keyedMAC) {
+	if s.macs != nil && cap(m.msg) <= 1024 {
+		s.macs.Put(m)
+	}
 }
 
 // SecretFromEnv picks the secret the way Better Auth 1.7.25 does
@@ -94,9 +137,9 @@ func (s Secret) IsZero() bool { return len(s.key) == 0 }
 // base64 (padded) of HMAC-SHA256(secret, token). Tests and tools use it;
 // the sidecar only verifies.
 func (s Secret) Sign(token string) string {
-	m := hmac.New(sha256.New, s.key)
-	m.Write([]byte(token))
-	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+	m := s.mac(token)
+	defer s.putMAC(m)
+	return base64.StdEncoding.EncodeToString(m.sum[:])
 }
 
 // verify checks a signature in Better Auth's cookie form: 44 characters
@@ -111,9 +154,9 @@ func (s Secret) verify(token, sig string) bool {
 	if err != nil || n != sha256.Size {
 		return false
 	}
-	m := hmac.New(sha256.New, s.key)
-	m.Write([]byte(token))
-	return hmac.Equal(got[:n], m.Sum(nil))
+	m := s.mac(token)
+	defer s.putMAC(m)
+	return hmac.Equal(got[:n], m.sum[:])
 }
 
 // VerifySigned checks a signed session value "<token>.<signature>" (already

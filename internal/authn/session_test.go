@@ -1,9 +1,14 @@
 package authn
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -420,4 +425,63 @@ func FuzzSessionBearer(f *testing.F) {
 			t.Fatalf("raw token %q accepted while signatures are required", tok)
 		}
 	})
+}
+
+// TestSecretConcurrent: copies of one Secret share keyed HMACs; used at
+// once from many goroutines, every signature is still the reference
+// HMAC-SHA256 of its own token, and every altered one is refused.
+func TestSecretConcurrent(t *testing.T) {
+	t.Parallel()
+	s := vecSecretT(t)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			c := s // a copy, as the engine's Config holds one
+			for i := range 200 {
+				token := fmt.Sprintf("%032d", g*1000+i)
+				m := hmac.New(sha256.New, []byte(vecSecret))
+				m.Write([]byte(token))
+				want := base64.StdEncoding.EncodeToString(m.Sum(nil))
+				if got := c.Sign(token); got != want {
+					t.Errorf("Sign(%q) = %q, want %q", token, got, want)
+					return
+				}
+				if got, err := c.VerifySigned(token + "." + want); err != nil || got != token {
+					t.Errorf("VerifySigned(own signature) = %q, %v", got, err)
+					return
+				}
+				other := fmt.Sprintf("%032d", g*1000+i+1)
+				if _, err := c.VerifySigned(other + "." + want); !errors.Is(err, ErrSessionSignature) {
+					t.Errorf("VerifySigned(another token's signature) = %v, want ErrSessionSignature", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// BenchmarkVerifySigned is the check every request with a session cookie
+// or bearer session token pays (a cookie that does not verify included).
+func BenchmarkVerifySigned(b *testing.B) {
+	s := vecSecretT(b)
+	v := vecToken + "." + vecSig
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.VerifySigned(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkHashAPIKey is the hash every request with an API key pays
+// before its lookup.
+func BenchmarkHashAPIKey(b *testing.B) {
+	const key = "bench_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl"
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(HashAPIKey(key)) != 43 {
+			b.Fatal("short hash")
+		}
+	}
 }

@@ -2,10 +2,12 @@ package extauthz_test
 
 import (
 	"context"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
@@ -151,4 +153,158 @@ func BenchmarkResponseAllowMarshal(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// credPolicyYAML accepts every Better Auth credential, as the shipped
+// policies.yaml does.
+const credPolicyYAML = `
+jwt:
+  issuer: https://auth.example.test
+  audiences: [https://auth.example.test]
+  jwks_url: JWKS_URL
+session:
+  base_url: http://auth.example.test
+  bearer: signed
+api_keys:
+  header: x-api-key
+  owners: { default: user }
+organization:
+  from: [path:org]
+statements:
+  leave: [request, read, approve]
+roles:
+  member: { permissions: ["leave:request", "leave:read"] }
+  admin:  { inherits: [member], permissions: ["leave:approve"] }
+routes:
+  - { name: read-leave, methods: [GET], path: "/api/orgs/{org}/leave/**", require_any: [leave:read, leave:approve] }
+default: deny
+`
+
+// BenchmarkCheckCredentials is BenchmarkCheckHotPath for each credential
+// the load benchmark's rows a, e, f and g send, with its 14 headers: a
+// JWT, the session cookie, a bearer session token or an API key, next to
+// a session cookie that does not verify (but in the cookie row). Session,
+// key and membership are L1 hits; the sources are static.
+func BenchmarkCheckCredentials(b *testing.B) {
+	const (
+		userID       = "u1"
+		sessionToken = "abcdefghijklmnopqrstuvwxyz012345"
+		apiKey       = "bench_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl"
+	)
+	keys := jwttest.NewKeys(b)
+	pol, err := policy.Parse("bench.yaml", []byte(strings.Replace(credPolicyYAML, "JWKS_URL", keys.URL, 1)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ks, err := authn.NewKeySet(authn.KeySetConfig{URL: keys.URL}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := ks.Refresh(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	v, err := authn.NewVerifier(authn.VerifierConfig{Issuer: pol.JWT.Issuer, Audiences: pol.JWT.Audiences, Leeway: pol.JWT.Leeway}, ks)
+	if err != nil {
+		b.Fatal(err)
+	}
+	secret, err := authn.NewSecret("bench-secret")
+	if err != nil {
+		b.Fatal(err)
+	}
+	store, err := cache.NewL1Store(cache.L1Config{TTL: time.Hour}, prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(store.Close)
+	access, err := cache.NewL1(store, cache.AccessKind(), cache.LookupFunc[roles.Query, *roles.Access](roles.NewSourceResolver(staticSource{}, nil).Resolve))
+	if err != nil {
+		b.Fatal(err)
+	}
+	session := &authn.Session{Found: true, ID: "s1", UserID: userID, ExpiresAt: time.Now().Add(24 * time.Hour)}
+	byToken, err := cache.NewL1(store, cache.SessionTokenKind(), cache.LookupFunc[string, *authn.Session](
+		func(context.Context, string) (*authn.Session, roles.Tier, error) {
+			return session, roles.TierSource, nil
+		}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	key := &authn.APIKey{Found: true, ID: "k1", ConfigID: "default", ReferenceID: userID, Enabled: true, Permissions: []string{"leave:read"}}
+	byHash, err := cache.NewL1(store, cache.APIKeyKind(), cache.LookupFunc[string, *authn.APIKey](
+		func(context.Context, string) (*authn.APIKey, roles.Tier, error) { return key, roles.TierSource, nil }))
+	if err != nil {
+		b.Fatal(err)
+	}
+	tokens, err := cache.NewTokens(cache.TokensConfig{MaxTTL: time.Hour}, prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(tokens.Close)
+	engine, err := authz.New(authz.State{Policy: pol, Verifier: tokens.For(v)}, authz.Deps{
+		Access:   cache.AccessResolver{Lookup: access},
+		Sessions: cache.SessionResolver{ByToken: byToken},
+		APIKeys:  cache.APIKeyResolver{ByHash: byHash},
+	}, authz.Config{Secret: secret})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := extauthz.New(engine, nil, extauthz.Config{})
+	signed := sessionToken + "." + secret.Sign(sessionToken)
+	// A cookie signed with another secret: well formed, so it costs the
+	// whole signature check before it is ignored.
+	other, err := authn.NewSecret("another-secret")
+	if err != nil {
+		b.Fatal(err)
+	}
+	staleCookie := "better-auth.session_token=" + url.QueryEscape("AbCdEfGhIjKlMnOpQrStUvWxYz012345."+other.Sign("AbCdEfGhIjKlMnOpQrStUvWxYz012345"))
+	for _, bc := range []struct {
+		name, cookie, header, value string
+	}{
+		{"jwt", staleCookie, "authorization", "Bearer " + keys.User(userID)},
+		{"session_cookie", "better-auth.session_token=" + url.QueryEscape(signed), "referer", "https://app.example.test/leave"},
+		{"bearer_session", staleCookie, "authorization", "Bearer " + signed},
+		{"api_key", staleCookie, "x-api-key", apiKey},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			path := "/api/orgs/org_acme/leave/l1"
+			req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+				Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+					Id: "7f3c9d1e-1b2a-4c5d-9e8f-0a1b2c3d4e5f", Method: "GET", Path: path,
+					Host: "app.example.test", Scheme: "https", Protocol: "HTTP/1.1",
+					Headers: map[string]string{
+						":authority": "app.example.test", ":method": "GET", ":path": path, ":scheme": "https",
+						"user-agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36", "accept": "application/json",
+						"accept-encoding": "gzip, deflate, br", "accept-language": "en-GB,en;q=0.9", "content-type": "application/json",
+						"x-request-id": "7f3c9d1e-1b2a-4c5d-9e8f-0a1b2c3d4e5f", "x-forwarded-for": "203.0.113.7",
+						"x-forwarded-proto": "https", "cookie": bc.cookie, bc.header: bc.value,
+					},
+				}},
+			}}
+			ctx := context.Background()
+			check := func() {
+				r, _ := srv.Check(ctx, req)
+				if r.GetOkResponse() == nil {
+					b.Fatalf("denied: %v", r.GetDeniedResponse())
+				}
+				if !hasHeader(r.GetOkResponse().GetHeaders(), "x-auth-user-id", userID) {
+					b.Fatalf("allowed without x-auth-user-id %s: %v", userID, r.GetOkResponse())
+				}
+			}
+			check()
+			store.Wait()
+			tokens.Wait()
+			b.ReportAllocs()
+			for b.Loop() {
+				check()
+			}
+		})
+	}
+}
+
+func hasHeader(hs []*corev3.HeaderValueOption, name, value string) bool {
+	for _, h := range hs {
+		if h.GetHeader().GetKey() == name && h.GetHeader().GetValue() == value {
+			return true
+		}
+	}
+	return false
 }
