@@ -464,8 +464,8 @@ func (b *bench) sidecarStep(ctx context.Context, st sidecarStep) error {
 	case "sidecar-efg":
 		m.Note = fmt.Sprintf("after e+f+g: L1 holds %d sessions, %d API keys and their memberships", fewUsers, fewUsers)
 	}
-	if met, err := scrape(ctx, s.httpAddr); err == nil {
-		m.HeapInuse = met.sum("go_memstats_heap_inuse_bytes")
+	if met, err := testproc.ScrapeMetrics(ctx, s.httpAddr); err == nil {
+		m.HeapInuse = met.Sum("go_memstats_heap_inuse_bytes")
 	}
 	b.report.Memory = append(b.report.Memory, m)
 	return b.noteWarnings(s)
@@ -512,7 +512,7 @@ func (b *bench) fillStep(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m0, err := scrape(ctx, s.httpAddr)
+	m0, err := testproc.ScrapeMetrics(ctx, s.httpAddr)
 	if err != nil {
 		return err
 	}
@@ -522,7 +522,7 @@ func (b *bench) fillStep(ctx context.Context) error {
 		return err
 	}
 	took := time.Since(t0)
-	m1, err := scrape(ctx, s.httpAddr)
+	m1, err := testproc.ScrapeMetrics(ctx, s.httpAddr)
 	if err != nil {
 		return err
 	}
@@ -537,7 +537,7 @@ func (b *bench) fillStep(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m2, err := scrape(ctx, s.httpAddr)
+	m2, err := testproc.ScrapeMetrics(ctx, s.httpAddr)
 	if err != nil {
 		return err
 	}
@@ -547,8 +547,8 @@ func (b *bench) fillStep(ctx context.Context) error {
 		Requested: int(fill), Took: took.Round(time.Millisecond).String(),
 		Throughput: float64(res.Sent) / took.Seconds(),
 		Before:     before, After: after, CachedEstimate: cached, Sample: int(sample), SampleHits: int(hits),
-		Evictions:  m2.sum("authz_cache_evictions_total", `tier="l1"`) - m0.sum("authz_cache_evictions_total", `tier="l1"`),
-		HeapBefore: m0.sum("go_memstats_heap_inuse_bytes"), HeapAfter: m2.sum("go_memstats_heap_inuse_bytes"),
+		Evictions:  m2.Sum("authz_cache_evictions_total", "tier", "l1") - m0.Sum("authz_cache_evictions_total", "tier", "l1"),
+		HeapBefore: m0.Sum("go_memstats_heap_inuse_bytes"), HeapAfter: m2.Sum("go_memstats_heap_inuse_bytes"),
 		LiveBefore: liveHeap(m0), LiveAfter: liveHeap(m2),
 	}
 	if cached > 0 {
@@ -567,10 +567,10 @@ func (b *bench) fillStep(ctx context.Context) error {
 func (b *bench) measure(ctx context.Context, t target, sc scenario, kind string, l load, src loadgen.Source) (*loadgen.Result, error) {
 	s := t.srv
 	sidecar := kind == "sidecar"
-	var before metrics
+	var before testproc.Metrics
 	if sidecar {
 		var err error
-		if before, err = scrape(ctx, s.httpAddr); err != nil {
+		if before, err = testproc.ScrapeMetrics(ctx, s.httpAddr); err != nil {
 			return nil, err
 		}
 	}
@@ -623,7 +623,7 @@ func (b *bench) measure(ctx context.Context, t target, sc scenario, kind string,
 		}
 	}
 	if sidecar {
-		after, err := scrape(ctx, s.httpAddr)
+		after, err := testproc.ScrapeMetrics(ctx, s.httpAddr)
 		if err != nil {
 			return nil, err
 		}
@@ -714,12 +714,12 @@ func (b *bench) deleteKeys(ctx context.Context, prefix string) (int, error) {
 
 // liveHeap estimates the live heap at the last GC from the GC's next
 // target: the runtime sets it to live*(1+GOGC/100).
-func liveHeap(m metrics) float64 {
+func liveHeap(m testproc.Metrics) float64 {
 	gogc := 100.0
-	if v := m.sum("go_gc_gogc_percent"); v > 0 {
+	if v := m.Sum("go_gc_gogc_percent"); v > 0 {
 		gogc = v
 	}
-	return m.sum("go_memstats_next_gc_bytes") / (1 + gogc/100)
+	return m.Sum("go_memstats_next_gc_bytes") / (1 + gogc/100)
 }
 
 func infoField(info, key string) string {

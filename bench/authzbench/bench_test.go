@@ -146,8 +146,8 @@ func TestOrgsDistinct(t *testing.T) {
 
 func TestMetricsAndTiers(t *testing.T) {
 	t.Parallel()
-	scrape := func(l1h, l1m, l2h, l2m string) metrics {
-		m, err := parseMetrics(strings.NewReader(`# HELP authz_cache_lookups_total x
+	scrape := func(l1h, l1m, l2h, l2m string) testproc.Metrics {
+		m, err := testproc.ParseMetrics(strings.NewReader(`# HELP authz_cache_lookups_total x
 # TYPE authz_cache_lookups_total counter
 authz_cache_lookups_total{result="hit",tier="l1"} ` + l1h + `
 authz_cache_lookups_total{result="miss",tier="l1"} ` + l1m + `
@@ -163,10 +163,10 @@ go_memstats_heap_inuse_bytes 1.048576e+06
 		return m
 	}
 	before, after := scrape("10", "0", "0", "0"), scrape("20", "90", "60", "30")
-	if got := after.sum("authz_cache_lookups_total", `tier="l1"`); got != 110 {
+	if got := after.Sum("authz_cache_lookups_total", "tier", "l1"); got != 110 {
 		t.Errorf("sum of l1 lookups = %v, want 110", got)
 	}
-	if got := after.sum("go_memstats_heap_inuse_bytes"); got != 1<<20 {
+	if got := after.Sum("go_memstats_heap_inuse_bytes"); got != 1<<20 {
 		t.Errorf("heap = %v, want %v", got, 1<<20)
 	}
 	l1, l2, pg := tierDelta(before, after).shares()

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -20,6 +18,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 )
 
 // server is a child process under test: the sidecar or the noop server.
@@ -266,82 +266,15 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clockTicks, nil
 }
 
-// metrics is a scrape of the sidecar's /metrics: series -> value.
-type metrics map[string]float64
-
-func scrape(ctx context.Context, httpAddr string) (metrics, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("scrape metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("scrape metrics: %s", resp.Status)
-	}
-	return parseMetrics(resp.Body)
-}
-
-// parseMetrics reads the Prometheus text format's sample lines.
-func parseMetrics(r io.Reader) (metrics, error) {
-	m := metrics{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		m[line[:i]] = v
-	}
-	return m, sc.Err()
-}
-
-// sum adds the series of metric name whose labels include every one of
-// labels (each `key="value"`).
-func (m metrics) sum(name string, labels ...string) float64 {
-	var t float64
-	for series, v := range m {
-		rest, ok := strings.CutPrefix(series, name)
-		if !ok || (rest != "" && rest[0] != '{') {
-			continue
-		}
-		all := true
-		for _, l := range labels {
-			if !strings.Contains(rest, l) {
-				all = false
-				break
-			}
-		}
-		if all {
-			t += v
-		}
-	}
-	return t
-}
-
 // tiers counts which cache tier answered, from two scrapes.
 type tiers struct {
 	L1Hit, L1Miss, L2Hit, L2Miss float64
 }
 
-func tierDelta(before, after metrics) tiers {
+func tierDelta(before, after testproc.Metrics) tiers {
 	d := func(tier, result string) float64 {
-		lbl := []string{`tier="` + tier + `"`, `result="` + result + `"`}
-		return after.sum("authz_cache_lookups_total", lbl...) - before.sum("authz_cache_lookups_total", lbl...)
+		lbl := []string{"tier", tier, "result", result}
+		return after.Sum("authz_cache_lookups_total", lbl...) - before.Sum("authz_cache_lookups_total", lbl...)
 	}
 	return tiers{L1Hit: d("l1", "hit"), L1Miss: d("l1", "miss"), L2Hit: d("l2", "hit"), L2Miss: d("l2", "miss")}
 }
@@ -362,11 +295,11 @@ func (t tiers) shares() (l1, l2, pg float64) {
 
 // tokenDelta is the share of verified-token cache lookups that hit, or -1
 // when the sidecar has no token cache.
-func tokenDelta(before, after metrics) float64 {
-	hit := after.sum("authz_cache_lookups_total", `tier="token"`, `result="hit"`) -
-		before.sum("authz_cache_lookups_total", `tier="token"`, `result="hit"`)
-	miss := after.sum("authz_cache_lookups_total", `tier="token"`, `result="miss"`) -
-		before.sum("authz_cache_lookups_total", `tier="token"`, `result="miss"`)
+func tokenDelta(before, after testproc.Metrics) float64 {
+	hit := after.Sum("authz_cache_lookups_total", "tier", "token", "result", "hit") -
+		before.Sum("authz_cache_lookups_total", "tier", "token", "result", "hit")
+	miss := after.Sum("authz_cache_lookups_total", "tier", "token", "result", "miss") -
+		before.Sum("authz_cache_lookups_total", "tier", "token", "result", "miss")
 	if hit+miss == 0 {
 		return -1
 	}

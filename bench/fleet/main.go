@@ -57,6 +57,7 @@ import (
 	"github.com/authz-sidecar/authz-sidecar/bench/loadgen"
 	"github.com/authz-sidecar/authz-sidecar/internal/jwttest"
 	"github.com/authz-sidecar/authz-sidecar/internal/pgtest"
+	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 )
 
@@ -126,7 +127,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer db.Drop(context.WithoutCancel(ctx))
-	w := newWorld(cfg.Users, cfg.Orgs)
+	table, err := policy.Parse("fleet.yaml", fmt.Appendf(nil, policyYAML, jwttest.Issuer, jwttest.Issuer+"/jwks"))
+	if err != nil {
+		return fmt.Errorf("fleet policy: %w", err)
+	}
+	w := newWorld(cfg.Users, cfg.Orgs, table)
 	if err := w.seed(ctx, db); err != nil {
 		return err
 	}

@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -116,6 +118,25 @@ func parseSample(line string) (Sample, error) {
 	}
 	s.Value = v
 	return s, nil
+}
+
+// LabelString is the sample's labels as the text format prints them,
+// sorted by name: {k="v",...} (empty without labels).
+func (s Sample) LabelString() string {
+	if len(s.Labels) == 0 {
+		return ""
+	}
+	keys := slices.Sorted(maps.Keys(s.Labels))
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%s=%q", k, s.Labels[k])
+	}
+	b.WriteByte('}')
+	return b.String()
 }
 
 // Sum adds the samples named name whose labels include every pair of

@@ -39,6 +39,12 @@ odd{v="a \"quoted\", comma",tier="l1"} 1.5e3
 			t.Errorf("Sum(%s, %v) = %v, want %v", tt.name, tt.labels, got, tt.want)
 		}
 	}
+	if got, want := m[0].LabelString(), `{kind="access",result="hit",tier="l1"}`; got != want {
+		t.Errorf("LabelString = %s, want %s", got, want)
+	}
+	if got := m[4].LabelString(); got != "" {
+		t.Errorf("LabelString of %s = %q, want none", m[4].Name, got)
+	}
 	for _, bad := range []string{"name{tier=\"l1} 1", "name{tier} 1", "name{} x", "{tier=\"x\"} 1", "name"} {
 		if _, err := ParseMetrics(strings.NewReader(bad)); err == nil {
 			t.Errorf("ParseMetrics(%q) succeeded", bad)

@@ -29,6 +29,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -36,6 +37,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/pgtest"
+	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 )
 
@@ -170,7 +172,18 @@ func soak(ctx context.Context, c config, work string, stdout, stderr io.Writer) 
 			fmt.Fprintln(stderr, "soak:", err)
 		}
 	}()
-	w := newWorld(c.users, c.orgs)
+	shipped, err := os.ReadFile(filepath.Join(c.repo, "policies.yaml"))
+	if err != nil {
+		return fail("%v", err)
+	}
+	pol, err := policy.Parse("policies.yaml", shipped)
+	if err != nil {
+		return fail("%v", err)
+	}
+	w, err := newWorld(c.users, c.orgs, pol)
+	if err != nil {
+		return fail("%v", err)
+	}
 	if err := w.seed(ctx, db.URL); err != nil {
 		return fail("seed: %v", err)
 	}
@@ -210,8 +223,12 @@ func soak(ctx context.Context, c config, work string, stdout, stderr io.Writer) 
 		return fail("%v", err)
 	}
 
+	secret, err := testproc.WriteSecretFile(work)
+	if err != nil {
+		return fail("%v", err)
+	}
 	sc, err := testproc.StartSidecar(bin, c.repo, work, "--log-format", "json",
-		"--policies", policyPath, "--database-url", u.String(),
+		"--policies", policyPath, "--better-auth-secret-file", secret, "--database-url", u.String(),
 		"--redis-url", rds.URL(), "--redis-prefix", "authz-soak:"+randID(4)+":",
 		"--check-timeout", c.checkTimeout.String(),
 		"--l1-ttl", c.l1TTL.String(), "--l1-negative-ttl", c.l1TTL.String(),
@@ -311,7 +328,7 @@ func printMetrics(out io.Writer, addr string) {
 	}
 	for _, s := range m {
 		if s.Name == "authz_cache_lookups_total" || s.Name == "authz_cache_errors_total" {
-			fmt.Fprintf(out, "  %s%v %g\n", s.Name, s.Labels, s.Value)
+			fmt.Fprintf(out, "  %s %s %g\n", s.Name, s.LabelString(), s.Value)
 		}
 	}
 }

@@ -8,37 +8,29 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/authz-sidecar/authz-sidecar/internal/policy"
+	"github.com/authz-sidecar/authz-sidecar/internal/roles"
 )
 
-// The role table of policies.yaml, flattened (owner inherits admin, which
-// inherits member). The soak's expected answers come from here, not from
-// the sidecar's code: if policies.yaml changes its roles or routes, update
-// this table and routes below.
-var rolePermissions = map[string][]string{
-	"member": {"leave:request", "leave:read"},
-	"admin":  {"leave:request", "leave:read", "leave:approve", "member:*"},
-	"owner":  {"leave:request", "leave:read", "leave:approve", "member:*", "organization:delete"},
-}
-
-// route is one route of policies.yaml with a concrete request.
+// route is one route of policies.yaml with a concrete request; what it
+// requires is read from the policy by name (newWorld), so the soak's
+// expectations cannot drift from the file.
 type route struct {
-	name       string
-	method     string
-	path       string // %s is the organization reference
-	public     bool
-	authOnly   bool     // authenticated: true
-	require    []string // every one
-	requireAny []string // at least one
+	name   string
+	method string
+	path   string // %s is the organization reference
+	rule   *policy.Route
 }
 
 var routes = []route{
-	{name: "health", method: "GET", path: "/healthz", public: true},
-	{name: "me", method: "GET", path: "/api/me", authOnly: true},
-	{name: "request-leave", method: "POST", path: "/api/orgs/%s/leave", require: []string{"leave:request"}},
-	{name: "approve-leave", method: "POST", path: "/api/orgs/%s/leave/l1/approve", require: []string{"leave:approve"}},
-	{name: "read-leave", method: "GET", path: "/api/orgs/%s/leave/l1", requireAny: []string{"leave:read", "leave:approve"}},
-	{name: "invite-member", method: "POST", path: "/api/orgs/%s/members", require: []string{"member:invite"}},
-	{name: "delete-org", method: "DELETE", path: "/api/orgs/%s", require: []string{"organization:delete"}},
+	{name: "health", method: "GET", path: "/healthz"},
+	{name: "me", method: "GET", path: "/api/me"},
+	{name: "request-leave", method: "POST", path: "/api/orgs/%s/leave"},
+	{name: "approve-leave", method: "POST", path: "/api/orgs/%s/leave/l1/approve"},
+	{name: "read-leave", method: "GET", path: "/api/orgs/%s/leave/l1"},
+	{name: "invite-member", method: "POST", path: "/api/orgs/%s/members"},
+	{name: "delete-org", method: "DELETE", path: "/api/orgs/%s"},
 }
 
 // user is a seeded (or deliberately unseeded) user and what the seed gave
@@ -57,6 +49,11 @@ type org struct{ id, slug string }
 type world struct {
 	orgs  []org
 	users []*user
+	// routes are the routes above with their rules; pol is policies.yaml,
+	// whose role table expected answers go through, by Better Auth's
+	// permission rule as written once in internal/roles.
+	routes []route
+	pol    *policy.Policy
 }
 
 // newWorld lays out nUsers users over nOrgs organizations with known roles:
@@ -65,8 +62,16 @@ type world struct {
 // next one, or member with the role spelled " member " (trimmed by the
 // sidecar); every 37th user is banned, and 10 ids with valid tokens have no
 // users row.
-func newWorld(nUsers, nOrgs int) *world {
-	w := &world{}
+func newWorld(nUsers, nOrgs int, pol *policy.Policy) (*world, error) {
+	w := &world{pol: pol}
+	for _, rt := range routes {
+		i := slices.IndexFunc(pol.Routes, func(r *policy.Route) bool { return r.Name == rt.name })
+		if i < 0 {
+			return nil, fmt.Errorf("policies.yaml has no route %q: update the soak's routes", rt.name)
+		}
+		rt.rule = pol.Routes[i]
+		w.routes = append(w.routes, rt)
+	}
 	for o := range nOrgs {
 		w.orgs = append(w.orgs, org{id: fmt.Sprintf("org_soak_%d", o), slug: fmt.Sprintf("soak-%d", o)})
 	}
@@ -95,7 +100,7 @@ func newWorld(nUsers, nOrgs int) *world {
 	for i := range 10 {
 		w.users = append(w.users, &user{id: fmt.Sprintf("ghost_%02d", i), roles: map[string][]string{}})
 	}
-	return w
+	return w, nil
 }
 
 // seed writes the world into the database, as Better Auth would have.
@@ -137,14 +142,14 @@ type request struct {
 func (w *world) next(r *rand.Rand) request {
 	switch k := r.IntN(100); {
 	case k < 3:
-		rt := routes[1+r.IntN(len(routes)-1)]
+		rt := w.routes[1+r.IntN(len(w.routes)-1)]
 		return request{method: rt.method, path: w.path(rt, w.orgs[0].id), want: 401}
 	case k < 5:
 		u := w.users[r.IntN(len(w.users))]
 		return request{method: "GET", path: "/api/me", token: u.token[:len(u.token)-4] + "AAAA", want: 401}
 	}
 	u := w.users[r.IntN(len(w.users))]
-	rt := routes[r.IntN(len(routes))]
+	rt := w.routes[r.IntN(len(w.routes))]
 	o := w.orgs[r.IntN(len(w.orgs))]
 	ref, orgID := o.id, o.id
 	switch k := r.IntN(10); {
@@ -167,36 +172,24 @@ func (w *world) path(rt route, ref string) string {
 // ("" = no such organization), from the seed alone.
 func (w *world) expect(u *user, rt route, orgID string) int {
 	switch {
-	case rt.public:
+	case rt.rule.Public:
 		return 200
 	case !u.exists || u.banned:
 		return 403
-	case rt.authOnly:
+	case rt.rule.Authenticated:
 		return 200
 	case orgID == "":
 		return 403
 	}
-	roles := u.roles[orgID]
-	if len(roles) == 0 {
+	held := roles.ParseRoleList(u.roles[orgID]...)
+	if len(held) == 0 {
 		return 403
 	}
-	has := func(p string) bool {
-		for _, role := range roles {
-			for _, q := range rolePermissions[strings.TrimSpace(role)] {
-				res, act, _ := strings.Cut(q, ":")
-				if q == p || (act == "*" && strings.HasPrefix(p, res+":")) {
-					return true
-				}
-			}
-		}
-		return false
+	grants, _ := roles.StaticGrants(held, w.pol)
+	if len(rt.rule.Require) > 0 && !grants.All(rt.rule.Require) {
+		return 403
 	}
-	for _, p := range rt.require {
-		if !has(p) {
-			return 403
-		}
-	}
-	if len(rt.requireAny) > 0 && !slices.ContainsFunc(rt.requireAny, has) {
+	if len(rt.rule.RequireAny) > 0 && !grants.Any(rt.rule.RequireAny) {
 		return 403
 	}
 	return 200
