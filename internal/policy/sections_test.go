@@ -333,6 +333,8 @@ func TestAppRoles(t *testing.T) {
 			`role "lead" lacks leave:approve that the app's role grants`},
 		{"an app role missing from the policy", "roles:\n  lead: { permissions: [\"project:*\", leave:read, leave:approve] }\n", 5,
 			`the app's role "viewer" is missing from the policy`},
+		{"an admin role the app lacks", "admin:\n  roles:\n    admin: { permissions: [user:ban, user:list] }\n    user: {}\n    support: { permissions: [user:list] }\n", 8,
+			`role "support" is not one of the app's roles`},
 		{"statements the app lacks", "statements: { project: [read, update, delete], leave: [read, approve, cancel] }\n", 4, "leave:cancel not in the app's statements"},
 		{"statements missing the app's", "statements: { project: [read, update, delete], leave: [read] }\n", 4, "the app's statements also have leave:approve"},
 	}
