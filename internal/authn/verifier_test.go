@@ -490,6 +490,7 @@ func TestJSONString(t *testing.T) {
 		{"one character", `"a"`, "a", true},
 		{"printable ASCII ends", `" ~"`, " ~", true},
 		{"escaped quote", `"a\"b"`, `a"b`, true},
+		{"only an escaped backslash", `"\\"`, `\`, true},
 		{"unicode escape", `"\u00e9"`, "é", true},
 		{"UTF-8", `"é"`, "é", true},
 		{"DEL", "\"\x7f\"", "\x7f", true},

@@ -235,6 +235,7 @@ func TestParseProblems(t *testing.T) {
 		{"missing jwks_url", strings.Replace(base, "  jwks_url: https://auth.example/api/auth/jwks\n", "", 1), 2, "missing required key \"jwks_url\""},
 		{"missing route name", replaceLine(base, 12, "  - { path: /ok, authenticated: true }"), 12, "missing required key \"name\""},
 		{"missing route path", replaceLine(base, 12, "  - { name: ok, authenticated: true }"), 12, "missing required key \"path\""},
+		{"every organization source invalid", replaceLine(withRoutes("  - { name: r, path: \"/o/{org}\", require: [leave:read] }"), 6, "  from: [bogus:x]"), 12, "the policy has no valid organization.from"},
 		{"missing organization.from", replaceLine(base, 6, "  {}"), 6, "missing required key \"from\""},
 		{"issuer not a string", replaceLine(base, 2, "  issuer: 123"), 2, "jwt.issuer must be a string, got a number"},
 		{"issuer empty", replaceLine(base, 2, "  issuer: \"\""), 2, "jwt.issuer must not be empty"},

@@ -333,6 +333,8 @@ func TestAppRoles(t *testing.T) {
 			`role "lead" lacks leave:approve that the app's role grants`},
 		{"an app role missing from the policy", "roles:\n  lead: { permissions: [\"project:*\", leave:read, leave:approve] }\n", 5,
 			`the app's role "viewer" is missing from the policy`},
+		{"an admin role the app lacks", "admin:\n  roles:\n    admin: { permissions: [user:ban, user:list] }\n    user: {}\n    support: { permissions: [user:list] }\n", 8,
+			`role "support" is not one of the app's roles`},
 		{"statements the app lacks", "statements: { project: [read, update, delete], leave: [read, approve, cancel] }\n", 4, "leave:cancel not in the app's statements"},
 		{"statements missing the app's", "statements: { project: [read, update, delete], leave: [read] }\n", 4, "the app's statements also have leave:approve"},
 	}
@@ -358,6 +360,42 @@ func TestAppRoles(t *testing.T) {
 			assertProblem(t, err, 3, bad.msg)
 		})
 	}
+	t.Run("statements equal to the app's", func(t *testing.T) {
+		t.Parallel()
+		yaml := head + "statements: { project: [read, update, delete], leave: [read, approve] }\n" + routes
+		dir := writeFiles(t, map[string]string{"roles.json": appRolesJSON, "p.yaml": yaml})
+		if _, err := Load(filepath.Join(dir, "p.yaml")); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("admin roles checked against the app's admin statements", func(t *testing.T) {
+		t.Parallel()
+		app := `{"admin": {"statements": {"user": ["ban"], "report": ["read"]}, "roles": {"auditor": {"report": ["read"]}}}}`
+		yaml := head + "admin:\n  roles:\n    auditor: { permissions: [\"report:*\"] }\n" +
+			"routes:\n  - { name: audit, path: /audit, require_platform: [report:read] }\n"
+		dir := writeFiles(t, map[string]string{"roles.json": app, "p.yaml": yaml})
+		p, err := Load(filepath.Join(dir, "p.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := p.PlatformRolePermissions("auditor"); !slices.Equal(got, []string{"report:read"}) {
+			t.Errorf("auditor = %v", got)
+		}
+	})
+
+	t.Run("app_roles of the largest size", func(t *testing.T) {
+		t.Parallel()
+		padded := appRolesJSON + strings.Repeat(" ", MaxFileBytes-len(appRolesJSON))
+		dir := writeFiles(t, map[string]string{"roles.json": padded, "p.yaml": head + routes})
+		if _, err := Load(filepath.Join(dir, "p.yaml")); err != nil {
+			t.Fatal(err)
+		}
+		dir = writeFiles(t, map[string]string{"roles.json": padded + " ", "p.yaml": head + routes})
+		_, err := Load(filepath.Join(dir, "p.yaml"))
+		assertProblem(t, err, 3, "larger than")
+	})
+
 	t.Run("app_roles missing file", func(t *testing.T) {
 		t.Parallel()
 		dir := writeFiles(t, map[string]string{"p.yaml": head + routes})
@@ -445,5 +483,24 @@ func TestCheckIdentifier(t *testing.T) {
 				t.Errorf("checkIdentifier(%q) = %q, want ok %v", tt.s, got, tt.ok)
 			}
 		})
+	}
+}
+
+// TestStatements: a resource may list no actions; the others keep theirs.
+func TestStatements(t *testing.T) {
+	t.Parallel()
+	doc := "jwt:\n  issuer: https://auth.example\n  audiences: [https://auth.example]\n  jwks_url: https://auth.example/jwks\n" +
+		"organization: { from: [path:org] }\n" +
+		"statements: { leave: [read, approve], archive: [] }\n" +
+		"roles:\n  member: { permissions: [leave:read] }\n  lead: { permissions: [\"leave:*\"] }\n" +
+		"routes:\n  - { name: r, path: \"/o/{org}/r\", require: [leave:read] }\n"
+	p, err := Parse("p.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for role, want := range map[string][]string{"member": {"leave:read"}, "lead": {"leave:approve", "leave:read"}} {
+		if got, _ := p.RolePermissions(role); !slices.Equal(got, want) {
+			t.Errorf("%s = %v, want %v", role, got, want)
+		}
 	}
 }
