@@ -5,17 +5,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap"
 
-	"github.com/authz-sidecar/authz-sidecar/internal/authn"
 	"github.com/authz-sidecar/authz-sidecar/internal/authz"
 	"github.com/authz-sidecar/authz-sidecar/internal/extauthz"
-	"github.com/authz-sidecar/authz-sidecar/internal/jwttest"
 	"github.com/authz-sidecar/authz-sidecar/internal/observe"
-	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 	"github.com/authz-sidecar/authz-sidecar/internal/roles"
 )
 
@@ -47,22 +42,7 @@ func (g *gatedResolver) Resolve(ctx context.Context, q roles.Query) (*roles.Acce
 func TestAdmissionLimit(t *testing.T) {
 	t.Parallel()
 	const limit, excess = 3, 20
-	signer := jwttest.NewKeys(t)
-	pol, err := policy.Parse("test.yaml", []byte(strings.Replace(policyYAML, "JWKS_URL", signer.URL, 1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := authn.NewKeySet(authn.KeySetConfig{URL: pol.JWT.JWKSURL, MinRefreshInterval: time.Millisecond}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := keys.Refresh(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := authn.NewVerifier(authn.VerifierConfig{Issuer: pol.JWT.Issuer, Audiences: pol.JWT.Audiences, Leeway: pol.JWT.Leeway}, keys)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer, pol, verifier := signedPolicy(t, policyYAML)
 	gate := &gatedResolver{entered: make(chan struct{}, limit+excess), release: make(chan struct{})}
 	engine, err := authz.New(authz.State{Policy: pol, Verifier: verifier}, authz.Deps{Access: gate}, authz.Config{MaxInFlight: limit})
 	if err != nil {

@@ -47,27 +47,36 @@ func realisticRequest(token string) *authv3.CheckRequest {
 	}}
 }
 
+// signedPolicy parses doc with its JWKS_URL pointed at a fresh test key
+// set and returns the keys (to sign tokens), the policy and a verifier
+// that has loaded them.
+func signedPolicy(tb testing.TB, doc string) (*jwttest.Keys, *policy.Policy, *authn.Verifier) {
+	tb.Helper()
+	keys := jwttest.NewKeys(tb)
+	pol, err := policy.Parse("test.yaml", []byte(strings.Replace(doc, "JWKS_URL", keys.URL, 1)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ks, err := authn.NewKeySet(authn.KeySetConfig{URL: pol.JWT.JWKSURL}, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := ks.Refresh(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	v, err := authn.NewVerifier(authn.VerifierConfig{Issuer: pol.JWT.Issuer, Audiences: pol.JWT.Audiences, Leeway: pol.JWT.Leeway}, ks)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return keys, pol, v
+}
+
 // hotServer returns a server, a token and a func that makes the entries
 // of the checks made so far visible (ristretto applies writes
 // asynchronously).
 func hotServer(b *testing.B) (*extauthz.Server, string, func()) {
 	b.Helper()
-	keys := jwttest.NewKeys(b)
-	pol, err := policy.Parse("bench.yaml", []byte(strings.Replace(policyYAML, "JWKS_URL", keys.URL, 1)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ks, err := authn.NewKeySet(authn.KeySetConfig{URL: keys.URL}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := ks.Refresh(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	v, err := authn.NewVerifier(authn.VerifierConfig{Issuer: pol.JWT.Issuer, Audiences: pol.JWT.Audiences, Leeway: pol.JWT.Leeway}, ks)
-	if err != nil {
-		b.Fatal(err)
-	}
+	keys, pol, v := signedPolicy(b, policyYAML)
 	store, err := cache.NewL1Store(cache.L1Config{TTL: time.Hour}, prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
@@ -191,22 +200,7 @@ func BenchmarkCheckCredentials(b *testing.B) {
 		sessionToken = "abcdefghijklmnopqrstuvwxyz012345"
 		apiKey       = "bench_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl"
 	)
-	keys := jwttest.NewKeys(b)
-	pol, err := policy.Parse("bench.yaml", []byte(strings.Replace(credPolicyYAML, "JWKS_URL", keys.URL, 1)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ks, err := authn.NewKeySet(authn.KeySetConfig{URL: keys.URL}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := ks.Refresh(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	v, err := authn.NewVerifier(authn.VerifierConfig{Issuer: pol.JWT.Issuer, Audiences: pol.JWT.Audiences, Leeway: pol.JWT.Leeway}, ks)
-	if err != nil {
-		b.Fatal(err)
-	}
+	keys, pol, v := signedPolicy(b, credPolicyYAML)
 	secret, err := authn.NewSecret("bench-secret")
 	if err != nil {
 		b.Fatal(err)
