@@ -64,9 +64,9 @@ type KeySetConfig struct {
 	// result (nil on success), e.g. to count refreshes in metrics. It runs
 	// on the fetching goroutine and must not block.
 	OnRefresh func(err error)
-	// Now is the clock of the MinRefreshInterval rate limit and of
-	// LastRefresh; time.Now by default (tests replace it). Run's schedule
-	// uses timers.
+	// Now is the clock of the MinRefreshInterval rate limit and of each
+	// set's fetch time; time.Now by default (tests replace it). Run's
+	// schedule uses timers.
 	Now func() time.Time
 }
 
@@ -206,15 +206,6 @@ func (k *KeySet) Refresh(ctx context.Context) error {
 // Ready reports whether a key set has been loaded at least once.
 func (k *KeySet) Ready() bool {
 	return k.current.Load() != nil
-}
-
-// LastRefresh returns when the current key set was fetched, or the zero
-// time if none was.
-func (k *KeySet) LastRefresh() time.Time {
-	if idx := k.current.Load(); idx != nil {
-		return idx.fetchedAt
-	}
-	return time.Time{}
 }
 
 // Lookup returns the key with this kid. On a miss it triggers at most one
