@@ -120,8 +120,8 @@ fleet: services
 # authn) with gremlins, which setup installs once: fails when a package's
 # tests kill under 95% of the mutants they run (efficacy) or run under 90%
 # of all its mutants (mutant coverage). Prints only the mutants that lived
-# or were not covered. Slow: 40 to 95 minutes on the shared 2-core machine,
-# with the load (docs/testing.md). Not part of make test.
+# or were not covered. Slow: about 50 minutes on the shared 2-core machine
+# (35 to 60 with the load; docs/testing.md). Not part of make test.
 mutation:
 	@bash scripts/setup.sh gremlins
 	@gremlins="$$($(GO) env GOPATH)/bin/gremlins"; fail=0; \
