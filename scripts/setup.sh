@@ -9,12 +9,11 @@
 #   caddy           forward_auth in front of the sidecar
 #   pgbouncer       the sidecar behind a connection pooler
 #
-# and one Go tool, with `go install` (no Debian package has it):
+# `setup.sh gremlins` installs instead one Go tool, with `go install` (no
+# Debian package has it), which make mutation runs and make test does not:
 #
-#   gremlins        make mutation (mutation testing), pinned to
-#                   $GREMLINS_VERSION, in "$(go env GOPATH)/bin"
-#
-# `setup.sh gremlins` installs only gremlins (what make mutation runs).
+#   gremlins        mutation testing, pinned to $GREMLINS_VERSION, in
+#                   "$(go env GOPATH)/bin"
 #
 # Idempotent: with everything present it installs nothing and runs no
 # apt-get at all; `apt-get update` runs only when something must be
@@ -44,8 +43,8 @@ install_gremlins() {
 	GOBIN="$dir" go install "github.com/go-gremlins/gremlins/cmd/gremlins@$GREMLINS_VERSION" >&2
 }
 
-install_gremlins
 if [[ ${1:-} == gremlins ]]; then
+	install_gremlins
 	exit 0
 fi
 
