@@ -36,6 +36,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/authz-sidecar/authz-sidecar/internal/jwttest"
 	"github.com/authz-sidecar/authz-sidecar/internal/pgtest"
 	"github.com/authz-sidecar/authz-sidecar/internal/policy"
 	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
@@ -208,17 +209,16 @@ func soak(ctx context.Context, c config, work string, stdout, stderr io.Writer) 
 	}
 	defer rds.Kill()
 
-	iss, err := newIssuer()
-	if err != nil {
-		return fail("issuer: %v", err)
-	}
-	defer iss.srv.Close()
+	// Better Auth's JWKS and tokens in its shape (iss and aud
+	// jwttest.Issuer), valid for the whole run.
+	keys := jwttest.StartKeys()
+	defer keys.Close()
+	exp := time.Now().Add(c.duration + 10*time.Minute).Unix()
 	for _, usr := range w.users {
-		if usr.token, err = iss.token(usr.id, c.duration+10*time.Minute); err != nil {
-			return fail("token: %v", err)
-		}
+		usr.token = keys.User(usr.id, "exp", exp)
 	}
-	policyPath, err := testproc.WritePolicy(c.repo, work, iss.url)
+	policyPath, err := testproc.WritePolicy(c.repo, work, jwttest.Issuer,
+		"jwks_url: "+jwttest.Issuer+"/api/auth/jwks", "jwks_url: "+keys.URL)
 	if err != nil {
 		return fail("%v", err)
 	}
