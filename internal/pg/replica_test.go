@@ -112,10 +112,15 @@ func TestReplicaFence(t *testing.T) {
 		if !db.Standby() {
 			t.Fatal("the standby is not reported as one")
 		}
-		repo := pg.NewMemberRepository(db)
-		if m, err := repo.Membership(ctx, bob); err != nil || len(m.Roles) == 0 {
+		// The precondition reads through a fence that waits as long as a
+		// loaded machine needs: a fence raises itself when it finds the
+		// standby, and with 200ms a standby a few bytes behind read as
+		// lagging (seen with four suites running at once).
+		patient, _, _ := fenced(t, standbyURL, c.PrimaryURL, time.Minute)
+		if m, err := pg.NewMemberRepository(patient).Membership(ctx, bob); err != nil || len(m.Roles) == 0 {
 			t.Fatalf("before the revocation: Membership = %+v, %v; want bob's roles", m, err)
 		}
+		repo := pg.NewMemberRepository(db)
 		revoke(t, f)
 		for range 3 {
 			m, err := repo.Membership(ctx, bob)

@@ -18,8 +18,11 @@ func startBetterAuth(t testing.TB, dbURL string, extraEnv ...string) *testproc.B
 // waits until it is SERVING (keys loaded).
 func startSidecar(t testing.TB, policyPath, dbURL string, args ...string) *testproc.Sidecar {
 	t.Helper()
+	// Generous check and load deadlines unless args say otherwise: with the
+	// default 100ms, a cold lookup on a machine running four suites at
+	// once answered 503 deadline_exceeded (TestSecretRotation).
 	s := testproc.StartSidecarT(t, sidecarBin, testproc.RepoRootT(t),
-		append([]string{"--policies", policyPath, "--database-url", dbURL}, args...)...)
+		append([]string{"--policies", policyPath, "--database-url", dbURL, "--check-timeout", "30s", "--load-timeout", "30s"}, args...)...)
 	if err := s.WaitReady(testproc.Serving, time.Minute); err != nil {
 		t.Fatal(err)
 	}
