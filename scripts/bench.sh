@@ -2,7 +2,8 @@
 # The load benchmark behind `make bench`: builds the sidecar, the
 # do-nothing ext_authz server (bench/noop) and the driver
 # (bench/authzbench), makes sure PostgreSQL and Redis answer, and runs the
-# driver, which seeds the database authz_bench, runs every scenario against
+# driver, which seeds a database of its own (authz_bench_<pid>_<random>,
+# dropped at the end), runs every scenario against
 # noop and then the sidecar, prints the table and writes
 # bench/results/<date>-<commit>.{txt,json} and bench/results/latest.txt.
 #
@@ -14,7 +15,7 @@
 # BENCH_CONNS (2), BENCH_CONCURRENCY (16,64), BENCH_SCENARIOS (abcdefg),
 # BENCH_FRESH_TOKENS (300000), BENCH_L1_FILL (100000; 0 skips),
 # BENCH_RATE (2000; comma list; 0 skips the fixed-rate rows), BENCH_RATE_DURATION (4s),
-# BENCH_RATE_INFLIGHT (256), BENCH_DATABASE (authz_bench), BENCH_SIDECAR_FLAGS
+# BENCH_RATE_INFLIGHT (256), BENCH_SIDECAR_FLAGS
 # (appended to every sidecar's flags, e.g. "--max-in-flight 8"); the servers
 # as for the tests:
 # AUTHZ_TEST_DATABASE_URL, AUTHZ_TEST_REDIS_URL.

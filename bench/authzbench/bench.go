@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/authz-sidecar/authz-sidecar/bench/loadgen"
+	"github.com/authz-sidecar/authz-sidecar/internal/pgtest"
 	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 )
 
@@ -36,7 +37,8 @@ type bench struct {
 	req        *requests
 	fresh      *freshPool
 	policyPath string
-	secretPath string // Better Auth's secret, for --better-auth-secret-file
+	secretPath string           // Better Auth's secret, for --better-auth-secret-file
+	db         *pgtest.Database // the run's, dropped by close
 	dbURL      string
 
 	servers []*server // started, to stop at the end
@@ -69,7 +71,8 @@ func (b *bench) logf(format string, args ...any) {
 	fmt.Fprintf(b.log, "bench: "+format+"\n", args...)
 }
 
-// close stops every child, removes the run's Redis keys and, when the run
+// close stops every child, drops the run's database, removes its Redis
+// keys and, when the run
 // succeeded, its temporary directory (kept on failure for the logs).
 func (b *bench) close(ok bool) {
 	for _, s := range b.servers {
@@ -87,6 +90,13 @@ func (b *bench) close(ok bool) {
 		}
 		cancel()
 		b.rdb.Close()
+	}
+	if b.db != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := b.db.Drop(ctx); err != nil {
+			b.logf("%v", err)
+		}
+		cancel()
 	}
 	if ok {
 		os.RemoveAll(b.work)
@@ -157,12 +167,13 @@ func (b *bench) setup(ctx context.Context) error {
 	r.RedisVersion = infoField(info, "redis_version")
 
 	t0 := time.Now()
-	b.dbURL, r.PGVersion, err = seed(ctx, b.cfg.AdminURL, b.cfg.Schema, b.cfg.Database, b.data)
+	b.db, r.PGVersion, err = seed(ctx, b.cfg.AdminURL, b.data)
 	if err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
+	b.dbURL = b.db.URL
 	b.logf("database %s: %d users, %d organizations, %d memberships, a session and an API key per user (%v)",
-		b.cfg.Database, numUsers, numOrgs, numUsers*orgsPerUser, time.Since(t0).Round(time.Millisecond))
+		b.db.Name, numUsers, numOrgs, numUsers*orgsPerUser, time.Since(t0).Round(time.Millisecond))
 
 	// The policy accepts Better Auth sessions, so every sidecar needs the
 	// secret; it signs the session cookies and bearer tokens of e and f.

@@ -301,8 +301,7 @@ func TestLoads(t *testing.T) {
 }
 
 // TestParseConfigSelection: BENCH_SCENARIOS picks from every scenario (all
-// by default), and BENCH_DATABASE names only a database that is plainly the
-// benchmark's, since the run drops it.
+// by default).
 func TestParseConfigSelection(t *testing.T) {
 	t.Parallel()
 	var ids string
@@ -316,15 +315,11 @@ func TestParseConfigSelection(t *testing.T) {
 		name      string
 		env       map[string]string
 		scenarios string
-		database  string
 		wantErr   bool
 	}{
-		{name: "defaults", scenarios: "abcdefg", database: "authz_bench"},
-		{name: "new scenarios", env: map[string]string{"BENCH_SCENARIOS": "e,f,g"}, scenarios: "efg", database: "authz_bench"},
+		{name: "defaults", scenarios: "abcdefg"},
+		{name: "new scenarios", env: map[string]string{"BENCH_SCENARIOS": "e,f,g"}, scenarios: "efg"},
 		{name: "unknown scenario", env: map[string]string{"BENCH_SCENARIOS": "ah"}, wantErr: true},
-		{name: "own database", env: map[string]string{"BENCH_DATABASE": "authz_bench_2"}, scenarios: "abcdefg", database: "authz_bench_2"},
-		{name: "not the bench's database", env: map[string]string{"BENCH_DATABASE": "postgres"}, wantErr: true},
-		{name: "not an identifier", env: map[string]string{"BENCH_DATABASE": "authz_bench; DROP"}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -332,15 +327,15 @@ func TestParseConfigSelection(t *testing.T) {
 			c, err := parseConfig(nil, func(k string) string { return tt.env[k] }, io.Discard)
 			if tt.wantErr {
 				if err == nil {
-					t.Fatalf("parseConfig succeeded (scenarios %q, database %q), want an error", c.Scenarios, c.Database)
+					t.Fatalf("parseConfig succeeded (scenarios %q), want an error", c.Scenarios)
 				}
 				return
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.Scenarios != tt.scenarios || c.Database != tt.database {
-				t.Errorf("scenarios %q, database %q; want %q, %q", c.Scenarios, c.Database, tt.scenarios, tt.database)
+			if c.Scenarios != tt.scenarios {
+				t.Errorf("scenarios %q, want %q", c.Scenarios, tt.scenarios)
 			}
 		})
 	}

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -20,14 +19,10 @@ type config struct {
 	Sidecar    string // authz-sidecar binary
 	Noop       string // bench/noop binary
 	Policies   string // the repository's policies.yaml, copied with the bench JWKS
-	Schema     string // Better Auth's schema (pg_dump)
 	ResultsDir string
 
 	AdminURL string // a PostgreSQL role that may CREATE DATABASE
 	RedisURL string
-	// Database is the database the run drops, recreates and seeds
-	// (BENCH_DATABASE): two benchmarks at once on one server need two.
-	Database string
 
 	Warmup      time.Duration
 	Duration    time.Duration
@@ -52,11 +47,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		Sidecar:     "bin/authz-sidecar",
 		Noop:        "bin/authz-noop",
 		Policies:    "policies.yaml",
-		Schema:      "internal/pgtest/schema.sql",
 		ResultsDir:  "bench/results",
 		AdminURL:    "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
 		RedisURL:    "redis://127.0.0.1:6379/0",
-		Database:    benchDB,
 		Warmup:      time.Second,
 		Duration:    5 * time.Second,
 		Conns:       2,
@@ -77,7 +70,6 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.Sidecar, "sidecar", c.Sidecar, "authz-sidecar binary")
 	fs.StringVar(&c.Noop, "noop", c.Noop, "do-nothing ext_authz server binary (bench/noop)")
 	fs.StringVar(&c.Policies, "policies", c.Policies, "policies.yaml to benchmark (its jwt section is pointed at the bench JWKS)")
-	fs.StringVar(&c.Schema, "schema", c.Schema, "Better Auth schema (SQL)")
 	fs.StringVar(&c.ResultsDir, "results", c.ResultsDir, "directory for <date>-<commit>.{txt,json} and latest.txt")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -117,10 +109,6 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	str(&c.AdminURL, "AUTHZ_TEST_DATABASE_URL")
 	str(&c.RedisURL, "AUTHZ_TEST_REDIS_URL")
-	str(&c.Database, "BENCH_DATABASE")
-	if !reDatabase.MatchString(c.Database) {
-		errs = append(errs, fmt.Errorf("$BENCH_DATABASE=%q: want %s followed by lower-case letters, digits or _", c.Database, benchDB))
-	}
 	dur(&c.Warmup, "BENCH_WARMUP")
 	dur(&c.Duration, "BENCH_DURATION")
 	dur(&c.RateDuration, "BENCH_RATE_DURATION")
@@ -158,7 +146,3 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	return c, errors.Join(errs...)
 }
-
-// reDatabase is a database name usable unquoted in DROP/CREATE DATABASE,
-// and one that is plainly the benchmark's: the run drops it.
-var reDatabase = regexp.MustCompile(`^` + benchDB + `[a-z0-9_]{0,40}$`)

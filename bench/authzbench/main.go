@@ -3,7 +3,8 @@
 // floor of this machine, with the same load generator (bench/loadgen) and
 // the same requests.
 //
-// It creates the database authz_bench with Better Auth's schema and 10 000
+// It creates a database of its own (authz_bench_<pid>_<random>, dropped at
+// the end) with Better Auth's schema and 10 000
 // users in 100 organizations (10 memberships each, a session and an API
 // key each), serves a JWKS on loopback, signs Better Auth-shaped EdDSA
 // tokens and session cookies (with the fixture secret, also given to the
@@ -33,7 +34,6 @@
 // comma list, 0 skips), BENCH_RATE_DURATION (4s), BENCH_RATE_INFLIGHT
 // (256), BENCH_SCENARIOS (abcdefg), BENCH_FRESH_TOKENS
 // (300000), BENCH_L1_FILL (100000; 0 skips), BENCH_TIMEOUT (8m),
-// BENCH_DATABASE (authz_bench; another name lets two runs share a server),
 // AUTHZ_TEST_DATABASE_URL and AUTHZ_TEST_REDIS_URL (the servers, named as
 // for the tests),
 // BENCH_CPUPROFILE (a file for this process's CPU profile: the generator's

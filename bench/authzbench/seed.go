@@ -8,10 +8,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/url"
-	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/authz-sidecar/authz-sidecar/internal/pgtest"
 )
 
 // The data set: Better Auth rows as its sign-up and organization plugin
@@ -22,8 +23,9 @@ const (
 	numUsers    = 10_000
 	numOrgs     = 100
 	orgsPerUser = 10
-	// benchDB is the default database (BENCH_DATABASE), dropped and
-	// recreated by every run.
+	// benchDB prefixes the name of each run's database
+	// (authz_bench_<pid>_<random>, pgtest.CreateScratch), dropped at the
+	// end, so two runs on one server do not collide.
 	benchDB = "authz_bench"
 	// sessionLifetime is Better Auth's default session expiresIn (7 days).
 	sessionLifetime = 7 * 24 * time.Hour
@@ -140,63 +142,35 @@ func randomID(rng *rand.Rand, n int) string {
 	return string(b)
 }
 
-// seed drops and recreates the database dbName with Better Auth's schema,
-// fills it with d and returns its URL and the server's version.
-func seed(ctx context.Context, adminURL, schemaPath, dbName string, d *dataset) (dbURL, version string, err error) {
-	schema, err := os.ReadFile(schemaPath)
+// seed creates a database of its own with Better Auth's schema
+// (pgtest's, as the tests have it) on the server at adminURL, fills it with
+// d and returns it and the server's version. The caller drops it.
+func seed(ctx context.Context, adminURL string, d *dataset) (*pgtest.Database, string, error) {
+	db, err := pgtest.CreateScratch(ctx, adminURL, benchDB, &pgtest.Plural)
 	if err != nil {
-		return "", "", fmt.Errorf("read schema: %w", err)
+		return nil, "", err
 	}
-	admin, err := pgx.Connect(ctx, adminURL)
+	conn, err := pgx.Connect(ctx, db.URL)
 	if err != nil {
-		return "", "", fmt.Errorf("connect %s: %w", redact(adminURL), err)
+		db.Drop(context.WithoutCancel(ctx))
+		return nil, "", fmt.Errorf("connect %s: %w", db.Name, err)
 	}
-	defer admin.Close(context.WithoutCancel(ctx))
-	if err := admin.QueryRow(ctx, "SHOW server_version").Scan(&version); err != nil {
-		return "", "", fmt.Errorf("server version: %w", err)
-	}
-	for _, stmt := range []string{
-		"DROP DATABASE IF EXISTS " + dbName + " WITH (FORCE)",
-		"CREATE DATABASE " + dbName,
-	} {
-		if _, err := admin.Exec(ctx, stmt); err != nil {
-			return "", "", fmt.Errorf("%s: %w", stmt, err)
-		}
-	}
-	u, err := url.Parse(adminURL)
-	if err != nil {
-		return "", "", fmt.Errorf("database url: %w", err)
-	}
-	u.Path = "/" + dbName
-	dbURL = u.String()
-
-	// The dump sets search_path to '' for its session: apply it on a
-	// connection of its own.
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		return "", "", fmt.Errorf("connect %s: %w", dbName, err)
-	}
-	_, err = conn.Exec(ctx, string(schema), pgx.QueryExecModeSimpleProtocol)
+	var version string
+	err = conn.QueryRow(ctx, "SHOW server_version").Scan(&version)
 	conn.Close(context.WithoutCancel(ctx))
+	if err == nil {
+		err = copyRows(ctx, db, d)
+	}
 	if err != nil {
-		return "", "", fmt.Errorf("apply schema: %w", err)
+		db.Drop(context.WithoutCancel(ctx))
+		return nil, "", err
 	}
-
-	conn, err = pgx.Connect(ctx, dbURL)
-	if err != nil {
-		return "", "", fmt.Errorf("connect %s: %w", dbName, err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if err := copyRows(ctx, conn, d); err != nil {
-		return "", "", err
-	}
-	if _, err := conn.Exec(ctx, "ANALYZE"); err != nil {
-		return "", "", fmt.Errorf("analyze: %w", err)
-	}
-	return dbURL, version, nil
+	return db, version, nil
 }
 
-func copyRows(ctx context.Context, conn *pgx.Conn, d *dataset) error {
+// copyRows writes d as Better Auth's sign-up, organization, sign-in and
+// api-key plugin would have (pgtest's Copy also ANALYZEs each table).
+func copyRows(ctx context.Context, db *pgtest.Database, d *dataset) error {
 	users := make([][]any, len(d.Users))
 	for i, u := range d.Users {
 		users[i] = []any{u.ID, u.Name, u.Email, true, nil, u.CreatedAt, u.CreatedAt, "user", false, nil, nil}
@@ -230,25 +204,21 @@ func copyRows(ctx context.Context, conn *pgx.Conn, d *dataset) error {
 			nil, nil, nil, true, false, 86_400_000, 10, 0, nil, nil, nil, now, now, `{"leave":["read"]}`, nil}
 	}
 	for _, t := range []struct {
-		table string
+		model string
 		cols  []string
 		rows  [][]any
 	}{
-		{"users", []string{"id", "name", "email", "emailVerified", "image", "createdAt", "updatedAt", "role", "banned", "banReason", "banExpires"}, users},
-		{"organizations", []string{"id", "name", "slug", "logo", "createdAt", "metadata"}, orgs},
-		{"members", []string{"id", "organizationId", "userId", "role", "createdAt"}, members},
-		{"sessions", []string{"id", "expiresAt", "token", "createdAt", "updatedAt", "ipAddress", "userAgent", "userId",
+		{"user", []string{"id", "name", "email", "emailVerified", "image", "createdAt", "updatedAt", "role", "banned", "banReason", "banExpires"}, users},
+		{"organization", []string{"id", "name", "slug", "logo", "createdAt", "metadata"}, orgs},
+		{"member", []string{"id", "organizationId", "userId", "role", "createdAt"}, members},
+		{"session", []string{"id", "expiresAt", "token", "createdAt", "updatedAt", "ipAddress", "userAgent", "userId",
 			"activeOrganizationId", "activeTeamId", "impersonatedBy"}, sessions},
-		{"apikeys", []string{"id", "configId", "name", "start", "referenceId", "prefix", "key", "refillInterval",
+		{"apikey", []string{"id", "configId", "name", "start", "referenceId", "prefix", "key", "refillInterval",
 			"refillAmount", "lastRefillAt", "enabled", "rateLimitEnabled", "rateLimitTimeWindow", "rateLimitMax",
 			"requestCount", "remaining", "lastRequest", "expiresAt", "createdAt", "updatedAt", "permissions", "metadata"}, keys},
 	} {
-		n, err := conn.CopyFrom(ctx, pgx.Identifier{t.table}, t.cols, pgx.CopyFromRows(t.rows))
-		if err != nil {
-			return fmt.Errorf("copy %s: %w", t.table, err)
-		}
-		if int(n) != len(t.rows) {
-			return fmt.Errorf("copy %s: %d rows written, want %d", t.table, n, len(t.rows))
+		if err := db.Copy(ctx, t.model, t.cols, t.rows); err != nil {
+			return err
 		}
 	}
 	return nil
