@@ -20,7 +20,7 @@ import (
 // phase, every answer checked, the report and the estimate printed.
 func TestFleetTiny(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the sidecar and starts three (make fleet runs it in full)")
+		testproc.RequireOrSkip(t, "builds the sidecar and starts three (make fleet runs it in full)")
 	}
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		testproc.RequireOrSkip(t, "redis-server not installed: %v", err)

@@ -24,7 +24,7 @@ import (
 // snippet as it is written.
 func TestCaddyForwardAuth(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs a Caddy process; make test runs it, make check (-short) does not")
+		testproc.RequireOrSkip(t, "runs a Caddy process; make test runs it, make check (-short) does not")
 	}
 	bin := caddyBinary(t)
 

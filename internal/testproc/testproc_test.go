@@ -332,21 +332,26 @@ func TestChildOutlivesForkingThread(t *testing.T) {
 	t.Parallel()
 	sleep, err := exec.LookPath("sleep")
 	if err != nil {
-		t.Skip("no sleep binary")
+		RequireOrSkip(t, "no sleep binary: %v", err)
 	}
+	// Each child is started from a goroutine that locks its thread and
+	// returns, so the runtime ends that thread right after the start:
+	// without forking from a kept thread, Pdeathsig kills the child then.
 	var ps []*Process
 	for i := range 8 {
-		ps = append(ps, StartT(t, Spec{Name: fmt.Sprintf("sleeper-%d", i), Bin: sleep, Args: []string{"60"}}))
-		time.Sleep(5 * time.Millisecond) // let the forks land on different threads
-	}
-	for range 100 {
-		done := make(chan struct{})
+		started := make(chan error, 1)
 		go func() {
 			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-			time.Sleep(time.Millisecond)
-			close(done)
+			p, err := Start(Spec{Name: fmt.Sprintf("sleeper-%d", i), Bin: sleep, Args: []string{"60"}}, t.TempDir())
+			if err == nil {
+				ps = append(ps, p)
+			}
+			started <- err
 		}()
-		<-done
+		if err := <-started; err != nil {
+			t.Fatal(err)
+		}
+		ps[len(ps)-1].KillAtCleanup(t)
 	}
 	for _, p := range ps {
 		if state, exited := p.Wait(50 * time.Millisecond); exited {
