@@ -87,6 +87,8 @@ fuzz:
 	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/policy/ || exit 1; done
 	@for t in $$($(GO) test -list '^Fuzz' ./internal/authn/ | grep ^Fuzz); do \
 	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/authn/ || exit 1; done
+	@for t in $$($(GO) test -list '^Fuzz' ./internal/extauthz/ | grep ^Fuzz); do \
+	  $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/extauthz/ || exit 1; done
 
 # The docker-compose stack run natively on loopback (no Docker engine or Envoy
 # here): Better Auth on Bun, the sidecar in HTTP mode, nginx with auth_request

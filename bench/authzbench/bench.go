@@ -331,6 +331,7 @@ func (b *bench) runSidecar(ctx context.Context) error {
 		{name: "sidecar-b", redis: true, flags: []string{"--l1-ttl", "1ms"}, ids: "b"},
 		{name: "sidecar-c", flags: []string{"--l1-ttl", "1ms"}, ids: "c"},
 		{name: "sidecar-efg", redis: true, ids: "efg"},
+		{name: "sidecar-h", redis: true, flags: []string{"--grpc-codec", "proto"}, ids: "h"},
 	}
 	for _, st := range steps {
 		if !strings.ContainsAny(st.ids, b.cfg.Scenarios) {
@@ -405,6 +406,7 @@ func (b *bench) sidecarStep(ctx context.Context, st sidecarStep) error {
 		"e": func() loadgen.Source { return b.req.credKeys(credCookie) },
 		"f": func() loadgen.Source { return b.req.credKeys(credBearer) },
 		"g": func() loadgen.Source { return b.req.credKeys(credAPIKey) },
+		"h": b.req.fewKeys,
 	}
 	for _, sc := range scenarios {
 		if !strings.Contains(st.ids, sc.ID) || !b.wants(sc.ID) {
@@ -413,7 +415,7 @@ func (b *bench) sidecarStep(ctx context.Context, st sidecarStep) error {
 		for n, l := range b.loads(sc) {
 			var src loadgen.Source
 			switch sc.ID {
-			case "a":
+			case "a", "h":
 				src = b.req.fewKeys()
 			case "b":
 				if n == 0 {
@@ -474,6 +476,8 @@ func (b *bench) sidecarStep(ctx context.Context, st sidecarStep) error {
 		m.Note = "after c: no Redis, L1 1ms TTL; nothing cached"
 	case "sidecar-efg":
 		m.Note = fmt.Sprintf("after e+f+g: L1 holds %d sessions, %d API keys and their memberships", fewUsers, fewUsers)
+	case "sidecar-h":
+		m.Note = fmt.Sprintf("after h (--grpc-codec proto): L1 holds %d memberships", fewUsers)
 	}
 	if met, err := testproc.ScrapeMetrics(ctx, s.httpAddr); err == nil {
 		m.HeapInuse = met.Sum("go_memstats_heap_inuse_bytes")

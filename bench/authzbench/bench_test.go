@@ -317,9 +317,9 @@ func TestParseConfigSelection(t *testing.T) {
 		scenarios string
 		wantErr   bool
 	}{
-		{name: "defaults", scenarios: "abcdefg"},
+		{name: "defaults", scenarios: "abcdefgh"},
 		{name: "new scenarios", env: map[string]string{"BENCH_SCENARIOS": "e,f,g"}, scenarios: "efg"},
-		{name: "unknown scenario", env: map[string]string{"BENCH_SCENARIOS": "ah"}, wantErr: true},
+		{name: "unknown scenario", env: map[string]string{"BENCH_SCENARIOS": "ai"}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -321,7 +321,7 @@ type scenario struct {
 
 // allScenarios are the ids of scenarios, in order (BENCH_SCENARIOS picks
 // some).
-const allScenarios = "abcdefg"
+const allScenarios = "abcdefgh"
 
 var scenarios = []scenario{
 	{ID: "a", Name: "L1 hits", Want: "L1", FixedRate: true,
@@ -347,4 +347,9 @@ var scenarios = []scenario{
 	{ID: "g", Name: "API key", Want: "L1", FixedRate: true, Cred: credAPIKey,
 		Setup: "as a, with x-api-key (a user's key, leave:read, no limits; stored hashed as @better-auth/api-key does) " +
 			"instead of authorization; keys L1 hits"},
+	// h is a on gRPC's standard codec: a and h side by side are what the
+	// lean codec (the default) is worth.
+	{ID: "h", Name: "a, proto codec", Want: "L1", FixedRate: true,
+		Setup: "as a, on a sidecar started with --grpc-codec proto (gRPC's standard codec decodes the whole CheckRequest; " +
+			"a runs on the default lean codec)"},
 }

@@ -1,16 +1,17 @@
 package main
 
 import (
-	"github.com/authz-sidecar/authz-sidecar/internal/pg"
-
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/cache"
+	"github.com/authz-sidecar/authz-sidecar/internal/extauthz"
+	"github.com/authz-sidecar/authz-sidecar/internal/pg"
 )
 
 // serveConfig is every setting of "serve", parsed once, here. Each flag
@@ -59,6 +60,7 @@ type serveConfig struct {
 	PGQueryMode         string
 	LogAllowEvery       uint64
 	Reflection          bool
+	GRPCCodec           string
 	DrainTimeout        time.Duration
 
 	// PGPrimaryURL reaches the primary when DatabaseURL is a hot standby,
@@ -123,6 +125,7 @@ func parseServeConfig(args []string, getenv func(string) string, stdout, stderr 
 		PGMaxConns:          4,
 		PGReplicaMaxWait:    pg.DefaultFenceMaxWait,
 		PGQueryMode:         "prepare",
+		GRPCCodec:           extauthz.CodecLean,
 		LogAllowEvery:       0,
 		DrainTimeout:        10 * time.Second,
 	}
@@ -234,6 +237,7 @@ func parseServeConfig(args []string, getenv func(string) string, stdout, stderr 
 	str(&c.PGQueryMode, "pg-query-mode", "AUTHZ_PG_QUERY_MODE", "prepare (named prepared statements), or describe / simple (no named statements: through PgBouncer in transaction pooling mode)")
 	u64(&c.LogAllowEvery, "log-allow-every", "AUTHZ_LOG_ALLOW_EVERY", "log one allow decision in N (0: none); denies are always logged")
 	boolean(&c.Reflection, "grpc-reflection", "AUTHZ_GRPC_REFLECTION", "enable gRPC server reflection")
+	str(&c.GRPCCodec, "grpc-codec", "AUTHZ_GRPC_CODEC", "how Check requests are read: lean (only the fields a decision uses, the rest validated and skipped; answers in pooled buffers) or proto (gRPC's standard codec, the whole message decoded); both decide alike")
 	dur(&c.DrainTimeout, "drain-timeout", "AUTHZ_DRAIN_TIMEOUT", "on SIGTERM, how long in-flight checks may take to finish")
 
 	str(&c.OTLPEndpoint, "otlp-endpoint", "AUTHZ_OTLP_ENDPOINT", "OpenTelemetry: send a span per decision (with the token check and each cache tier) to this OTLP gRPC receiver, host:port (empty: tracing off)")
@@ -268,6 +272,9 @@ func parseServeConfig(args []string, getenv func(string) string, stdout, stderr 
 	}
 	if _, err := pg.ParseQueryMode(c.PGQueryMode); err != nil {
 		return c, fmt.Errorf("--pg-query-mode: %w", err)
+	}
+	if !slices.Contains(extauthz.Codecs[:], c.GRPCCodec) {
+		return c, fmt.Errorf("--grpc-codec %q: want one of %v", c.GRPCCodec, extauthz.Codecs)
 	}
 	if c.PGMaxConns < 1 {
 		return c, errors.New("--pg-max-conns must be at least 1")

@@ -18,13 +18,11 @@ import (
 	"syscall"
 	"time"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -522,8 +520,10 @@ func (s *sidecar) run(ctx context.Context, lis listeners) error {
 	if s.tracer != nil {
 		decider = s.tracer.Decider(s.engine)
 	}
-	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, extauthz.New(decider, s.recorder, extauthz.Config{Timeout: c.CheckTimeout, DecisionIDResponseHeader: c.DecisionIDResponseHeader}))
+	gs, err := extauthz.NewGRPCServer(extauthz.New(decider, s.recorder, extauthz.Config{Timeout: c.CheckTimeout, DecisionIDResponseHeader: c.DecisionIDResponseHeader}), c.GRPCCodec)
+	if err != nil {
+		return err
+	}
 	healthpb.RegisterHealthServer(gs, s.health)
 	if c.Reflection {
 		reflection.Register(gs)

@@ -3,7 +3,9 @@ package extauthz_test
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -76,18 +78,20 @@ func (c *countingSource) Membership(ctx context.Context, s roles.Subject) (roles
 const checkTimeout = 30 * time.Second
 
 type env struct {
-	client  authv3.AuthorizationClient
-	signer  *jwttest.Keys
-	seed    *pgtest.Seeder
-	source  *countingSource
-	db      *pg.DB
-	pol     *policy.Policy
-	rdb     *redis.Client
-	prefix  string
-	l1      *cache.L1Store
-	keys    *authn.KeySet
-	dbURL   string
-	redisOK bool
+	client authv3.AuthorizationClient // the lean codec, as the sidecar serves
+	// protoClient reaches the same server through the standard codec.
+	protoClient authv3.AuthorizationClient
+	signer      *jwttest.Keys
+	seed        *pgtest.Seeder
+	source      *countingSource
+	db          *pg.DB
+	pol         *policy.Policy
+	rdb         *redis.Client
+	prefix      string
+	l1          *cache.L1Store
+	keys        *authn.KeySet
+	dbURL       string
+	redisOK     bool
 }
 
 func newEnv(t *testing.T) *env {
@@ -128,7 +132,9 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.client = serveGRPC(t, extauthz.New(engine, nil, extauthz.Config{Timeout: checkTimeout}))
+	srv := extauthz.New(engine, nil, extauthz.Config{Timeout: checkTimeout})
+	e.client = serveGRPC(t, srv)
+	e.protoClient = serveGRPCWith(t, srv, extauthz.CodecProto)
 	return e
 }
 
@@ -153,14 +159,22 @@ func (e *env) resolver(t *testing.T, rdb *redis.Client) (*cache.L1Store, roles.R
 	return store, cache.AccessResolver{Lookup: l1}
 }
 
-func serveGRPC(t *testing.T, srv authv3.AuthorizationServer) authv3.AuthorizationClient {
+// serveGRPC serves srv as the sidecar does, with the lean codec.
+func serveGRPC(t *testing.T, srv *extauthz.Server) authv3.AuthorizationClient {
+	t.Helper()
+	return serveGRPCWith(t, srv, extauthz.CodecLean)
+}
+
+func serveGRPCWith(t *testing.T, srv *extauthz.Server, codec string) authv3.AuthorizationClient {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, srv)
+	gs, err := extauthz.NewGRPCServer(srv, codec)
+	if err != nil {
+		t.Fatal(err)
+	}
 	go gs.Serve(lis)
 	t.Cleanup(gs.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -227,11 +241,41 @@ func decode(t *testing.T, r *authv3.CheckResponse) outcome {
 
 func (e *env) check(t *testing.T, req *authv3.CheckRequest) outcome {
 	t.Helper()
-	resp, err := e.client.Check(context.Background(), req)
+	return checkWith(t, e.client, req)
+}
+
+func checkWith(t *testing.T, client authv3.AuthorizationClient, req *authv3.CheckRequest) outcome {
+	t.Helper()
+	resp, err := client.Check(context.Background(), req)
 	if err != nil {
 		t.Fatalf("Check returned a gRPC error (must always answer): %v", err)
 	}
 	return decode(t, resp)
+}
+
+// checkBothCodecs is check, also sent through the standard codec: both
+// must give the same outcome, decision ids aside.
+func (e *env) checkBothCodecs(t *testing.T, req *authv3.CheckRequest) outcome {
+	t.Helper()
+	lean, std := e.check(t, req), checkWith(t, e.protoClient, req)
+	a, b := lean.withoutDecisionID(), std.withoutDecisionID()
+	if !reflect.DeepEqual(a, b) {
+		t.Errorf("the codecs decide differently:\nlean  %+v\nproto %+v", a, b)
+	}
+	return lean
+}
+
+// withoutDecisionID is o with the decision id (random per decision)
+// blanked wherever it appears.
+func (o outcome) withoutDecisionID() outcome {
+	c := o
+	c.set, c.response = maps.Clone(o.set), maps.Clone(o.response)
+	for _, m := range []map[string]string{c.set, c.response} {
+		if _, ok := m[authz.HeaderDecisionID]; ok {
+			m[authz.HeaderDecisionID] = "(id)"
+		}
+	}
+	return c
 }
 
 func bearer(tok string) map[string]string { return map[string]string{"authorization": "Bearer " + tok} }
@@ -346,7 +390,7 @@ func TestDecisions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			o := e.check(t, checkRequest(tt.method, tt.path, tt.headers, tt.route))
+			o := e.checkBothCodecs(t, checkRequest(tt.method, tt.path, tt.headers, tt.route))
 			if o.status != tt.status {
 				t.Fatalf("status = %d, want %d (body %s, headers %v)", o.status, tt.status, o.body, o.set)
 			}

@@ -99,9 +99,6 @@ func New(decider Decider, observer Observer, cfg Config) *Server {
 // Check answers Envoy.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	defer cancel()
-
 	h := req.GetAttributes().GetRequest().GetHttp()
 	r := authz.Request{
 		Method:    h.GetMethod(),
@@ -109,12 +106,26 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		Headers:   requestHeaders(h),
 		RouteName: req.GetAttributes().GetContextExtensions()["route"],
 	}
-	d := s.decider.Decide(ctx, &r)
+	return s.decide(ctx, &r, requestID(h), start), nil
+}
+
+// checkWire is Check for a request the lean decoder read.
+func (s *Server) checkWire(ctx context.Context, w *wireRequest) *authv3.CheckResponse {
+	start := time.Now()
+	r := w.request()
+	return s.decide(ctx, &r, w.requestID, start)
+}
+
+// decide is Check once the request is read, whichever decoder read it.
+func (s *Server) decide(ctx context.Context, r *authz.Request, requestID string, start time.Time) *authv3.CheckResponse {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	d := s.decider.Decide(ctx, r)
 	opts := Options{DecisionIDToClient: s.cfg.DecisionIDResponseHeader}
 	if s.observer != nil {
-		s.observer.Observe(ctx, &r, &d, requestID(h), time.Since(start))
+		s.observer.Observe(ctx, r, &d, requestID, time.Since(start))
 	}
-	return Response(&d, opts), nil
+	return Response(&d, opts)
 }
 
 func requestID(h *authv3.AttributeContext_HttpRequest) string {
