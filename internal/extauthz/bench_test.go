@@ -10,6 +10,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/authn"
@@ -115,6 +116,47 @@ func BenchmarkCheckHotPath(b *testing.B) {
 		if r, _ := srv.Check(ctx, req); r.GetOkResponse() == nil {
 			b.Fatal("denied")
 		}
+	}
+}
+
+// BenchmarkCheckCodec is BenchmarkCheckHotPath with the request's bytes
+// decoded and the answer encoded, as the gRPC server does, by each codec:
+// the whole server-side cost of a decision but the network's.
+func BenchmarkCheckCodec(b *testing.B) {
+	srv, tok, settle := hotServer(b)
+	in, err := proto.Marshal(realisticRequest(tok))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, codec := range extauthz.Codecs {
+		b.Run(codec, func(b *testing.B) {
+			run, err := extauthz.CodecRunner(srv, codec)
+			if err != nil {
+				b.Fatal(err)
+			}
+			checked := false
+			check := func() {
+				out, err := run(context.Background(), mem.BufferSlice{mem.SliceBuffer(in)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				var resp authv3.CheckResponse
+				if !checked { // the first answer must be an allow
+					if err := proto.Unmarshal(out.Materialize(), &resp); err != nil || resp.GetOkResponse() == nil {
+						b.Fatalf("not an allow: %v %v", err, &resp)
+					}
+					checked = true
+				}
+				out.Free()
+			}
+			check()
+			settle()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				check()
+			}
+		})
 	}
 }
 
