@@ -150,7 +150,7 @@ const (
 // frame is an encoded request.
 type frame []byte
 
-// frameCodec sends frames as they are and decodes answers as protobuf.
+// frameCodec sends frames as they are and reads answers (*answer) lean.
 type frameCodec struct{ proto encoding.CodecV2 }
 
 func (c frameCodec) Marshal(v any) (mem.BufferSlice, error) {
@@ -160,7 +160,15 @@ func (c frameCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return c.proto.Marshal(v)
 }
 
-func (c frameCodec) Unmarshal(data mem.BufferSlice, v any) error { return c.proto.Unmarshal(data, v) }
+func (c frameCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	a, ok := v.(*answer)
+	if !ok {
+		return c.proto.Unmarshal(data, v)
+	}
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	return a.read(buf.ReadOnlyData())
+}
 
 // Name is "proto": the server must see the ordinary content-type.
 func (frameCodec) Name() string { return "proto" }
@@ -366,11 +374,11 @@ func (g *generator) call(ctx context.Context, conn grpc.ClientConnInterface, i u
 	g.sent.Add(1)
 	cctx, cancel := context.WithTimeout(ctx, g.cfg.CallTimeout)
 	defer cancel()
-	resp := new(authv3.CheckResponse)
-	err := conn.Invoke(cctx, checkMethod, frame(req.Frame), resp, grpc.ForceCodecV2(g.codec))
+	var a answer
+	err := conn.Invoke(cctx, checkMethod, frame(req.Frame), &a, grpc.ForceCodecV2(g.codec))
 	done := time.Now()
 	if req.WantDeny != 0 {
-		g.checkDeny(ctx, i, req.WantDeny, resp, err)
+		g.checkDeny(ctx, i, req.WantDeny, &a, err)
 		return done
 	}
 	switch {
@@ -378,26 +386,27 @@ func (g *generator) call(ctx context.Context, conn grpc.ClientConnInterface, i u
 		if ctx.Err() == nil {
 			g.fail(&g.errs, fmt.Sprintf("request %d: gRPC error: %v", i, err))
 		}
-	case resp.GetStatus().GetCode() == int32(rpccode.Code_UNAVAILABLE):
-		g.failUnavailable(&g.denied, fmt.Sprintf("request %d: %s", i, describeDenial(resp)))
-	case resp.GetStatus().GetCode() != int32(rpccode.Code_OK):
-		g.fail(&g.denied, fmt.Sprintf("request %d: %s", i, describeDenial(resp)))
-	case g.cfg.CheckIdentity && req.UserID != "" && okHeader(resp, headerUserID) != req.UserID:
+	case a.code == int32(rpccode.Code_UNAVAILABLE):
+		g.failUnavailable(&g.denied, fmt.Sprintf("request %d: %s", i, describeDenial(a.full)))
+	case a.code != int32(rpccode.Code_OK):
+		g.fail(&g.denied, fmt.Sprintf("request %d: %s", i, describeDenial(a.full)))
+	case g.cfg.CheckIdentity && req.UserID != "" && a.userID != req.UserID:
 		g.fail(&g.wrong, fmt.Sprintf("request %d: allowed with %s %q, want %q",
-			i, headerUserID, okHeader(resp, headerUserID), req.UserID))
+			i, headerUserID, a.userID, req.UserID))
 	}
 	return done
 }
 
 // checkDeny counts the answer to request i, which must deny with status
 // want.
-func (g *generator) checkDeny(ctx context.Context, i uint64, want int, resp *authv3.CheckResponse, err error) {
+func (g *generator) checkDeny(ctx context.Context, i uint64, want int, a *answer, err error) {
+	resp := a.full // a deny is decoded whole
 	switch {
 	case err != nil:
 		if ctx.Err() == nil {
 			g.fail(&g.mismatched, fmt.Sprintf("request %d: gRPC error: %v, want HTTP %d", i, err, want))
 		}
-	case resp.GetStatus().GetCode() == int32(rpccode.Code_OK):
+	case a.code == int32(rpccode.Code_OK):
 		g.fail(&g.mismatched, fmt.Sprintf("request %d: allowed, want HTTP %d", i, want))
 	case int(resp.GetDeniedResponse().GetStatus().GetCode()) == want:
 		g.deniedAsWanted.Add(1)
