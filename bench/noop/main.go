@@ -7,7 +7,7 @@
 // It serves gRPC health like the sidecar, prints "listening ADDR" on stdout
 // once it accepts connections, and stops on SIGINT or SIGTERM.
 //
-//	noop [--grpc-addr 127.0.0.1:0]
+//	noop [--grpc-addr 127.0.0.1:0] [--grpc-workers -1]
 package main
 
 import (
@@ -18,6 +18,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -41,6 +42,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("noop", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("grpc-addr", "127.0.0.1:0", "listen address (loopback)")
+	workers := fs.Int("grpc-workers", -1, "gRPC stream workers, as the sidecar's --grpc-workers (-1: 4 per CPU; 0: a new goroutine per check)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -48,9 +50,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	// The same server options as the sidecar (none), so the floor differs
-	// from it only by the work the sidecar does.
-	gs := grpc.NewServer()
+	// The same server options as the sidecar (stream workers), so the
+	// floor differs from it only by the work the sidecar does.
+	n := *workers
+	if n < 0 {
+		n = 4 * runtime.GOMAXPROCS(0)
+	}
+	gs := grpc.NewServer(grpc.NumStreamWorkers(uint32(n)))
 	authv3.RegisterAuthorizationServer(gs, allowAll{})
 	h := health.NewServer()
 	h.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

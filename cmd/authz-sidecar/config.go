@@ -61,6 +61,7 @@ type serveConfig struct {
 	LogAllowEvery       uint64
 	Reflection          bool
 	GRPCCodec           string
+	GRPCWorkers         int
 	DrainTimeout        time.Duration
 
 	// PGPrimaryURL reaches the primary when DatabaseURL is a hot standby,
@@ -126,6 +127,7 @@ func parseServeConfig(args []string, getenv func(string) string, stdout, stderr 
 		PGReplicaMaxWait:    pg.DefaultFenceMaxWait,
 		PGQueryMode:         "prepare",
 		GRPCCodec:           extauthz.CodecLean,
+		GRPCWorkers:         -1,
 		LogAllowEvery:       0,
 		DrainTimeout:        10 * time.Second,
 	}
@@ -237,6 +239,7 @@ func parseServeConfig(args []string, getenv func(string) string, stdout, stderr 
 	str(&c.PGQueryMode, "pg-query-mode", "AUTHZ_PG_QUERY_MODE", "prepare (named prepared statements), or describe / simple (no named statements: through PgBouncer in transaction pooling mode)")
 	u64(&c.LogAllowEvery, "log-allow-every", "AUTHZ_LOG_ALLOW_EVERY", "log one allow decision in N (0: none); denies are always logged")
 	boolean(&c.Reflection, "grpc-reflection", "AUTHZ_GRPC_REFLECTION", "enable gRPC server reflection")
+	integer(&c.GRPCWorkers, "grpc-workers", "AUTHZ_GRPC_WORKERS", "gRPC stream workers: goroutines kept to run checks, whose grown stacks are reused instead of grown anew for every check (-1: 4 per CPU; 0: a new goroutine per check, gRPC's default)")
 	str(&c.GRPCCodec, "grpc-codec", "AUTHZ_GRPC_CODEC", "how Check requests are read: lean (only the fields a decision uses, the rest validated and skipped; answers in pooled buffers) or proto (gRPC's standard codec, the whole message decoded); both decide alike")
 	dur(&c.DrainTimeout, "drain-timeout", "AUTHZ_DRAIN_TIMEOUT", "on SIGTERM, how long in-flight checks may take to finish")
 
@@ -275,6 +278,9 @@ func parseServeConfig(args []string, getenv func(string) string, stdout, stderr 
 	}
 	if !slices.Contains(extauthz.Codecs[:], c.GRPCCodec) {
 		return c, fmt.Errorf("--grpc-codec %q: want one of %v", c.GRPCCodec, extauthz.Codecs)
+	}
+	if c.GRPCWorkers < -1 {
+		return c, errors.New("--grpc-workers must be -1 (4 per CPU), 0 (none) or more")
 	}
 	if c.PGMaxConns < 1 {
 		return c, errors.New("--pg-max-conns must be at least 1")

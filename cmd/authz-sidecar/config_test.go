@@ -22,6 +22,8 @@ func TestServeConfigValidation(t *testing.T) {
 		{[]string{"--pg-query-mode", "fast"}, "--pg-query-mode"},
 		{[]string{"--pg-max-conns", "0"}, "--pg-max-conns"},
 		{[]string{"--grpc-codec", "proto"}, ""},
+		{[]string{"--grpc-workers", "0"}, ""},
+		{[]string{"--grpc-workers", "-2"}, "--grpc-workers"},
 		{[]string{"--grpc-codec", "lean"}, ""},
 		{[]string{"--grpc-codec", "vtproto"}, `--grpc-codec "vtproto"`},
 		{[]string{"--trace-sample-ratio", "1.5"}, "--trace-sample-ratio"},
