@@ -9,13 +9,13 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
-	protov2 "google.golang.org/protobuf/proto"
 )
 
 // The codecs NewGRPCServer can serve Check with.
 const (
 	// CodecLean reads a CheckRequest with the lean decoder (wire.go) and
-	// writes answers into pooled buffers.
+	// writes answers with the lean encoder (encode.go) into pooled
+	// buffers.
 	CodecLean = "lean"
 	// CodecProto is gRPC's standard codec: the whole CheckRequest is
 	// decoded into Go messages.
@@ -55,12 +55,13 @@ func NewGRPCServer(s *Server, codec string, opts ...grpc.ServerOption) (*grpc.Se
 
 // leanChecker is what the lean service calls; *Server implements it.
 type leanChecker interface {
-	checkWire(ctx context.Context, r *wireRequest) *authv3.CheckResponse
+	checkWire(ctx context.Context, r *wireRequest) *wireAnswer
 }
 
 // leanServiceDesc is authv3.Authorization_ServiceDesc with a Check
 // handler that asks the codec for a *wireRequest instead of a
-// *authv3.CheckRequest.
+// *authv3.CheckRequest, and hands it a *wireAnswer instead of a
+// *authv3.CheckResponse.
 var leanServiceDesc = grpc.ServiceDesc{
 	ServiceName: authv3.Authorization_ServiceDesc.ServiceName,
 	HandlerType: (*leanChecker)(nil),
@@ -69,6 +70,9 @@ var leanServiceDesc = grpc.ServiceDesc{
 	Metadata:    authv3.Authorization_ServiceDesc.Metadata,
 }
 
+// leanCheckHandler is the lean Check. An interceptor sees a *wireRequest
+// and a *wireAnswer, not messages; whatever it returns, gRPC hands to the
+// codec, which writes any other message as the standard codec does.
 func leanCheckHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 	r := new(wireRequest)
 	if err := dec(r); err != nil {
@@ -84,15 +88,12 @@ func leanCheckHandler(srv any, ctx context.Context, dec func(any) error, interce
 }
 
 // leanCodec decodes *wireRequest with the lean decoder and encodes
-// *authv3.CheckResponse into a pooled buffer; every other message goes to
-// gRPC's standard codec.
+// *wireAnswer with the lean encoder into a pooled buffer; every other
+// message goes to gRPC's standard codec.
 type leanCodec struct {
 	schema *wireSchema
 	std    encoding.CodecV2
 	pool   mem.BufferPool
-	// marshal reuses the size Size computed; answers are not shared
-	// between goroutines.
-	marshal protov2.MarshalOptions
 }
 
 func newLeanCodec() (*leanCodec, error) {
@@ -104,26 +105,31 @@ func newLeanCodec() (*leanCodec, error) {
 	if std == nil {
 		return nil, fmt.Errorf("extauthz: gRPC's %q codec is not registered", proto.Name)
 	}
-	return &leanCodec{schema: schema, std: std, pool: mem.DefaultBufferPool(), marshal: protov2.MarshalOptions{UseCachedSize: true}}, nil
+	return &leanCodec{schema: schema, std: std, pool: mem.DefaultBufferPool()}, nil
 }
 
 // Name is the content subtype the codec answers with: the standard one,
 // as the bytes on the wire are the same.
 func (c *leanCodec) Name() string { return proto.Name }
 
+// Marshal writes a *wireAnswer's CheckResponse as appendResponse does,
+// sized first so that the pooled buffer is taken once, at its size.
 func (c *leanCodec) Marshal(v any) (mem.BufferSlice, error) {
-	resp, ok := v.(*authv3.CheckResponse)
+	w, ok := v.(*wireAnswer)
 	if !ok {
 		return c.std.Marshal(v)
 	}
-	size := c.marshal.Size(resp)
-	buf := c.pool.Get(size)
-	out, err := c.marshal.MarshalAppend((*buf)[:0], resp)
-	if err != nil {
-		c.pool.Put(buf)
+	var a answer
+	a.decide(&w.decision, w.opts)
+	if err := a.validate(); err != nil {
 		return nil, fmt.Errorf("extauthz: marshal CheckResponse: %w", err)
 	}
+	size := a.wireSize()
+	buf := c.pool.Get(size)
+	out := a.appendWire((*buf)[:0])
 	if len(out) != size || &out[0] != &(*buf)[0] {
+		// A size that disagrees with the bytes is a bug here; never send
+		// what it wrote.
 		c.pool.Put(buf)
 		return nil, fmt.Errorf("extauthz: marshal CheckResponse: wrote %d bytes of %d", len(out), size)
 	}

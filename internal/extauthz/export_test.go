@@ -8,7 +8,14 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
+
+	"github.com/authz-sidecar/authz-sidecar/internal/authz"
 )
+
+// AppendResponse is appendResponse, for the benchmarks.
+func AppendResponse(b []byte, d *authz.Decision, o Options) ([]byte, error) {
+	return appendResponse(b, d, o)
+}
 
 // CodecRunner returns what the gRPC server does for one Check with the
 // named codec, network aside: decode the request's bytes, decide, encode

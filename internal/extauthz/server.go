@@ -107,29 +107,37 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		RouteName: req.GetAttributes().GetContextExtensions()["route"],
 	}
 	var d authz.Decision
-	return s.decide(ctx, &r, &d, requestID(h), start), nil
+	s.decide(ctx, &r, &d, requestID(h), start)
+	return Response(&d, s.options()), nil
 }
 
 // checkWire is Check for a request the lean decoder read. The request and
-// its decision live in w, which is on the heap already: a decider and an
-// observer behind interfaces would move them there one by one.
-func (s *Server) checkWire(ctx context.Context, w *wireRequest) *authv3.CheckResponse {
+// its answer live in w, which is on the heap already: a decider and an
+// observer behind interfaces would move them there one by one. The answer
+// is left as a decision for the lean codec to write straight to wire bytes
+// (appendResponse); building the messages first would cost as much again.
+func (s *Server) checkWire(ctx context.Context, w *wireRequest) *wireAnswer {
 	start := time.Now()
 	w.req = w.request()
-	return s.decide(ctx, &w.req, &w.decision, w.requestID, start)
+	s.decide(ctx, &w.req, &w.answer.decision, w.requestID, start)
+	w.answer.opts = s.options()
+	return &w.answer
 }
 
 // decide is Check once the request is read, whichever decoder read it; d
 // receives the decision.
-func (s *Server) decide(ctx context.Context, r *authz.Request, d *authz.Decision, requestID string, start time.Time) *authv3.CheckResponse {
+func (s *Server) decide(ctx context.Context, r *authz.Request, d *authz.Decision, requestID string, start time.Time) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	*d = s.decider.Decide(ctx, r)
-	opts := Options{DecisionIDToClient: s.cfg.DecisionIDResponseHeader}
 	if s.observer != nil {
 		s.observer.Observe(ctx, r, d, requestID, time.Since(start))
 	}
-	return Response(d, opts)
+}
+
+// options are the Options of every answer s gives.
+func (s *Server) options() Options {
+	return Options{DecisionIDToClient: s.cfg.DecisionIDResponseHeader}
 }
 
 func requestID(h *authv3.AttributeContext_HttpRequest) string {
@@ -175,122 +183,248 @@ var upstreamHeaders = authz.IdentityHeaders
 // maxUpstream is the number of headers an allow may set.
 const maxUpstream = len(upstreamHeaders)
 
-// okAnswer holds every message of an allow answer, metadata included, so
-// that building one costs a single allocation on the hot path.
-type okAnswer struct {
-	resp   authv3.CheckResponse
-	status rpcstatus.Status
-	wrap   authv3.CheckResponse_OkResponse
-	ok     authv3.OkHttpResponse
-	opts   [maxUpstream]corev3.HeaderValueOption
-	vals   [maxUpstream]corev3.HeaderValue
-	ptrs   [maxUpstream]*corev3.HeaderValueOption
-	set    [maxUpstream]bool // by upstreamHeaders index
-	remove [maxUpstream]string
-	client [2]*corev3.HeaderValueOption // shadow deny, decision id
-	// joined holds the header values the metadata reuses (building them
-	// again would allocate again).
-	joined     joined
-	meta       metadata
-	idToClient bool
+// maxClient is the number of headers an answer may send the client: a
+// deny's content type, reason, challenge and decision id (an allow sends at
+// most the shadowed deny and the decision id).
+const maxClient = 4
+
+// headerAction is how Envoy applies every header of an answer: it replaces
+// the request's or the response's copy, so a client's own value never
+// travels beside the sidecar's.
+const headerAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+
+// header is one header of an answer.
+type header struct{ key, value string }
+
+// answer is what an answer to Envoy contains, decided in one place
+// (decide) and written by two: Response builds the CheckResponse messages
+// (the standard codec, the tests), appendResponse writes the same
+// CheckResponse's wire bytes (the lean codec). Neither writer decides
+// anything, so they cannot drift apart in what they say;
+// TestAppendResponseMatchesResponse holds the two writers to each other.
+//
+// Its lists are arrays so that a writer can keep it on the stack; its
+// strings are the decision's, or constants.
+type answer struct {
+	allow bool
+	// rpcCode and rpcMessage are the CheckResponse's status: OK for an
+	// allow (a shadowed deny included), else the deny's code; the message
+	// is the reason.
+	rpcCode    rpccode.Code
+	rpcMessage string
+	// upstream are the headers an allow sets on the request, in
+	// IdentityHeaders order; remove are the other IdentityHeaders, which
+	// it strips from the request.
+	upstream  [maxUpstream]header
+	nUpstream int
+	remove    [maxUpstream]string
+	nRemove   int
+	// client are the headers sent to the client: an allow's
+	// response_headers_to_add, a deny's headers.
+	client  [maxClient]header
+	nClient int
+	// httpStatus and body are a deny's.
+	httpStatus typev3.StatusCode
+	body       string
+	// meta are the dynamic metadata's strings by MetadataKeys index (""
+	// leaves the key out); metaStatus is MetaStatus's, the one number.
+	meta       [len(MetadataKeys)]string
+	metaStatus int
 }
 
-// add sets one upstream header; it is Decision.Identity's yield.
-func (a *okAnswer) add(k, v string) bool {
-	i := len(a.ok.Headers)
-	if i == maxUpstream {
-		return false
-	}
-	a.vals[i] = corev3.HeaderValue{Key: k, Value: v}
-	a.opts[i].Header = &a.vals[i]
-	a.opts[i].AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-	a.ptrs[i] = &a.opts[i]
-	a.ok.Headers = a.ptrs[:i+1]
-	for j, name := range upstreamHeaders {
-		if name == k {
-			a.set[j] = true
-		}
-	}
-	switch k {
-	case authz.HeaderShadowDeny:
-		// The client learns of the shadowed deny too.
-		a.ok.ResponseHeadersToAdd = append(a.ok.ResponseHeadersToAdd, a.ptrs[i])
-	case authz.HeaderDecisionID:
-		if a.idToClient {
-			a.ok.ResponseHeadersToAdd = append(a.ok.ResponseHeadersToAdd, a.ptrs[i])
-		}
-	case authz.HeaderRoles:
-		a.joined.roles = v
-	case authz.HeaderOrgSource:
-		a.joined.orgSource = v
-	}
-	return true
+func (a *answer) upstreamHeaders() []header { return a.upstream[:a.nUpstream] }
+func (a *answer) removed() []string         { return a.remove[:a.nRemove] }
+func (a *answer) clientHeaders() []header   { return a.client[:a.nClient] }
+
+func (a *answer) addClient(k, v string) {
+	a.client[a.nClient] = header{k, v}
+	a.nClient++
 }
 
-// Response translates a decision into Envoy's answer. Statuses come from
-// authz (Decision.Status), headers from authz.IdentityHeaders and
-// Decision.Identity; nothing is decided here.
+// decide fills a, which must be zero, with the answer to d under o.
+// Statuses come from authz (Decision.Status), headers from
+// authz.IdentityHeaders and Decision.Identity; nothing is judged here.
 //
 // Envoy applies an allow's headers before its headers_to_remove, so a
 // header both set and removed would not reach the upstream at all: an
 // allow sets the headers it has values for (overwriting a client's copy)
 // and removes exactly the others.
-func Response(d *authz.Decision, o Options) *authv3.CheckResponse {
+func (a *answer) decide(d *authz.Decision, o Options) {
+	a.rpcMessage = string(d.Reason)
+	var j joined
 	if d.Allow {
-		a := &okAnswer{idToClient: o.DecisionIDToClient}
-		a.ok.Headers = a.ptrs[:0]
-		a.ok.ResponseHeadersToAdd = a.client[:0]
-		d.Identity(a.add)
-		remove := a.remove[:0]
-		for i, name := range upstreamHeaders {
-			if !a.set[i] {
-				remove = append(remove, name)
+		a.allow = true
+		a.rpcCode = rpccode.Code_OK
+		d.Identity(func(k, v string) bool {
+			a.upstream[a.nUpstream] = header{k, v}
+			a.nUpstream++
+			switch k {
+			case authz.HeaderShadowDeny:
+				// The client learns of the shadowed deny too.
+				a.addClient(k, v)
+			case authz.HeaderDecisionID:
+				if o.DecisionIDToClient {
+					a.addClient(k, v)
+				}
+			case authz.HeaderRoles:
+				// The metadata reuses the values Identity built: building
+				// them again would allocate again.
+				j.roles = v
+			case authz.HeaderOrgSource:
+				j.orgSource = v
+			}
+			return a.nUpstream < maxUpstream
+		})
+		for _, name := range upstreamHeaders {
+			if !a.sets(name) {
+				a.remove[a.nRemove] = name
+				a.nRemove++
 			}
 		}
-		a.ok.HeadersToRemove = remove
-		if len(a.ok.ResponseHeadersToAdd) == 0 {
-			a.ok.ResponseHeadersToAdd = nil
+	} else {
+		a.rpcCode = rpcCode(d.Code)
+		a.httpStatus = typev3.StatusCode(d.Status())
+		a.addClient("content-type", "application/json")
+		a.addClient(authz.HeaderReason, string(d.Reason))
+		if d.Code == authz.CodeUnauthenticated {
+			a.addClient("www-authenticate", authz.Challenge)
 		}
-		a.status.Code = int32(rpccode.Code_OK)
-		a.status.Message = string(d.Reason)
-		a.wrap.OkResponse = &a.ok
-		a.resp.Status = &a.status
-		a.resp.HttpResponse = &a.wrap
-		a.resp.DynamicMetadata = a.meta.fill(d, a.joined)
-		return &a.resp
+		if o.DecisionIDToClient && d.ID != "" {
+			a.addClient(authz.HeaderDecisionID, d.ID)
+		}
+		a.body = d.DenyBody()
+		j = join(d)
 	}
-	headers := []*corev3.HeaderValueOption{
-		overwrite("content-type", "application/json"),
-		overwrite(authz.HeaderReason, string(d.Reason)),
+	a.decideMetadata(d, j)
+}
+
+// sets reports whether a sets the upstream header name.
+func (a *answer) sets(name string) bool {
+	for _, h := range a.upstreamHeaders() {
+		if h.key == name {
+			return true
+		}
 	}
-	if d.Code == authz.CodeUnauthenticated {
-		headers = append(headers, overwrite("www-authenticate", authz.Challenge))
+	return false
+}
+
+// decideMetadata fills a's dynamic metadata from d.
+func (a *answer) decideMetadata(d *authz.Decision, j joined) {
+	result, status := "deny", d.Status()
+	switch {
+	case d.Shadowed:
+		result, status = "shadow_deny", d.Code.HTTPStatus()
+	case d.Allow:
+		result = "allow"
 	}
-	if o.DecisionIDToClient && d.ID != "" {
-		headers = append(headers, overwrite(authz.HeaderDecisionID, d.ID))
+	// In MetadataKeys order; status is the one number (metaStatus).
+	a.meta = [len(MetadataKeys)]string{
+		d.ID, result, "", string(d.Reason), d.Route, d.UserID, d.OrgID, j.orgSource,
+		d.TeamID, j.roles, d.Credential.String(), d.ImpersonatedBy, d.APIKeyID, d.PolicyVersion,
 	}
-	var meta metadata
+	a.metaStatus = status
+}
+
+// Response translates a decision into Envoy's answer as messages; the lean
+// codec writes the same answer's bytes instead (appendResponse).
+func Response(d *authz.Decision, o Options) *authv3.CheckResponse {
+	var a answer
+	a.decide(d, o)
+	if a.allow {
+		return okResponse(&a)
+	}
+	return deniedResponse(&a)
+}
+
+// okAnswer holds every message of an allow, metadata included, so that
+// building one costs a single allocation.
+type okAnswer struct {
+	resp   authv3.CheckResponse
+	status rpcstatus.Status
+	wrap   authv3.CheckResponse_OkResponse
+	ok     authv3.OkHttpResponse
+	opts   [maxUpstream + maxClient]corev3.HeaderValueOption
+	vals   [maxUpstream + maxClient]corev3.HeaderValue
+	ptrs   [maxUpstream + maxClient]*corev3.HeaderValueOption
+	remove [maxUpstream]string
+	meta   metadata
+}
+
+// option returns the i-th header option of m, set to h.
+func (m *okAnswer) option(i int, h header) *corev3.HeaderValueOption {
+	m.vals[i] = corev3.HeaderValue{Key: h.key, Value: h.value}
+	m.opts[i].Header = &m.vals[i]
+	m.opts[i].AppendAction = headerAction
+	m.ptrs[i] = &m.opts[i]
+	return m.ptrs[i]
+}
+
+// okResponse builds the messages of the allow a.
+func okResponse(a *answer) *authv3.CheckResponse {
+	m := new(okAnswer)
+	n := 0
+	for _, h := range a.upstreamHeaders() {
+		m.option(n, h)
+		n++
+	}
+	m.ok.Headers = m.ptrs[:n:n]
+	if len(a.clientHeaders()) > 0 {
+		first := n
+		for _, h := range a.clientHeaders() {
+			m.option(n, h)
+			n++
+		}
+		m.ok.ResponseHeadersToAdd = m.ptrs[first:n:n]
+	}
+	m.remove = a.remove
+	m.ok.HeadersToRemove = m.remove[:a.nRemove]
+	m.status.Code = int32(a.rpcCode)
+	m.status.Message = a.rpcMessage
+	m.wrap.OkResponse = &m.ok
+	m.resp.Status = &m.status
+	m.resp.HttpResponse = &m.wrap
+	m.resp.DynamicMetadata = m.meta.set(a)
+	return &m.resp
+}
+
+// deniedResponse builds the messages of the deny a.
+func deniedResponse(a *answer) *authv3.CheckResponse {
+	headers := make([]*corev3.HeaderValueOption, 0, a.nClient)
+	for _, h := range a.clientHeaders() {
+		headers = append(headers, &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: h.key, Value: h.value},
+			AppendAction: headerAction,
+		})
+	}
+	meta := new(metadata)
 	return &authv3.CheckResponse{
-		Status: &rpcstatus.Status{Code: int32(rpcCode(d.Code)), Message: string(d.Reason)},
+		Status: &rpcstatus.Status{Code: int32(a.rpcCode), Message: a.rpcMessage},
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status())},
+			Status:  &typev3.HttpStatus{Code: a.httpStatus},
 			Headers: headers,
-			Body:    d.DenyBody(),
+			Body:    a.body,
 		}},
-		DynamicMetadata: meta.fill(d, join(d)),
+		DynamicMetadata: meta.set(a),
 	}
 }
 
-// metadata is an answer's dynamic metadata: a google.protobuf.Struct whose
-// fields are written straight in their wire form (the Struct's unknown
-// fields, which protobuf-go marshals as they are and Envoy reads as the
-// Struct's map). A Struct built as a Go map cost four allocations to build
-// and two per key to marshal, which tripled the cost of an allow; this
-// costs none while the fields fit in buf. In Go, read the metadata back
-// through a marshal round trip, as Envoy does; GetFields is empty.
+// metadata is an answer's dynamic metadata as a message: a
+// google.protobuf.Struct whose fields are written straight in their wire
+// form (the Struct's unknown fields, which protobuf-go marshals as they
+// are and Envoy reads as the Struct's map). A Struct built as a Go map
+// cost four allocations to build and two per key to marshal, which tripled
+// the cost of an allow; this costs none while the fields fit in buf. In
+// Go, read the metadata back through a marshal round trip, as Envoy does;
+// GetFields is empty.
 type metadata struct {
 	st  structpb.Struct
 	buf [512]byte
+}
+
+// set makes m hold a's metadata.
+func (m *metadata) set(a *answer) *structpb.Struct {
+	m.st.ProtoReflect().SetUnknown(a.appendMetadata(m.buf[:0]))
+	return &m.st
 }
 
 // joined are the decision's values that take building: its roles
@@ -305,7 +439,8 @@ func join(d *authz.Decision) joined {
 	return j
 }
 
-// The field numbers of google/protobuf/struct.proto the encoding writes.
+// The field numbers of google/protobuf/struct.proto the metadata encoding
+// writes (TestWireFieldNumbers checks them).
 const (
 	structFields     protowire.Number = 1 // Struct.fields, map<string, Value>
 	mapEntryKey      protowire.Number = 1
@@ -313,61 +448,68 @@ const (
 	valueNumberValue protowire.Number = 2 // Value.number_value, double
 	valueStringValue protowire.Number = 3 // Value.string_value
 	fixed64Size                       = 8
-	structTagSize                     = 1 // every tag above fits one byte
+	// tagSize is the size of every tag the encodings write: their field
+	// numbers are all below 16 (TestWireFieldNumbers checks it).
+	tagSize = 1
 )
 
-// fill builds the metadata of d.
-func (m *metadata) fill(d *authz.Decision, j joined) *structpb.Struct {
-	version := d.PolicyVersion
-	result, status := "deny", d.Status()
-	switch {
-	case d.Shadowed:
-		result, status = "shadow_deny", d.Code.HTTPStatus()
-	case d.Allow:
-		result = "allow"
-	}
-	// In MetadataKeys order; status is the one number.
-	strs := [len(MetadataKeys)]string{
-		d.ID, result, "", string(d.Reason), d.Route, d.UserID, d.OrgID, j.orgSource,
-		d.TeamID, j.roles, d.Credential.String(), d.ImpersonatedBy, d.APIKeyID, version,
-	}
-	b := m.buf[:0]
+// appendMetadata appends the fields of a's metadata Struct, in
+// MetadataKeys order.
+func (a *answer) appendMetadata(b []byte) []byte {
 	for i, key := range MetadataKeys {
 		if key == MetaStatus {
-			b = appendNumberField(b, key, float64(status))
-		} else if strs[i] != "" {
-			b = appendStringField(b, key, strs[i])
+			b = appendStructNumber(b, key, float64(a.metaStatus))
+		} else if a.meta[i] != "" {
+			b = appendStructString(b, key, a.meta[i])
 		}
 	}
-	m.st.ProtoReflect().SetUnknown(b)
-	return &m.st
+	return b
 }
 
-// appendStringField appends one Struct field holding a string value.
-func appendStringField(b []byte, key, s string) []byte {
-	value := structTagSize + protowire.SizeBytes(len(s))
-	entry := structTagSize + protowire.SizeBytes(len(key)) + structTagSize + protowire.SizeBytes(value)
-	b = protowire.AppendTag(b, structFields, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(entry))
-	b = protowire.AppendTag(b, mapEntryKey, protowire.BytesType)
-	b = protowire.AppendString(b, key)
-	b = protowire.AppendTag(b, mapEntryValue, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(value))
-	b = protowire.AppendTag(b, valueStringValue, protowire.BytesType)
-	return protowire.AppendString(b, s)
+// metadataSize is the size of what appendMetadata appends.
+func (a *answer) metadataSize() int {
+	n := 0
+	for i, key := range MetadataKeys {
+		if key == MetaStatus {
+			n += sizeLen(structNumberEntrySize(key))
+		} else if a.meta[i] != "" {
+			n += sizeLen(structStringEntrySize(key, a.meta[i]))
+		}
+	}
+	return n
 }
 
-// appendNumberField appends one Struct field holding a number value.
-func appendNumberField(b []byte, key string, f float64) []byte {
-	value := structTagSize + fixed64Size
-	entry := structTagSize + protowire.SizeBytes(len(key)) + structTagSize + protowire.SizeBytes(value)
-	b = protowire.AppendTag(b, structFields, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(entry))
-	b = protowire.AppendTag(b, mapEntryKey, protowire.BytesType)
-	b = protowire.AppendString(b, key)
-	b = protowire.AppendTag(b, mapEntryValue, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(value))
-	b = protowire.AppendTag(b, valueNumberValue, protowire.Fixed64Type)
+// structStringEntrySize is the size of the map entry of a Struct field
+// holding a string value.
+func structStringEntrySize(key, s string) int {
+	value := tagSize + protowire.SizeBytes(len(s))
+	return tagSize + protowire.SizeBytes(len(key)) + tagSize + protowire.SizeBytes(value)
+}
+
+// structNumberEntrySize is the size of the map entry of a Struct field
+// holding a number value.
+func structNumberEntrySize(key string) int {
+	value := tagSize + fixed64Size
+	return tagSize + protowire.SizeBytes(len(key)) + tagSize + protowire.SizeBytes(value)
+}
+
+// appendStructString appends one Struct field holding a string value.
+func appendStructString(b []byte, key, s string) []byte {
+	b = appendLen(b, structFields, structStringEntrySize(key, s))
+	b = appendUvarint(b, protowire.EncodeTag(mapEntryKey, protowire.BytesType))
+	b = appendBytes(b, key)
+	b = appendLen(b, mapEntryValue, tagSize+protowire.SizeBytes(len(s)))
+	b = appendUvarint(b, protowire.EncodeTag(valueStringValue, protowire.BytesType))
+	return appendBytes(b, s)
+}
+
+// appendStructNumber appends one Struct field holding a number value.
+func appendStructNumber(b []byte, key string, f float64) []byte {
+	b = appendLen(b, structFields, structNumberEntrySize(key))
+	b = appendUvarint(b, protowire.EncodeTag(mapEntryKey, protowire.BytesType))
+	b = appendBytes(b, key)
+	b = appendLen(b, mapEntryValue, tagSize+fixed64Size)
+	b = appendUvarint(b, protowire.EncodeTag(valueNumberValue, protowire.Fixed64Type))
 	return protowire.AppendFixed64(b, math.Float64bits(f))
 }
 
@@ -381,12 +523,5 @@ func rpcCode(c authz.Code) rpccode.Code {
 		return rpccode.Code_PERMISSION_DENIED
 	default:
 		return rpccode.Code_UNAVAILABLE
-	}
-}
-
-func overwrite(k, v string) *corev3.HeaderValueOption {
-	return &corev3.HeaderValueOption{
-		Header:       &corev3.HeaderValue{Key: k, Value: v},
-		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 	}
 }

@@ -493,9 +493,9 @@ type wireRequest struct {
 	headers    []wireHeader
 	rawHeaders authz.HeaderMap // set instead when Envoy sent header_map
 	inline     [maxInlineHeaders]wireHeader
-	// req and decision hold the Check's request and answer (checkWire).
-	req      authz.Request
-	decision authz.Decision
+	// req and answer hold the Check's request and answer (checkWire).
+	req    authz.Request
+	answer wireAnswer
 }
 
 // Get returns the header named name. It scans the entries from the last,
