@@ -12,7 +12,7 @@
 # running: the driver stops its children and they die with it.
 #
 # Tunables (environment): BENCH_DURATION (5s), BENCH_WARMUP (1s),
-# BENCH_CONNS (2), BENCH_CONCURRENCY (16,64), BENCH_SCENARIOS (abcdefg),
+# BENCH_CONNS (2), BENCH_CONCURRENCY (16,64), BENCH_SCENARIOS (abcdefgh),
 # BENCH_FRESH_TOKENS (300000), BENCH_L1_FILL (100000; 0 skips),
 # BENCH_RATE (2000; comma list; 0 skips the fixed-rate rows), BENCH_RATE_DURATION (4s),
 # BENCH_RATE_INFLIGHT (256), BENCH_SIDECAR_FLAGS
