@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,8 +14,9 @@ import (
 	rpccode "google.golang.org/genproto/googleapis/rpc/code"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 )
 
 // echoServer allows a request naming user "u<n>" in its path as that
@@ -105,20 +105,9 @@ func startEcho(t *testing.T) grpc.ClientConnInterface {
 // connection to it.
 func startServer(t *testing.T, srv authv3.AuthorizationServer) grpc.ClientConnInterface {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	gs := grpc.NewServer()
 	authv3.RegisterAuthorizationServer(gs, srv)
-	go gs.Serve(lis) //nolint:errcheck // ends with Stop
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
+	return testproc.ServeGRPC(t, gs)
 }
 
 func frameFor(t *testing.T, path string) []byte {

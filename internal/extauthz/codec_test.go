@@ -3,14 +3,12 @@ package extauthz_test
 import (
 	"bytes"
 	"context"
-	"net"
 	"slices"
 	"testing"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/mem"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/authz-sidecar/authz-sidecar/internal/authz"
 	"github.com/authz-sidecar/authz-sidecar/internal/extauthz"
+	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 )
 
 // headerDecider allows a request whose x-allow header is "yes" and names
@@ -46,18 +45,7 @@ func startCodecServer(t *testing.T, codec string) *grpc.ClientConn {
 	h.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(gs, h)
 	reflection.Register(gs)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go gs.Serve(lis)
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
+	return testproc.ServeGRPC(t, gs)
 }
 
 func TestNewGRPCServerUnknownCodec(t *testing.T) {

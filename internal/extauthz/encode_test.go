@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"strings"
 	"testing"
 
@@ -15,7 +14,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -24,6 +22,7 @@ import (
 
 	"github.com/authz-sidecar/authz-sidecar/internal/authz"
 	"github.com/authz-sidecar/authz-sidecar/internal/policy"
+	"github.com/authz-sidecar/authz-sidecar/internal/testproc"
 )
 
 // The lean encoder is held to Response: for every decision, the bytes
@@ -421,17 +420,7 @@ func TestLeanInterceptor(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			lis, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			go gs.Serve(lis)
-			t.Cleanup(gs.Stop)
-			conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { conn.Close() })
+			conn := testproc.ServeGRPC(t, gs)
 			got, err := authv3.NewAuthorizationClient(conn).Check(context.Background(), &authv3.CheckRequest{})
 			if err != nil {
 				t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"maps"
-	"net"
 	"reflect"
 	"strings"
 	"sync"
@@ -17,8 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/authn"
 	"github.com/authz-sidecar/authz-sidecar/internal/authz"
@@ -167,22 +164,11 @@ func serveGRPC(t *testing.T, srv *extauthz.Server) authv3.AuthorizationClient {
 
 func serveGRPCWith(t *testing.T, srv *extauthz.Server, codec string) authv3.AuthorizationClient {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	gs, err := extauthz.NewGRPCServer(srv, codec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	go gs.Serve(lis)
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return authv3.NewAuthorizationClient(conn)
+	return authv3.NewAuthorizationClient(testproc.ServeGRPC(t, gs))
 }
 
 func checkRequest(method, path string, headers map[string]string, route string) *authv3.CheckRequest {
