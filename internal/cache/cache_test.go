@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -107,6 +108,43 @@ func TestL1CollapsesConcurrentMisses(t *testing.T) {
 	}
 	close(src.gate)
 	wg.Wait()
+}
+
+// More loads at once than the store has loaders: each still starts at
+// once (the others on goroutines of their own), none waits for a loader.
+func TestL1LoadsBeyondTheLoaders(t *testing.T) {
+	t.Parallel()
+	src := &stampedSource{gate: make(chan struct{})}
+	l1 := accessL1(t, src, L1Config{TTL: time.Minute})
+	const n = 2 * loaderCount
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if _, _, err := l1.Lookup(context.Background(), query(fmt.Sprintf("u%d", i), "org1")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	// Every load is held at the gate, so all n are running together.
+	waitFor(t, "every load started", func() bool { return src.calls.Load() == n })
+	close(src.gate)
+	wg.Wait()
+	for i := range n {
+		if got := tierOf(t, Lookup[roles.Query, *roles.Access](l1), query(fmt.Sprintf("u%d", i), "org1")); got != roles.TierL1 {
+			t.Fatalf("u%d after its load: tier %v, want an L1 hit", i, got)
+		}
+	}
+}
+
+// After the store is closed (its loaders gone), a miss still loads.
+func TestL1LoadsAfterClose(t *testing.T) {
+	t.Parallel()
+	src := &stampedSource{}
+	l1 := accessL1(t, src, L1Config{TTL: time.Minute})
+	l1.s.Close()
+	if _, tier, err := l1.Lookup(context.Background(), query("u1", "org1")); err != nil || tier != roles.TierSource {
+		t.Fatalf("lookup after Close: %v, %v; want a load from the source", tier, err)
+	}
 }
 
 func TestL1ErrorsAreNotCached(t *testing.T) {

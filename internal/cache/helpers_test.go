@@ -176,7 +176,12 @@ func newL2[Q, V any](t testing.TB, s *L2Store, kind *Kind[Q, V], next Lookup[Q, 
 // and its entry is visible.
 func joinLoad[Q, V any](l1 *L1[Q, V], q Q) {
 	key := string(l1.kind.AppendKey([]byte(l1.tag), q))
-	l1.group.Do(key, func() (any, error) { return nil, nil })
+	l1.flight.mu.Lock()
+	c := l1.flight.calls[key]
+	l1.flight.mu.Unlock()
+	if c != nil {
+		<-c.done
+	}
 	l1.Wait()
 }
 

@@ -11,7 +11,6 @@ import (
 
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/authz-sidecar/authz-sidecar/internal/roles"
 )
@@ -98,6 +97,7 @@ type L1Store struct {
 	// needs no precision (ristretto's own TTL check, on the system clock,
 	// ends an entry on time). It only moves forward.
 	coarse    atomic.Int64
+	loaders   *loaders
 	stop      chan struct{}
 	closeOnce sync.Once
 }
@@ -123,6 +123,7 @@ func NewL1Store(cfg L1Config, reg prometheus.Registerer) (*L1Store, error) {
 		return nil, fmt.Errorf("cache: new L1: %w", err)
 	}
 	s := &L1Store{cfg: cfg, inv: cfg.Invalidations, base: cfg.Now(), cache: c, reg: reg, jit: newJitter(cfg.Jitter, cfg.Rand), stop: make(chan struct{})}
+	s.loaders = newLoaders(loaderCount, s.stop)
 	s.sample()
 	go s.tick()
 	return s, nil
@@ -148,7 +149,7 @@ func (s *L1Store) sample() { raise(&s.coarse, s.now()) }
 // now is the current time on the L1 clock (monotonic with time.Now).
 func (s *L1Store) now() int64 { return int64(s.cfg.Now().Sub(s.base)) }
 
-// Close stops ristretto's goroutines and the clock's.
+// Close stops ristretto's goroutines, the clock's and the idle loaders.
 func (s *L1Store) Close() {
 	s.closeOnce.Do(func() {
 		close(s.stop)
@@ -207,8 +208,8 @@ type L1[Q, V any] struct {
 	kind  *Kind[Q, V]
 	next  Lookup[Q, V]
 	tag   string // kind.Name + "|", the start of every key
-	group singleflight.Group
-	m     *tierMetrics
+	flight flight
+	m      *tierMetrics
 }
 
 // NewL1 returns kind's L1 tier in store s, in front of next, registering
@@ -259,17 +260,17 @@ func (l *L1[Q, V]) Lookup(ctx context.Context, q Q) (V, roles.Tier, error) {
 	key := string(kb.b)
 	putKeyBuf(kb)
 	l.m.misses.Inc()
-	ch := l.group.DoChan(key, func() (any, error) { return l.load(ctx, key, q, true) })
+	c := l.flight.start(key, l.s.loaders.run, func() (any, error) { return l.load(ctx, key, q, true) })
 	select {
 	case <-ctx.Done():
 		var zero V
 		return zero, roles.TierL1, fmt.Errorf("cache: waiting for load: %w", ctx.Err())
-	case r := <-ch:
-		if r.Err != nil {
+	case <-c.done:
+		if c.err != nil {
 			var zero V
-			return zero, roles.TierNone, r.Err
+			return zero, roles.TierNone, c.err
 		}
-		v := r.Val.(loaded[V])
+		v := c.val.(loaded[V])
 		return v.value, v.tier, nil
 	}
 }
@@ -295,9 +296,9 @@ func (l *L1[Q, V]) usable(e *entry[V]) bool {
 // for it. A failed refresh is not retried: the entry expires, and the next
 // caller loads (and sees the error) as on any miss.
 func (l *L1[Q, V]) refresh(ctx context.Context, key string, q Q) {
-	ch := l.group.DoChan(key, func() (any, error) { return l.load(ctx, key, q, false) })
+	c := l.flight.start(key, l.s.loaders.run, func() (any, error) { return l.load(ctx, key, q, false) })
 	go func() {
-		if r := <-ch; r.Err != nil {
+		if <-c.done; c.err != nil {
 			l.m.refreshes.WithLabelValues("error").Inc()
 			return
 		}
