@@ -204,10 +204,10 @@ func (e *entry[V]) header() *meta { return &e.meta }
 // L1 is the in-process tier of one kind: the shared store in front of
 // next, with concurrent misses for one key collapsed into a single load.
 type L1[Q, V any] struct {
-	s     *L1Store
-	kind  *Kind[Q, V]
-	next  Lookup[Q, V]
-	tag   string // kind.Name + "|", the start of every key
+	s      *L1Store
+	kind   *Kind[Q, V]
+	next   Lookup[Q, V]
+	tag    string // kind.Name + "|", the start of every key
 	flight flight
 	m      *tierMetrics
 }
