@@ -120,8 +120,9 @@ func TestL1LoadsBeyondTheLoaders(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			if _, _, err := l1.Lookup(context.Background(), query(fmt.Sprintf("u%d", i), "org1")); err != nil {
-				t.Error(err)
+			a, tier, err := l1.Lookup(context.Background(), query(fmt.Sprintf("u%d", i), "org1"))
+			if err != nil || tier != roles.TierSource || !a.UserFound {
+				t.Errorf("u%d: %v, %v, %v; want a load from the source", i, a, tier, err)
 			}
 		})
 	}
@@ -129,10 +130,8 @@ func TestL1LoadsBeyondTheLoaders(t *testing.T) {
 	waitFor(t, "every load started", func() bool { return src.calls.Load() == n })
 	close(src.gate)
 	wg.Wait()
-	for i := range n {
-		if got := tierOf(t, Lookup[roles.Query, *roles.Access](l1), query(fmt.Sprintf("u%d", i), "org1")); got != roles.TierL1 {
-			t.Fatalf("u%d after its load: tier %v, want an L1 hit", i, got)
-		}
+	if got := src.calls.Load(); got != n {
+		t.Errorf("%d loads for %d keys", got, n)
 	}
 }
 
