@@ -338,8 +338,10 @@ func TestAppendResponseAllocatesNothing(t *testing.T) {
 		if _, err := appendResponse(buf[:0], &d, Options{DecisionIDToClient: true}); err != nil {
 			t.Fatal(err)
 		}
-	}); n != 0 {
-		t.Errorf("appendResponse: %v allocations, want 0", n)
+	}); n >= 1 {
+		// Below one: AllocsPerRun counts the process's allocations, and
+		// another test's background goroutine may allocate meanwhile.
+		t.Errorf("appendResponse: %v allocations per call, want 0", n)
 	}
 }
 
