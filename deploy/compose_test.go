@@ -378,7 +378,7 @@ func TestComposePolicyDiffers(t *testing.T) {
 }
 
 // runCheckScript runs scripts/compose-check.sh on file; status 2 means no
-// Compose parser is installed (scripts/setup.sh installs one).
+// Compose parser is on this machine (make test's setup step provides one).
 func runCheckScript(t *testing.T, file string) (status int, out string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -400,14 +400,14 @@ func runCheckScript(t *testing.T, file string) (status int, out string) {
 }
 
 // TestComposeConfig validates docker-compose.yml with a real Compose parser
-// (scripts/compose-check.sh; scripts/setup.sh installs one), and proves the
+// (scripts/compose-check.sh; make test's setup step provides one), and proves the
 // parser refuses a broken copy.
 func TestComposeConfig(t *testing.T) {
 	status, out := runCheckScript(t, composePath)
 	switch status {
 	case 0:
 	case 2:
-		testproc.RequireOrSkip(t, "no Compose parser (scripts/setup.sh installs Debian's docker-compose):\n%s", out)
+		testproc.RequireOrSkip(t, "no Compose parser on this machine (run make setup first):\n%s", out)
 	default:
 		t.Fatalf("docker-compose.yml is not valid:\n%s", out)
 	}

@@ -83,9 +83,9 @@ func TestCaddyForwardAuth(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-// caddyBinary finds Caddy (Debian's caddy package; scripts/setup.sh
-// installs it). Tests never install it: without it the test fails under
-// CI=true and is skipped elsewhere.
+// caddyBinary finds Caddy (Debian's caddy package, which make test's setup
+// step provides). Without it the test fails under CI=true and is skipped
+// elsewhere.
 func caddyBinary(t *testing.T) string {
 	t.Helper()
 	if p, err := exec.LookPath("caddy"); err == nil {
@@ -94,7 +94,7 @@ func caddyBinary(t *testing.T) string {
 	if isExecutable("/usr/bin/caddy") {
 		return "/usr/bin/caddy"
 	}
-	testproc.RequireOrSkip(t, "caddy is not installed (scripts/setup.sh installs it)")
+	testproc.RequireOrSkip(t, "caddy is not on this machine (run make setup first)")
 	return ""
 }
 

@@ -92,19 +92,18 @@ func TestNginxAuthRequest(t *testing.T) {
 	})
 }
 
-// nginxBinary finds nginx (scripts/setup.sh installs it before make test;
-// tests install nothing). Without it the test fails under CI=true and is
+// nginxBinary finds nginx (make test's setup step provides it). Without it the test fails under CI=true and is
 // skipped elsewhere.
 func nginxBinary(t *testing.T) string {
 	t.Helper()
 	if p, err := exec.LookPath("nginx"); err == nil {
 		return p
 	}
-	// Debian installs it in /usr/sbin, which a non-root PATH lacks.
+	// Debian puts it in /usr/sbin, which a non-root PATH lacks.
 	if isExecutable("/usr/sbin/nginx") {
 		return "/usr/sbin/nginx"
 	}
-	testproc.RequireOrSkip(t, "nginx is not installed (scripts/setup.sh installs it)")
+	testproc.RequireOrSkip(t, "nginx is not on this machine (run make setup first)")
 	return ""
 }
 
