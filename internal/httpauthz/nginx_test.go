@@ -92,8 +92,8 @@ func TestNginxAuthRequest(t *testing.T) {
 	})
 }
 
-// nginxBinary finds nginx (make test's setup step provides it). Without it the test fails under CI=true and is
-// skipped elsewhere.
+// nginxBinary finds nginx (make test's setup step provides it). Without
+// it the test fails under CI=true and is skipped elsewhere.
 func nginxBinary(t *testing.T) string {
 	t.Helper()
 	if p, err := exec.LookPath("nginx"); err == nil {
