@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,6 +9,8 @@ import (
 	"time"
 
 	"github.com/authz-sidecar/authz-sidecar/bench/loadgen"
+
+	"github.com/authz-sidecar/authz-sidecar/bench/benchenv"
 )
 
 // config is every setting of a benchmark run, parsed once, here. Paths are
@@ -78,7 +79,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 
-	var errs []error
+	env := benchenv.NewReader(getenv)
 	str := func(p *string, envs ...string) {
 		for _, e := range envs {
 			if v := getenv(e); v != "" {
@@ -87,38 +88,18 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 			}
 		}
 	}
-	dur := func(p *time.Duration, env string) {
-		if v := getenv(env); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil || d <= 0 {
-				errs = append(errs, fmt.Errorf("$%s=%q: want a positive duration", env, v))
-				return
-			}
-			*p = d
-		}
-	}
-	integer := func(p *int, env string, least int) {
-		if v := getenv(env); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < least {
-				errs = append(errs, fmt.Errorf("$%s=%q: want an integer >= %d", env, v, least))
-				return
-			}
-			*p = n
-		}
-	}
 	str(&c.AdminURL, "AUTHZ_TEST_DATABASE_URL")
 	str(&c.RedisURL, "AUTHZ_TEST_REDIS_URL")
-	dur(&c.Warmup, "BENCH_WARMUP")
-	dur(&c.Duration, "BENCH_DURATION")
-	dur(&c.RateDuration, "BENCH_RATE_DURATION")
-	dur(&c.Timeout, "BENCH_TIMEOUT")
-	integer(&c.Conns, "BENCH_CONNS", 1)
-	integer(&c.FreshTokens, "BENCH_FRESH_TOKENS", 1000)
-	integer(&c.Fill, "BENCH_L1_FILL", 0)
-	integer(&c.MaxInFlight, "BENCH_RATE_INFLIGHT", 1)
-	list := func(p *[]int, env string, allowNone bool) {
-		v := getenv(env)
+	env.Duration(&c.Warmup, "BENCH_WARMUP", time.Nanosecond)
+	env.Duration(&c.Duration, "BENCH_DURATION", time.Nanosecond)
+	env.Duration(&c.RateDuration, "BENCH_RATE_DURATION", time.Nanosecond)
+	env.Duration(&c.Timeout, "BENCH_TIMEOUT", time.Nanosecond)
+	env.Int(&c.Conns, "BENCH_CONNS", 1)
+	env.Int(&c.FreshTokens, "BENCH_FRESH_TOKENS", 1000)
+	env.Int(&c.Fill, "BENCH_L1_FILL", 0)
+	env.Int(&c.MaxInFlight, "BENCH_RATE_INFLIGHT", 1)
+	list := func(p *[]int, name string, allowNone bool) {
+		v := getenv(name)
 		if v == "" {
 			return
 		}
@@ -129,7 +110,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		for f := range strings.SplitSeq(v, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(f))
 			if err != nil || n < 1 {
-				errs = append(errs, fmt.Errorf("$%s=%q: want positive integers, comma-separated", env, v))
+				env.Fail(fmt.Errorf("$%s=%q: want positive integers, comma-separated", name, v))
 				return
 			}
 			*p = append(*p, n)
@@ -141,8 +122,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if v := getenv("BENCH_SCENARIOS"); v != "" {
 		c.Scenarios = strings.ReplaceAll(v, ",", "")
 		if strings.Trim(c.Scenarios, allScenarios) != "" {
-			errs = append(errs, fmt.Errorf("$BENCH_SCENARIOS=%q: want letters from %s", v, allScenarios))
+			env.Fail(fmt.Errorf("$BENCH_SCENARIOS=%q: want letters from %s", v, allScenarios))
 		}
 	}
-	return c, errors.Join(errs...)
+	return c, env.Err()
 }

@@ -42,28 +42,14 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"runtime/pprof"
-	"syscall"
+
+	"github.com/authz-sidecar/authz-sidecar/bench/benchenv"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	switch {
-	case err == nil:
-	case errors.Is(err, flag.ErrHelp):
-	default:
-		fmt.Fprintln(os.Stderr, "authzbench:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchenv.Main("authzbench", run) }
 
 // run is the whole program.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

@@ -1,12 +1,13 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/authz-sidecar/authz-sidecar/bench/benchenv"
 )
 
 // config is every setting of a fleet run, parsed once, here. What a person
@@ -58,54 +59,34 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	var errs []error
-	dur := func(p *time.Duration, env string, least time.Duration) {
-		if v := getenv(env); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil || d < least {
-				errs = append(errs, fmt.Errorf("$%s=%q: want a duration >= %v", env, v, least))
-				return
-			}
-			*p = d
-		}
-	}
-	integer := func(p *int, env string, least int) {
-		if v := getenv(env); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < least {
-				errs = append(errs, fmt.Errorf("$%s=%q: want an integer >= %d", env, v, least))
-				return
-			}
-			*p = n
-		}
-	}
-	integer(&c.Sidecars, "FLEET_SIDECARS", 1)
+	env := benchenv.NewReader(getenv)
+	env.Int(&c.Sidecars, "FLEET_SIDECARS", 1)
 	if v := getenv("FLEET_RATE"); v != "" {
 		r, err := strconv.ParseFloat(v, 64)
 		if err != nil || r <= 0 {
-			errs = append(errs, fmt.Errorf("$FLEET_RATE=%q: want checks per second > 0", v))
+			env.Fail(fmt.Errorf("$FLEET_RATE=%q: want checks per second > 0", v))
 		}
 		c.Rate = r
 	}
-	dur(&c.Duration, "FLEET_DURATION", 100*time.Millisecond)
-	dur(&c.Idle, "FLEET_IDLE", 0)
-	dur(&c.Sample, "FLEET_SAMPLE", 100*time.Millisecond)
-	dur(&c.Timeout, "FLEET_TIMEOUT", time.Second)
-	integer(&c.Users, "FLEET_USERS", 10)
-	integer(&c.Orgs, "FLEET_ORGS", 2)
-	integer(&c.PGConns, "FLEET_PG_MAX_CONNS", 1)
-	integer(&c.PGReserve, "FLEET_PG_RESERVE", 0)
+	env.Duration(&c.Duration, "FLEET_DURATION", 100*time.Millisecond)
+	env.Duration(&c.Idle, "FLEET_IDLE", 0)
+	env.Duration(&c.Sample, "FLEET_SAMPLE", 100*time.Millisecond)
+	env.Duration(&c.Timeout, "FLEET_TIMEOUT", time.Second)
+	env.Int(&c.Users, "FLEET_USERS", 10)
+	env.Int(&c.Orgs, "FLEET_ORGS", 2)
+	env.Int(&c.PGConns, "FLEET_PG_MAX_CONNS", 1)
+	env.Int(&c.PGReserve, "FLEET_PG_RESERVE", 0)
 	for _, ttl := range []struct {
 		p   *string
 		env string
 	}{{&c.L1TTL, "FLEET_L1_TTL"}, {&c.L2TTL, "FLEET_L2_TTL"}, {&c.RedisTimeout, "FLEET_REDIS_TIMEOUT"}} {
 		if v := getenv(ttl.env); v != "" {
 			if _, err := time.ParseDuration(v); err != nil {
-				errs = append(errs, fmt.Errorf("$%s=%q: want a duration", ttl.env, v))
+				env.Fail(fmt.Errorf("$%s=%q: want a duration", ttl.env, v))
 			}
 			*ttl.p = v
 		}
 	}
 	c.RedisURL = getenv("FLEET_REDIS_URL")
-	return c, errors.Join(errs...)
+	return c, env.Err()
 }
