@@ -72,12 +72,10 @@ func signedPolicy(tb testing.TB, doc string) (*jwttest.Keys, *policy.Policy, *au
 	return keys, pol, v
 }
 
-// hotServer returns a server, a token and a func that makes the entries
-// of the checks made so far visible (ristretto applies writes
-// asynchronously).
-func hotServer(b *testing.B) (*extauthz.Server, string, func()) {
+// staticAccess is an L1 store (an hour's TTL) and its access tier in front
+// of staticSource.
+func staticAccess(b *testing.B) (*cache.L1Store, *cache.L1[roles.Query, *roles.Access]) {
 	b.Helper()
-	keys, pol, v := signedPolicy(b, policyYAML)
 	store, err := cache.NewL1Store(cache.L1Config{TTL: time.Hour}, prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
@@ -87,6 +85,16 @@ func hotServer(b *testing.B) (*extauthz.Server, string, func()) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return store, l1
+}
+
+// hotServer returns a server, a token and a func that makes the entries
+// of the checks made so far visible (ristretto applies writes
+// asynchronously).
+func hotServer(b *testing.B) (*extauthz.Server, string, func()) {
+	b.Helper()
+	keys, pol, v := signedPolicy(b, policyYAML)
+	store, l1 := staticAccess(b)
 	tokens, err := cache.NewTokens(cache.TokensConfig{MaxTTL: time.Hour}, prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
@@ -263,15 +271,7 @@ func BenchmarkCheckCredentials(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	store, err := cache.NewL1Store(cache.L1Config{TTL: time.Hour}, prometheus.NewRegistry())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(store.Close)
-	access, err := cache.NewL1(store, cache.AccessKind(), cache.LookupFunc[roles.Query, *roles.Access](roles.NewSourceResolver(staticSource{}, nil).Resolve))
-	if err != nil {
-		b.Fatal(err)
-	}
+	store, access := staticAccess(b)
 	session := &authn.Session{Found: true, ID: "s1", UserID: userID, ExpiresAt: time.Now().Add(24 * time.Hour)}
 	byToken, err := cache.NewL1(store, cache.SessionTokenKind(), cache.LookupFunc[string, *authn.Session](
 		func(context.Context, string) (*authn.Session, roles.Tier, error) {
