@@ -129,3 +129,27 @@ func TestMembershipQueryReadsTheUsersRows(t *testing.T) {
 		}
 	}
 }
+
+// TestMembershipTeamTablesOnlyWhenAsked: the statement for a request
+// without a team names no team table (each table named costs a lock and an
+// open per execution); the one for a request with a team does.
+func TestMembershipTeamTablesOnlyWhenAsked(t *testing.T) {
+	t.Parallel()
+	db := openDB(t, pgtest.NewDatabase(t), pg.Config{})
+	f, err := db.Check(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.Teams {
+		t.Fatalf("Features = %+v: the test schema has teams", f)
+	}
+	st := pg.Statements(db)
+	for _, table := range []string{`"teams"`, `"teamMembers"`} {
+		if strings.Contains(st["membership"], table) {
+			t.Errorf("membership statement names %s:\n%s", table, st["membership"])
+		}
+		if !strings.Contains(st["membership with team"], table) {
+			t.Errorf("membership with team statement does not name %s:\n%s", table, st["membership with team"])
+		}
+	}
+}

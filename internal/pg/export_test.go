@@ -6,7 +6,7 @@ import "github.com/jackc/pgx/v5/pgxpool"
 func PoolOf(db *DB) *pgxpool.Pool { return db.pool }
 
 // Statements returns the queries built at db's first schema check ("" for
-// those of absent parts), by name: membership, session by token, session
+// those of absent parts), by name: membership, membership with team, session by token, session
 // by id, api key.
 func Statements(db *DB) map[string]string {
 	st := db.st.Load()
@@ -14,7 +14,7 @@ func Statements(db *DB) map[string]string {
 		return nil
 	}
 	return map[string]string{
-		"membership": st.q.membership, "session by token": st.q.sessionByToken,
+		"membership": st.q.membership, "membership with team": st.q.membershipTeam, "session by token": st.q.sessionByToken,
 		"session by id": st.q.sessionByID, "api key": st.q.apiKeyByHash,
 	}
 }

@@ -45,7 +45,11 @@ func (r *MemberRepository) Membership(ctx context.Context, s roles.Subject) (rol
 	if err := r.db.fenced(ctx, "membership"); err != nil {
 		return roles.Membership{}, err
 	}
-	err = r.db.pool.QueryRow(ctx, st.q.membership, s.UserID, s.OrgRef, s.TeamRef).Scan(
+	sql := st.q.membership
+	if s.TeamRef != "" {
+		sql = st.q.membershipTeam
+	}
+	err = r.db.pool.QueryRow(ctx, sql, s.UserID, s.OrgRef, s.TeamRef).Scan(
 		&m.UserFound, &m.Banned, &banExpires, &m.PlatformRole, &m.EmailVerified, &m.Anonymous, &m.TwoFactorEnabled,
 		&orgID, &memberRoles, &dynNames, &dynPerms, &teamID, &m.TeamMember)
 	if err != nil {
