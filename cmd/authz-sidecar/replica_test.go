@@ -104,6 +104,20 @@ func TestServeReplicaRevocation(t *testing.T) {
 				eventually(t, "the sidecar to subscribe", func() bool {
 					return r.metric(t, "authz_invalidation_flushes_total", "reason", "redis_subscribe") >= 1
 				})
+				m, err := testproc.ScrapeMetrics(context.Background(), r.httpAddr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, want := range [][]string{
+					{"authz_pg_pool_connections", "state", "in_use"},
+					{"authz_pg_pool_max_connections"},
+					{"authz_redis_pool_connections", "client", "l2", "state", "idle"},
+					{"authz_redis_pool_connections", "client", "bus", "state", "in_use"},
+				} {
+					if !m.Has(want[0], want[1:]...) {
+						t.Errorf("/metrics has no %s%q", want[0], want[1:])
+					}
+				}
 				return r
 			},
 			announce: func(t *testing.T, user string) {

@@ -184,6 +184,9 @@ func build(ctx context.Context, c serveConfig, getenv func(string) string, log *
 		return s, fmt.Errorf("open database: %w", err)
 	}
 	s.closers = append(s.closers, func() { closeBounded(s.db.Close, time.Second, log, "postgres pool") })
+	if err := s.db.RegisterPoolMetrics(s.reg); err != nil {
+		return s, err
+	}
 	if c.OTLPEndpoint != "" {
 		if s.tracer, err = tracing.New(ctx, tracing.Config{Endpoint: c.OTLPEndpoint, Insecure: c.OTLPInsecure, SampleRatio: c.TraceSampleRatio}); err != nil {
 			return s, err
@@ -341,6 +344,9 @@ func newTiers(c serveConfig, pol *policy.Policy, db *pg.DB, fence *pg.Fence, tra
 			return t, fmt.Errorf("--session-redis-url: %w", err)
 		}
 		t.closers = append(t.closers, func() { srdb.Close() })
+		if err := cache.RegisterRedisPoolMetrics(reg, "sessions", srdb); err != nil {
+			return t, err
+		}
 		secondarySessions := cache.NewSecondarySessions(srdb, cache.SecondaryStorageConfig{Prefix: c.SessionRedisPrefix})
 		tokenSource = cache.LookupFunc[string, *authn.Session](sources.Secondary(secondarySessions).SessionByToken)
 	}
@@ -371,6 +377,9 @@ func newTiers(c serveConfig, pol *policy.Policy, db *pg.DB, fence *pg.Fence, tra
 			return t, fmt.Errorf("--redis-url: %w", err)
 		}
 		t.closers = append(t.closers, func() { rdb.Close() })
+		if err := cache.RegisterRedisPoolMetrics(reg, "l2", rdb); err != nil {
+			return t, err
+		}
 		ly.l2 = cache.NewL2Store(rdb, cache.L2Config{
 			Prefix: c.RedisPrefix, TTL: c.L2TTL, NegativeTTL: c.L2NegativeTTL, Timeout: c.RedisTimeout,
 			Jitter: c.TTLJitter, Invalidations: inv,
@@ -386,6 +395,9 @@ func newTiers(c serveConfig, pol *policy.Policy, db *pg.DB, fence *pg.Fence, tra
 					return t, fmt.Errorf("--redis-url: %w", err)
 				}
 				t.closers = append(t.closers, func() { sub.Close() })
+				if err := cache.RegisterRedisPoolMetrics(reg, "bus", sub); err != nil {
+					return t, err
+				}
 				deps.Bus = cache.NewRedisBus(sub, c.InvalidationChannel, log)
 			}
 		}

@@ -260,6 +260,9 @@ func TestServePolicyReload(t *testing.T) {
 	if !strings.Contains(metrics, `authz_policy_reloads_total{result="failure"}`) {
 		t.Error("no failure counted in authz_policy_reloads_total")
 	}
+	if !strings.Contains(metrics, `authz_pg_pool_connections{state="in_use"}`) {
+		t.Error("no authz_pg_pool_connections in /metrics")
+	}
 
 	// SIGHUP reloads too: with the file unchanged since the last good load
 	// it counts as "unchanged"; fix the file first.

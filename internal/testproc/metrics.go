@@ -2,6 +2,7 @@ package testproc
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,6 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 )
 
 // Metrics is one scrape of a Prometheus text page (the sidecar's
@@ -51,6 +55,23 @@ func ScrapeMetrics(ctx context.Context, addr string) (Metrics, error) {
 // Metrics scrapes the sidecar's ops listener.
 func (s *Sidecar) Metrics(ctx context.Context) (Metrics, error) {
 	return ScrapeMetrics(ctx, s.HTTP)
+}
+
+// GatherMetrics returns what g (a registry) would serve on /metrics,
+// parsed: for tests of metrics that are registered without a server.
+func GatherMetrics(g prometheus.Gatherer) (Metrics, error) {
+	mfs, err := g.Gather()
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			return nil, err
+		}
+	}
+	return ParseMetrics(&buf)
 }
 
 // ParseMetrics reads the sample lines of the Prometheus text format
@@ -152,6 +173,16 @@ func (m Metrics) Sum(name string, labels ...string) float64 {
 		}
 	}
 	return t
+}
+
+// Has reports whether a sample named name has every pair of labels.
+func (m Metrics) Has(name string, labels ...string) bool {
+	for _, s := range m {
+		if s.Name == name && s.has(labels) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s Sample) has(pairs []string) bool {
