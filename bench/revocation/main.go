@@ -20,7 +20,7 @@
 //	go run ./bench/revocation -sidecar bin/authz-sidecar
 //
 // Needs PostgreSQL and Redis (scripts/services.sh) and the Better Auth
-// fixture installed (scripts/betterauth.sh install).
+// fixture set up (make betterauth).
 package main
 
 import (

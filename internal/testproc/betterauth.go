@@ -11,8 +11,8 @@ import (
 )
 
 // ErrBetterAuthNotInstalled is wrapped by NewBetterAuth when the fixture's
-// dependencies are missing (run scripts/betterauth.sh install).
-var ErrBetterAuthNotInstalled = errors.New("better auth fixture not installed (run scripts/betterauth.sh install)")
+// dependencies are missing (make betterauth, part of make test, sets them up).
+var ErrBetterAuthNotInstalled = errors.New("better auth fixture missing: make test sets it up once (make betterauth)")
 
 // BetterAuthOptions says how to run the Better Auth fixture app of
 // test/betterauth (server.ts on the Bun binary its npm install ships).
@@ -59,10 +59,9 @@ func NewBetterAuth(opts BetterAuthOptions, logDir string) (*BetterAuth, error) {
 			return nil, err
 		}
 	}
-	dir := filepath.Join(root, "test", "betterauth")
-	bun := filepath.Join(dir, "node_modules", ".bin", "bun")
-	if _, err := os.Stat(bun); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBetterAuthNotInstalled, err)
+	dir, bun, err := betterAuthBun(root)
+	if err != nil {
+		return nil, err
 	}
 	port, err := FreePort()
 	if err != nil {
@@ -90,6 +89,30 @@ func NewBetterAuth(opts BetterAuthOptions, logDir string) (*BetterAuth, error) {
 		return nil, err
 	}
 	return &BetterAuth{URL: url, Proc: p}, nil
+}
+
+// betterAuthBun returns the fixture's directory under root and the Bun
+// binary its npm dependencies ship; the error wraps
+// ErrBetterAuthNotInstalled when they are missing.
+func betterAuthBun(root string) (dir, bun string, err error) {
+	dir = filepath.Join(root, "test", "betterauth")
+	bun = filepath.Join(dir, "node_modules", ".bin", "bun")
+	if _, err := os.Stat(bun); err != nil {
+		return "", "", fmt.Errorf("%w: %v", ErrBetterAuthNotInstalled, err)
+	}
+	return dir, bun, nil
+}
+
+// BetterAuthBun is betterAuthBun for a test that runs the fixture's
+// scripts itself: a missing fixture fails the test under CI and skips it
+// otherwise (RequireOrSkip).
+func BetterAuthBun(t testing.TB) (dir, bun string) {
+	t.Helper()
+	dir, bun, err := betterAuthBun(RepoRootT(t))
+	if err != nil {
+		RequireOrSkip(t, "%v", err)
+	}
+	return dir, bun
 }
 
 // StartBetterAuth is NewBetterAuth for a test: a fixture that is not

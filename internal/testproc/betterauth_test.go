@@ -2,8 +2,6 @@ package testproc
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,10 +20,7 @@ func TestNewBetterAuthRefusals(t *testing.T) {
 // A server that exits at start (here: a database that does not exist, so
 // the migration fails) is reported at once, with its log.
 func TestNewBetterAuthFailsFast(t *testing.T) {
-	root := RepoRootT(t)
-	if _, err := os.Stat(filepath.Join(root, "test", "betterauth", "node_modules", ".bin", "bun")); err != nil {
-		RequireOrSkip(t, "Better Auth fixture not installed (run scripts/betterauth.sh install): %v", err)
-	}
+	BetterAuthBun(t)
 	start := time.Now()
 	_, err := NewBetterAuth(BetterAuthOptions{
 		DatabaseURL:  "postgres://postgres@127.0.0.1:1/none?connect_timeout=1",

@@ -150,11 +150,7 @@ func TestExtraStaticRole(t *testing.T) {
 // TestRolesJSONIsCurrent checks that the committed test/betterauth/roles.json
 // is what print-roles.ts prints from access.ts now.
 func TestRolesJSONIsCurrent(t *testing.T) {
-	dir := filepath.Join(testproc.RepoRootT(t), "test", "betterauth")
-	bun := filepath.Join(dir, "node_modules", ".bin", "bun")
-	if _, err := os.Stat(bun); err != nil {
-		testproc.RequireOrSkip(t, "Better Auth fixture not installed (run scripts/betterauth.sh install): %v", err)
-	}
+	dir, bun := testproc.BetterAuthBun(t)
 	cmd := exec.Command(bun, "print-roles.ts")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "EXTRA_STATIC_ROLE=")
