@@ -332,6 +332,24 @@ func (d Decision) finish(r Reason, detail string) Decision {
 	return d
 }
 
+// DenyHeaders calls add with each header a deny carries to the client,
+// the same for both transports: the body's type, the reason, the bearer
+// challenge of a 401, and the decision id when withID
+// (--decision-id-to-client). Names are lower-case; HTTP canonicalises them.
+func (d *Decision) DenyHeaders(withID bool, add func(name, value string)) {
+	if d.Allow {
+		return
+	}
+	add("content-type", "application/json")
+	add(HeaderReason, string(d.Reason))
+	if d.Code == CodeUnauthenticated {
+		add("www-authenticate", Challenge)
+	}
+	if withID && d.ID != "" {
+		add(HeaderDecisionID, d.ID)
+	}
+}
+
 // DenyBody renders the small JSON body every transport sends with a deny,
 // e.g. {"error":"forbidden","reason":"missing_permission","message":"missing
 // permission","detail":"leave:approve","route":"approve-leave"}. Nothing in

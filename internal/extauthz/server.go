@@ -284,14 +284,7 @@ func (a *answer) decide(d *authz.Decision, o Options) {
 	} else {
 		a.rpcCode = rpcCode(d.Code)
 		a.httpStatus = typev3.StatusCode(d.Status())
-		a.addClient("content-type", "application/json")
-		a.addClient(authz.HeaderReason, string(d.Reason))
-		if d.Code == authz.CodeUnauthenticated {
-			a.addClient("www-authenticate", authz.Challenge)
-		}
-		if o.DecisionIDToClient && d.ID != "" {
-			a.addClient(authz.HeaderDecisionID, d.ID)
-		}
+		d.DenyHeaders(o.DecisionIDToClient, a.addClient)
 		a.body = d.DenyBody()
 		j = join(d)
 	}

@@ -55,15 +55,8 @@ func writeAnswer(w http.ResponseWriter, d *authz.Decision, o answerOptions) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	h.Set("Content-Type", "application/json")
+	d.DenyHeaders(o.idOnDeny, h.Set)
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set(authz.HeaderReason, string(d.Reason))
-	if d.Code == authz.CodeUnauthenticated {
-		h.Set("WWW-Authenticate", authz.Challenge)
-	}
-	if o.idOnDeny && d.ID != "" {
-		h.Set(authz.HeaderDecisionID, d.ID)
-	}
 	w.WriteHeader(d.Status())
 	// The body is best effort: the status already carries the decision.
 	_, _ = io.WriteString(w, d.DenyBody())
