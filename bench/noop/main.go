@@ -18,7 +18,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime"
 	"syscall"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -27,6 +26,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/authz-sidecar/authz-sidecar/internal/extauthz"
 )
 
 func main() {
@@ -52,11 +53,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// The same server options as the sidecar (stream workers), so the
 	// floor differs from it only by the work the sidecar does.
-	n := *workers
-	if n < 0 {
-		n = 4 * runtime.GOMAXPROCS(0)
-	}
-	gs := grpc.NewServer(grpc.NumStreamWorkers(uint32(n)))
+	gs := grpc.NewServer(extauthz.StreamWorkers(*workers))
 	authv3.RegisterAuthorizationServer(gs, allowAll{})
 	h := health.NewServer()
 	h.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -24,7 +23,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -534,12 +532,8 @@ func (s *sidecar) run(ctx context.Context, lis listeners) error {
 	if s.tracer != nil {
 		decider = s.tracer.Decider(s.engine)
 	}
-	workers := c.GRPCWorkers
-	if workers < 0 {
-		workers = 4 * runtime.GOMAXPROCS(0)
-	}
 	gs, err := extauthz.NewGRPCServer(extauthz.New(decider, s.recorder, extauthz.Config{Timeout: c.CheckTimeout, DecisionIDResponseHeader: c.DecisionIDResponseHeader}), c.GRPCCodec,
-		grpc.NumStreamWorkers(uint32(workers)))
+		extauthz.StreamWorkers(c.GRPCWorkers))
 	if err != nil {
 		return err
 	}

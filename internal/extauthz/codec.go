@@ -3,6 +3,7 @@ package extauthz
 import (
 	"context"
 	"fmt"
+	"runtime"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
@@ -51,6 +52,19 @@ func NewGRPCServer(s *Server, codec string, opts ...grpc.ServerOption) (*grpc.Se
 		return gs, nil
 	}
 	return nil, fmt.Errorf("extauthz: unknown codec %q (want %s or %s)", codec, CodecLean, CodecProto)
+}
+
+// StreamWorkers is the server option for n gRPC stream workers:
+// goroutines kept to run checks, whose grown stacks serve the next check
+// instead of growing anew for each. -1 means 4 per CPU (the sidecar's
+// --grpc-workers default, and the do-nothing benchmark server's, so that
+// the two compare alike); 0 means none, gRPC's default of a goroutine per
+// check.
+func StreamWorkers(n int) grpc.ServerOption {
+	if n < 0 {
+		n = 4 * runtime.GOMAXPROCS(0)
+	}
+	return grpc.NumStreamWorkers(uint32(n))
 }
 
 // leanChecker is what the lean service calls; *Server implements it.
